@@ -1,0 +1,161 @@
+/**
+ * The network config stored at `<prefix>/config`, parsed with flannel's defaults
+ * and validation (contract §2). Go field names match case-insensitively.
+ */
+import { ConfigError } from './util/errors';
+import { Cidr, blockSize, cidrContains, cidrLast, formatCidr, formatIPv4, parseCidr, parseIPv4, prefixMask } from './net/ipv4';
+
+export interface BackendConfig {
+  readonly type: 'vxlan';
+  readonly vni: number;
+  /** UDP port; 0 in the config means the kernel default, which we resolve to 8472. */
+  readonly port: number;
+  /** Overrides the underlay MTU in the device MTU formula (0 = use the interface's). */
+  readonly mtu: number;
+  readonly gbp: boolean;
+  readonly learning: boolean;
+  readonly directRouting: boolean;
+}
+
+export interface NetworkConfig {
+  readonly network: Cidr;
+  readonly subnetLen: number;
+  readonly subnetMin: number;
+  readonly subnetMax: number;
+  readonly backend: BackendConfig;
+}
+
+export const DEFAULT_VXLAN_PORT = 8472;
+
+type Json = Record<string, unknown>;
+
+/** Case-insensitive field lookup, as Go's encoding/json does. */
+function field(obj: Json, name: string): unknown {
+  if (name in obj) return obj[name];
+  const lower = name.toLowerCase();
+  for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) return obj[k];
+  return undefined;
+}
+
+function optInt(obj: Json, name: string, path: string, min: number, max: number): number | undefined {
+  const v = field(obj, name);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(path, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function optBool(obj: Json, name: string, path: string): boolean | undefined {
+  const v = field(obj, name);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') throw new ConfigError(path, `must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optIPv4(obj: Json, name: string): number | undefined {
+  const v = field(obj, name);
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') throw new ConfigError(name, `must be an IPv4 address string, got ${JSON.stringify(v)}`);
+  try {
+    return parseIPv4(v);
+  } catch {
+    throw new ConfigError(name, `must be an IPv4 address, got ${JSON.stringify(v)}`);
+  }
+}
+
+function parseBackend(raw: unknown): BackendConfig {
+  if (raw === undefined || raw === null) {
+    throw new ConfigError('Backend', 'missing; flannel would default to the udp backend, flanneld-ts supports only "vxlan"');
+  }
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('Backend', 'must be an object');
+  const b = raw as Json;
+  const type = field(b, 'Type');
+  if (typeof type !== 'string' || type === '') {
+    throw new ConfigError('Backend.Type', 'missing; flanneld-ts supports only "vxlan"');
+  }
+  if (type.toLowerCase() !== 'vxlan') {
+    throw new ConfigError('Backend.Type', `unsupported backend ${JSON.stringify(type)}; flanneld-ts supports only "vxlan"`);
+  }
+  return {
+    type: 'vxlan',
+    vni: optInt(b, 'VNI', 'Backend.VNI', 0, 0xffffff) ?? 1,
+    port: optInt(b, 'Port', 'Backend.Port', 0, 65535) || DEFAULT_VXLAN_PORT,
+    mtu: optInt(b, 'MTU', 'Backend.MTU', 0, 65535) ?? 0,
+    gbp: optBool(b, 'GBP', 'Backend.GBP') ?? false,
+    learning: optBool(b, 'Learning', 'Backend.Learning') ?? false,
+    directRouting: optBool(b, 'DirectRouting', 'Backend.DirectRouting') ?? false,
+  };
+}
+
+/** Parses and validates the config JSON text. Throws ConfigError naming the field. */
+export function parseNetworkConfig(text: string): NetworkConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError('(document)', `not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError('(document)', 'must be a JSON object');
+  }
+  const obj = raw as Json;
+  if (optBool(obj, 'EnableIPv4', 'EnableIPv4') === false) {
+    throw new ConfigError('EnableIPv4', 'false is not supported; flanneld-ts is IPv4-only for now');
+  }
+  if (optBool(obj, 'EnableIPv6', 'EnableIPv6') === true) {
+    throw new ConfigError('EnableIPv6', 'true is not supported; flanneld-ts is IPv4-only for now');
+  }
+  const netText = field(obj, 'Network');
+  if (typeof netText !== 'string' || netText === '') throw new ConfigError('Network', 'missing (e.g. "10.7.0.0/16")');
+  let network: Cidr;
+  try {
+    network = parseCidr(netText);
+  } catch {
+    throw new ConfigError('Network', `must be an IPv4 CIDR, got ${JSON.stringify(netText)}`);
+  }
+  if (network.prefixLen > 28) {
+    throw new ConfigError('Network', `prefix /${network.prefixLen} is too small (at most /28)`);
+  }
+  let subnetLen = optInt(obj, 'SubnetLen', 'SubnetLen', 0, 32);
+  if (subnetLen === undefined || subnetLen === 0) {
+    subnetLen = network.prefixLen <= 22 ? 24 : network.prefixLen + 2;
+  } else if (subnetLen > 30) {
+    throw new ConfigError('SubnetLen', `${subnetLen} is too long (at most 30)`);
+  } else if (subnetLen < network.prefixLen + 2) {
+    throw new ConfigError('SubnetLen', `${subnetLen} is too short for Network ${formatCidr(network)} (at least ${network.prefixLen + 2})`);
+  }
+  const size = blockSize(subnetLen);
+  const checkBound = (name: string, ip: number | undefined, dflt: number): number => {
+    if (ip === undefined) return dflt;
+    if (!cidrContains(network, ip)) {
+      throw new ConfigError(name, `${formatIPv4(ip)} is not inside Network ${formatCidr(network)}`);
+    }
+    if (((ip & prefixMask(subnetLen)) >>> 0) !== ip) {
+      throw new ConfigError(name, `${formatIPv4(ip)} is not on a /${subnetLen} subnet boundary`);
+    }
+    return ip;
+  };
+  const subnetMin = checkBound('SubnetMin', optIPv4(obj, 'SubnetMin'), network.ip + size);
+  const subnetMax = checkBound('SubnetMax', optIPv4(obj, 'SubnetMax'), (cidrLast(network) - size + 1) >>> 0);
+  if (subnetMin > subnetMax) {
+    throw new ConfigError('SubnetMin', `${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`);
+  }
+  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(field(obj, 'Backend')) };
+}
+
+/** True when `subnet` is a lease this config can hand out (length and range). */
+export function subnetFitsConfig(config: NetworkConfig, subnet: Cidr): boolean {
+  return (
+    subnet.prefixLen === config.subnetLen &&
+    subnet.ip >= config.subnetMin &&
+    subnet.ip <= config.subnetMax &&
+    cidrContains(config.network, subnet.ip)
+  );
+}
+
+/** Number of subnets in SubnetMin..SubnetMax. */
+export function subnetCapacity(config: NetworkConfig): number {
+  return (config.subnetMax - config.subnetMin) / blockSize(config.subnetLen) + 1;
+}
+

@@ -1,0 +1,135 @@
+/**
+ * The `Kernel` seam: everything flanneld-ts asks of the Linux kernel, as plain
+ * value types plus a small interface. `NetlinkKernel` is the real one (the only
+ * importer of the `netlink` package); `MemoryKernel` is the fake for unit tests.
+ * One contract test suite runs against both.
+ */
+import { Cidr } from '../net/ipv4';
+
+/** `ip route replace <dst> via <gateway> dev <device> onlink` (main table). */
+export interface RouteEntry {
+  readonly kind: 'route';
+  readonly dst: Cidr;
+  readonly gateway: number;
+  readonly onlink: boolean;
+}
+
+/** `ip neigh replace <ip> lladdr <mac> dev <device> nud permanent` */
+export interface NeighborEntry {
+  readonly kind: 'neighbor';
+  readonly ip: number;
+  readonly mac: string;
+  /** NUD_PERMANENT; entries the kernel made itself are not permanent. */
+  readonly permanent: boolean;
+}
+
+/** `bridge fdb replace <mac> dev <device> dst <dst> self permanent` */
+export interface FdbEntry {
+  readonly kind: 'fdb';
+  readonly mac: string;
+  readonly dst: number;
+  readonly permanent: boolean;
+}
+
+export type Entry = RouteEntry | NeighborEntry | FdbEntry;
+
+/** One change to apply on the overlay device. `replace` creates or overwrites (idempotent); `delete` of a missing entry succeeds. */
+export interface Operation {
+  readonly op: 'replace' | 'delete';
+  readonly entry: Entry;
+}
+
+export interface OperationResult {
+  readonly operation: Operation;
+  /** Undefined on success. */
+  readonly error?: Error;
+}
+
+export interface InterfaceAddress {
+  readonly ip: number;
+  readonly prefixLen: number;
+  /** 0 = global (universe), 253 = link, 254 = host. */
+  readonly scope: number;
+}
+
+export interface InterfaceInfo {
+  readonly index: number;
+  readonly name: string;
+  readonly mtu: number;
+  readonly up: boolean;
+  readonly addresses: readonly InterfaceAddress[];
+}
+
+/** The wanted VXLAN device (contract §4). */
+export interface VxlanSpec {
+  readonly name: string;
+  readonly vni: number;
+  readonly localIP: number;
+  readonly underlayIndex: number;
+  readonly port: number;
+  readonly learning: boolean;
+  readonly gbp: boolean;
+  readonly mtu: number;
+}
+
+/** What the kernel holds for a link. VXLAN fields are undefined for other kinds. */
+export interface DeviceState {
+  readonly index: number;
+  readonly name: string;
+  /** IFLA_INFO_KIND, e.g. "vxlan", "veth"; "" when none. */
+  readonly kind: string;
+  readonly mac: string;
+  readonly mtu: number;
+  /** Administratively up (IFF_UP). */
+  readonly up: boolean;
+  readonly vni?: number | undefined;
+  readonly localIP?: number | undefined;
+  readonly underlayIndex?: number | undefined;
+  readonly port?: number | undefined;
+  readonly learning?: boolean | undefined;
+  readonly gbp?: boolean | undefined;
+  /** IPv4 addresses on the device. */
+  readonly addresses: readonly Cidr[];
+}
+
+export interface LinkChange {
+  readonly mtu?: number;
+  readonly up?: boolean;
+}
+
+export interface Kernel {
+  /** All interfaces with their IPv4 addresses (`ip -4 addr`). */
+  listInterfaces(): Promise<InterfaceInfo[]>;
+  /** Index of the interface of the IPv4 default route in the main table (`ip route show default`), if any. */
+  defaultRouteInterface(): Promise<number | undefined>;
+  /** The link called `name` (`ip -d link show <name>`), or undefined. */
+  getDevice(name: string): Promise<DeviceState | undefined>;
+  /** `ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> local <ip> dev <underlay> dstport <port> nolearning`; fails if it exists. */
+  createVxlan(spec: VxlanSpec, mac: string): Promise<DeviceState>;
+  /** `ip link del dev <index>`; a missing link is success. */
+  deleteLink(index: number): Promise<void>;
+  /** `ip link set dev <index> mtu <mtu> up|down` */
+  setLink(index: number, change: LinkChange): Promise<void>;
+  /** `ip addr replace <cidr> dev <index>` (a /32 for the overlay). */
+  addAddress(index: number, address: Cidr): Promise<void>;
+  /** `ip addr del <cidr> dev <index>`; a missing address is success. */
+  deleteAddress(index: number, address: Cidr): Promise<void>;
+  /**
+   * Routes (main table, IPv4, oif = index, not proto kernel), IPv4 neighbours and
+   * FDB entries (AF_BRIDGE with a dst) on the device.
+   */
+  listEntries(index: number): Promise<Entry[]>;
+  /**
+   * Applies the operations on the device, in order of the array for entries that
+   * depend on each other (callers put neighbour and FDB before route), pipelined
+   * with a bounded number of requests in flight. Never rejects: each result says
+   * whether its operation failed.
+   */
+  apply(index: number, operations: readonly Operation[]): Promise<OperationResult[]>;
+  /**
+   * Calls `onChange` (coalescing is the caller's job) whenever the kernel reports a
+   * link, address, route or neighbour change. Returns an unsubscribe function.
+   */
+  watch(onChange: () => void): () => void;
+  close(): void;
+}

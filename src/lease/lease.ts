@@ -1,0 +1,29 @@
+/** The lease model: what one node holds in etcd. */
+import { Cidr } from '../net/ipv4';
+
+/** A decoded, valid lease. */
+export interface Lease {
+  readonly subnet: Cidr;
+  /** The node's public IP: FDB dst and VXLAN local on every peer. */
+  readonly publicIP: number;
+  /** `vxlan` for us and for flannel's VXLAN nodes; peers of other types are not programmed. */
+  readonly backendType: string;
+  readonly vni: number;
+  /** Canonical lowercase MAC, or undefined if the backend data had none. */
+  readonly vtepMAC: string | undefined;
+  /** etcd lease ID (decimal string) or undefined for a reservation (no TTL). */
+  readonly etcdLease?: string | undefined;
+  /** Unix ms of expiry, when known (status shows it). */
+  readonly expiresAt?: number | undefined;
+  /** etcd mod revision of the key (for compare-and-swap). */
+  readonly modRevision?: string | undefined;
+}
+
+/** A key under `<prefix>/subnets/` whose key or value did not decode. Logged once, skipped, shown by status. */
+export interface InvalidLease {
+  readonly key: string;
+  readonly reason: string;
+  readonly subnet?: Cidr | undefined;
+}
+
+export type LeaseRecord = { kind: 'lease'; key: string; lease: Lease } | { kind: 'invalid'; key: string; invalid: InvalidLease } | { kind: 'ignored'; key: string; reason: string };
