@@ -85,6 +85,18 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The IPv4 subnet a record's key holds, whatever its value: used to know what is taken. */
+export function recordSubnet(record: LeaseRecord): Cidr | undefined {
+  switch (record.kind) {
+    case 'lease':
+      return record.lease.subnet;
+    case 'invalid':
+      return record.invalid.subnet;
+    case 'ignored':
+      return record.subnet;
+  }
+}
+
 export interface KeyMeta {
   readonly etcdLease?: string | undefined;
   readonly expiresAt?: number | undefined;
@@ -99,7 +111,7 @@ export function decodeLease(key: string, keyName: string, value: string | Buffer
   const invalid = (reason: string, subnet?: Cidr): LeaseRecord => ({ kind: 'invalid', key, invalid: { key, reason, subnet } });
   const parsedKey = parseSubnetKeyName(keyName);
   if (parsedKey.kind === 'bad') return invalid(parsedKey.reason);
-  if (parsedKey.kind === 'dual') return { kind: 'ignored', key, reason: 'dual-stack lease keys are not supported yet' };
+  if (parsedKey.kind === 'dual') return { kind: 'ignored', key, reason: 'dual-stack lease keys are not supported yet', subnet: parsedKey.subnet };
   const subnet = parsedKey.subnet;
   const size = typeof value === 'string' ? Buffer.byteLength(value) : value.length;
   if (size > MAX_LEASE_VALUE_BYTES) return invalid(`value is ${size} bytes (limit ${MAX_LEASE_VALUE_BYTES})`, subnet);

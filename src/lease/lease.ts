@@ -26,4 +26,5 @@ export interface InvalidLease {
   readonly subnet?: Cidr | undefined;
 }
 
-export type LeaseRecord = { kind: 'lease'; key: string; lease: Lease } | { kind: 'invalid'; key: string; invalid: InvalidLease } | { kind: 'ignored'; key: string; reason: string };
+/** One key under `<prefix>/subnets/`, decoded. */
+export type LeaseRecord = { kind: 'lease'; key: string; lease: Lease } | { kind: 'invalid'; key: string; invalid: InvalidLease } | { kind: 'ignored'; key: string; reason: string; subnet?: Cidr | undefined };

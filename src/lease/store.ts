@@ -52,6 +52,13 @@ export interface LeaseStore {
    * Returns undefined (and revokes the granted lease) when the key exists.
    */
   create(subnet: Cidr, value: string, ttlSeconds: number): Promise<CreatedLease | undefined>;
+  /**
+   * Rewrites an existing key only if it is unchanged since `modRevision`
+   * (`if mod_revision(key) == modRevision then put(key, value, lease)`); `etcdLease`
+   * undefined writes with no lease (a reservation stays a reservation). False when
+   * the key changed or vanished.
+   */
+  update(subnet: Cidr, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean>;
   /** Keeps an etcd lease alive (resets its TTL). `ok: false` when the etcd lease no longer exists. */
   renew(etcdLease: string): Promise<RenewResult>;
   /** Deletes the key only if it still holds `value` (so another node's lease is never removed). Revokes `etcdLease` if given. */

@@ -1,0 +1,181 @@
+/**
+ * Command line and FLANNELD_* environment (contract §9). Parsing is pure: it
+ * returns options or throws UsageError; main.ts turns that into exit code 2.
+ */
+import yargs from 'yargs';
+import { parseIPv4 } from './net/ipv4';
+import { UsageError } from './util/errors';
+
+export const VERSION = '0.1.0';
+
+export interface EtcdOptions {
+  readonly endpoints: string[];
+  readonly prefix: string;
+  readonly keyFile?: string | undefined;
+  readonly certFile?: string | undefined;
+  readonly caFile?: string | undefined;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+}
+
+export interface DaemonOptions {
+  readonly etcd: EtcdOptions;
+  readonly iface: string[];
+  readonly ifaceRegex: string[];
+  readonly publicIP: number | undefined;
+  readonly subnetFile: string;
+  readonly renewMarginMinutes: number;
+  readonly ipMasq: boolean;
+  /** Hidden: TTL of our etcd lease in seconds (flannel: 24 h). Shorter only for tests. */
+  readonly leaseTTLSeconds: number;
+  /** Hidden: period of the full kernel reconcile in ms. */
+  readonly resyncMs: number;
+  readonly logLevel: string;
+}
+
+export type Command = { readonly command: 'run'; readonly options: DaemonOptions } | { readonly command: 'help' | 'version'; readonly text: string };
+
+const ETCD_FLAGS = {
+  'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:4001,http://127.0.0.1:2379', describe: 'Comma-separated etcd endpoints' },
+  'etcd-prefix': { type: 'string', default: '/coreos.com/network', describe: 'etcd prefix of the network config and leases' },
+  'etcd-keyfile': { type: 'string', describe: 'TLS client key for etcd' },
+  'etcd-certfile': { type: 'string', describe: 'TLS client certificate for etcd' },
+  'etcd-cafile': { type: 'string', describe: 'CA bundle that signed the etcd server certificate' },
+  'etcd-username': { type: 'string', describe: 'etcd username' },
+  'etcd-password': { type: 'string', describe: 'etcd password (never logged)' },
+} as const;
+
+const RUN_FLAGS = {
+  iface: { type: 'string', array: true, default: [] as string[], describe: 'Interface (name or IP) for inter-host traffic; repeatable, first match wins' },
+  'iface-regex': { type: 'string', array: true, default: [] as string[], describe: 'Regex on interface names, tried after --iface; repeatable' },
+  'public-ip': { type: 'string', describe: 'IP other nodes reach this one at (default: the interface address)' },
+  'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'File the CNI plugin reads the subnet from' },
+  'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'Renew the lease this many minutes before it expires (1-1439)' },
+  'ip-masq': { type: 'boolean', default: false, describe: 'Masquerade traffic leaving the overlay network' },
+  'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error' },
+  'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
+  'kernel-resync': { type: 'number', default: 10, hidden: true, describe: 'Seconds between full kernel reconciles' },
+} as const;
+
+type FlagSpec = { readonly type: 'string' | 'number' | 'boolean'; readonly array?: boolean; readonly default?: unknown; readonly describe: string; readonly hidden?: boolean };
+
+/** `--etcd-endpoints` → `FLANNELD_ETCD_ENDPOINTS` */
+export function envName(flag: string): string {
+  return `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/**
+ * Every flag can come from FLANNELD_<FLAG>; the command line wins, so the
+ * environment only replaces the default. Booleans take true/false/1/0.
+ */
+function withEnvDefaults(flags: Record<string, FlagSpec>, env: NodeJS.ProcessEnv): Record<string, FlagSpec> {
+  const out: Record<string, FlagSpec> = {};
+  for (const [name, spec] of Object.entries(flags)) {
+    const raw = env[envName(name)];
+    if (raw === undefined) {
+      out[name] = spec;
+      continue;
+    }
+    let value: unknown = raw;
+    if (spec.type === 'boolean') {
+      if (!/^(true|false|1|0)$/i.test(raw)) throw new UsageError(`${envName(name)}: ${JSON.stringify(raw)} is not true or false`);
+      value = /^(true|1)$/i.test(raw);
+    } else if (spec.type === 'number') {
+      value = Number(raw);
+    } else if (spec.array) {
+      value = splitList(raw);
+    }
+    out[name] = { ...spec, default: value };
+  }
+  return out;
+}
+
+function splitList(text: string): string[] {
+  return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+export function etcdOptionsFrom(argv: Record<string, unknown>): EtcdOptions {
+  const endpoints = splitList(String(argv['etcd-endpoints']));
+  if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
+  for (const e of endpoints) {
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(e)) throw new UsageError(`--etcd-endpoints: ${JSON.stringify(e)} is not an http(s)://host:port URL`);
+  }
+  const str = (k: string): string | undefined => {
+    const v = argv[k];
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const keyFile = str('etcd-keyfile');
+  const certFile = str('etcd-certfile');
+  if ((keyFile === undefined) !== (certFile === undefined)) {
+    throw new UsageError('--etcd-keyfile and --etcd-certfile go together: give both or neither');
+  }
+  return { endpoints, prefix: String(argv['etcd-prefix']), keyFile, certFile, caFile: str('etcd-cafile'), username: str('etcd-username'), password: str('etcd-password') };
+}
+
+function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
+  const margin = Number(argv['subnet-lease-renew-margin']);
+  if (!Number.isInteger(margin) || margin < 1 || margin > 1439) {
+    throw new UsageError(`--subnet-lease-renew-margin: ${argv['subnet-lease-renew-margin']} is not a whole number of minutes from 1 to 1439`);
+  }
+  const ttl = Number(argv['subnet-lease-ttl']);
+  if (!Number.isInteger(ttl) || ttl < 5) throw new UsageError(`--subnet-lease-ttl: ${argv['subnet-lease-ttl']} is not a whole number of seconds >= 5`);
+  const resync = Number(argv['kernel-resync']);
+  if (!(resync > 0)) throw new UsageError(`--kernel-resync: ${argv['kernel-resync']} is not a positive number of seconds`);
+  let publicIP: number | undefined;
+  const pip = argv['public-ip'];
+  if (typeof pip === 'string' && pip !== '') {
+    try {
+      publicIP = parseIPv4(pip);
+    } catch {
+      throw new UsageError(`--public-ip: ${JSON.stringify(pip)} is not an IPv4 address`);
+    }
+  }
+  const ifaceRegex = (argv['iface-regex'] as string[]).flatMap(splitList);
+  for (const r of ifaceRegex) {
+    try {
+      new RegExp(r);
+    } catch {
+      throw new UsageError(`--iface-regex: ${JSON.stringify(r)} is not a valid regular expression`);
+    }
+  }
+  const level = String(argv['log-level']);
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}`);
+  return {
+    etcd: etcdOptionsFrom(argv),
+    iface: (argv.iface as string[]).flatMap(splitList),
+    ifaceRegex,
+    publicIP,
+    subnetFile: String(argv['subnet-file']),
+    renewMarginMinutes: margin,
+    ipMasq: argv['ip-masq'] === true,
+    leaseTTLSeconds: ttl,
+    resyncMs: resync * 1000,
+    logLevel: level,
+  };
+}
+
+/** Parses argv (without node and script) and the environment. Throws UsageError. */
+export function parseCommandLine(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Command {
+  let output = '';
+  let failure: string | undefined;
+  const parser = yargs([...args])
+    .scriptName('flanneld-ts')
+    .usage('$0 [run] [options]\n\nA flannel-compatible VXLAN overlay daemon.')
+    .command(['run', '$0'], 'Run the daemon (default)', (y) => y.options(withEnvDefaults(ETCD_FLAGS, env)).options(withEnvDefaults(RUN_FLAGS, env)))
+    .epilogue('Every flag can also be set as FLANNELD_<FLAG> (e.g. FLANNELD_ETCD_ENDPOINTS); the command line wins.')
+    .strict()
+    .version(VERSION)
+    .help()
+    .wrap(100)
+    .exitProcess(false)
+    .fail((msg, err) => {
+      failure = msg || err?.message || 'invalid command line';
+    });
+  const argv = parser.parseSync(args, {}, (_err, _argv, out) => {
+    output = out;
+  }) as Record<string, unknown>;
+  if (failure !== undefined) throw new UsageError(failure.split('\n')[0] as string);
+  if (argv.help) return { command: 'help', text: output };
+  if (argv.version) return { command: 'version', text: output || VERSION };
+  return { command: 'run', options: runOptionsFrom(argv) };
+}

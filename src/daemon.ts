@@ -1,0 +1,294 @@
+/**
+ * The composition root of the daemon: start-up order (contract §10) and
+ * cancellation. Config (retry) → external interface → device → lease → /32
+ * address, link up → subnet.env → peers listed and watched → reconciled → ready
+ * → renewal. Everything it talks to comes in through DaemonDeps.
+ */
+import { DaemonOptions } from './cli';
+import { NetworkConfig, parseNetworkConfig } from './config';
+import { chooseExternalInterface } from './kernel/interfaces';
+import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
+import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
+import { configKey, subnetKey } from './lease/codec';
+import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
+import { LeaseView } from './lease/lease-view';
+import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
+import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
+import { macToBytes } from './net/mac';
+import { desiredState } from './overlay/desired';
+import { Reconciler } from './overlay/reconciler';
+import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
+import { Clock, isAbortError } from './util/clock';
+import { ConfigError, errorMessage } from './util/errors';
+import { Logger } from './util/log';
+import { retryTransient } from './util/retry';
+
+export interface DaemonDeps {
+  readonly store: LeaseStore;
+  readonly kernel: Kernel;
+  readonly clock: Clock;
+  readonly rand: () => number;
+  readonly randomBytes: (n: number) => Uint8Array;
+  readonly log: Logger;
+}
+
+/** What health endpoints and tests look at. */
+export interface DaemonStatus {
+  readonly phase: 'starting' | 'ready' | 'stopped';
+  readonly subnet?: string;
+  readonly publicIP?: string;
+  readonly vtepMAC?: string;
+  readonly peers: number;
+  readonly kernelInSync: boolean;
+}
+
+const CONFIG_POLL_MS = 1000;
+
+export class Daemon {
+  private phase: DaemonStatus['phase'] = 'starting';
+  private config!: NetworkConfig;
+  private spec!: VxlanSpec;
+  private own!: OwnLease;
+  private mac = '';
+  private publicIP = 0;
+  private readonly view: LeaseView;
+  private reconciler: Reconciler | undefined;
+  private lost: string | undefined;
+  private wakeLeaseLoop: (() => void) | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: DaemonOptions, private readonly deps: DaemonDeps) {
+    this.log = deps.log;
+    this.view = new LeaseView(deps.log.child({ component: 'leases' }));
+  }
+
+  status(): DaemonStatus {
+    return {
+      phase: this.phase,
+      ...(this.own && { subnet: formatCidr(this.own.subnet), publicIP: formatIPv4(this.publicIP), vtepMAC: this.mac }),
+      peers: this.reconciler ? this.currentDesired()?.peers.size ?? 0 : 0,
+      kernelInSync: this.reconciler?.synced ?? false,
+    };
+  }
+
+  /** Runs until `signal` aborts (resolves) or a fatal error (rejects). Leaves kernel state and lease in place. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { store, kernel, clock, rand, log } = this.deps;
+    const retry = <T>(what: string, fn: () => Promise<T>): Promise<T> => retryTransient(fn, { what, log, clock, rand, signal });
+    try {
+      this.config = await this.waitForConfig(signal);
+      const [ifaces, defaultIndex] = await Promise.all([kernel.listInterfaces(), kernel.defaultRouteInterface()]);
+      const ext = chooseExternalInterface(ifaces, defaultIndex, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, publicIP: this.opts.publicIP });
+      this.publicIP = ext.publicIP;
+      const b = this.config.backend;
+      this.spec = { name: `flannel.${b.vni}`, vni: b.vni, localIP: ext.publicIP, underlayIndex: ext.iface.index, port: b.port, learning: b.learning, gbp: b.gbp, mtu: (b.mtu || ext.iface.mtu) - 50 };
+      log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), mtu: this.spec.mtu }, `using interface ${ext.iface.name} with public IP ${formatIPv4(ext.publicIP)}`);
+      const first = await ensureVxlanDevice(kernel, this.spec, log, this.deps.randomBytes);
+      this.mac = first.device.mac;
+
+      const previous = await readPreviousSubnet(this.opts.subnetFile);
+      this.own = await retry('acquire a subnet lease', () => this.acquire(previous));
+      await this.ensureDevice();
+      await this.writeSubnetFile();
+
+      const snapshot = await retry('list leases', () => store.list());
+      this.view.reset(snapshot.records);
+      this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()));
+      const reconciler = new Reconciler({
+        kernel,
+        desired: () => this.currentDesired(),
+        ensureDevice: () => this.ensureDevice(),
+        log: log.child({ component: 'reconciler' }),
+        clock,
+        rand,
+        periodMs: this.opts.resyncMs,
+        coalesceMs: 5,
+      });
+      this.reconciler = reconciler;
+      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal)];
+      await reconciler.waitSynced(signal);
+      this.phase = 'ready';
+      log.info({ subnet: formatCidr(this.own.subnet), peers: this.currentDesired()?.peers.size ?? 0 }, 'ready: lease held, subnet file written, peers programmed');
+      await this.leaseLoop(signal);
+      await Promise.all(background);
+    } catch (err) {
+      if (!(signal.aborted && isAbortError(err))) throw err;
+    } finally {
+      this.phase = 'stopped';
+    }
+  }
+
+  private currentDesired() {
+    if (!this.own) return undefined;
+    return desiredState({ subnet: this.own.subnet, publicIP: this.publicIP }, this.view.leases(), this.config);
+  }
+
+  private ownKey(): string {
+    return subnetKey(this.opts.etcd.prefix, this.own.subnet);
+  }
+
+  private acquire(previous: Cidr | undefined): Promise<OwnLease> {
+    return acquireLease({
+      store: this.deps.store,
+      config: this.config,
+      publicIP: this.publicIP,
+      vtepMAC: this.mac,
+      previous,
+      ttlSeconds: this.opts.leaseTTLSeconds,
+      rand: this.deps.rand,
+      log: this.log.child({ component: 'lease' }),
+    });
+  }
+
+  /** Creates or repairs flannel.N with our MAC, address and link state. */
+  private async ensureDevice(): Promise<DeviceState> {
+    const mac = macToBytes(this.mac);
+    const { device } = await ensureVxlanDevice(this.deps.kernel, this.spec, this.log, () => mac);
+    await ensureDeviceAddress(this.deps.kernel, device, makeCidr(this.own.subnet.ip, 32), this.config.network, this.log);
+    return device;
+  }
+
+  private async writeSubnetFile(): Promise<void> {
+    const written = await ensureSubnetFile(this.opts.subnetFile, { network: this.config.network, subnet: this.own.subnet, mtu: this.spec.mtu, ipMasq: this.opts.ipMasq });
+    if (written) this.log.info({ file: this.opts.subnetFile }, `wrote ${this.opts.subnetFile}`);
+  }
+
+  private async waitForConfig(signal: AbortSignal): Promise<NetworkConfig> {
+    const { store, clock, rand, log } = this.deps;
+    const key = configKey(this.opts.etcd.prefix);
+    let lastProblem = '';
+    for (;;) {
+      const text = await retryTransient(() => store.getConfig(), { what: `read network config ${key}`, log, clock, rand, signal });
+      let problem: string;
+      if (text === undefined) {
+        problem = `network config ${key} not found in etcd; waiting for it (checking every second)`;
+      } else {
+        try {
+          const config = parseNetworkConfig(text);
+          if (lastProblem !== '') log.info({ key }, `network config ${key} is now valid`);
+          return config;
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          problem = `${err.message} (at ${key}); waiting for a corrected config`;
+        }
+      }
+      if (problem !== lastProblem) log.error({ key }, problem);
+      lastProblem = problem;
+      await clock.sleep(CONFIG_POLL_MS, signal);
+    }
+  }
+
+  private async watchLoop(fromRevision: bigint, signal: AbortSignal): Promise<void> {
+    const { store, clock, rand, log } = this.deps;
+    let revision = fromRevision;
+    while (!signal.aborted) {
+      try {
+        await store.watch(revision, {
+          onEvents: (events) => {
+            const last = events[events.length - 1];
+            if (last) revision = last.revision + 1n;
+            this.view.apply(events);
+            this.onOwnEvents(events);
+            this.reconciler?.markDirty();
+          },
+          onDisconnected: (err) => log.warn({ err: errorMessage(err) }, `lost the etcd watch: ${errorMessage(err)}; reconnecting`),
+          onReconnected: () => log.info('etcd watch re-established'),
+        }, signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof CompactedError) log.warn({ revision: String(revision) }, `watch revision ${revision} was compacted; re-listing leases`);
+        else log.warn({ err: errorMessage(err) }, `etcd watch failed: ${errorMessage(err)}; re-listing leases`);
+        try {
+          const snapshot = await retryTransient(() => store.list(), { what: 'list leases', log, clock, rand, signal });
+          const changed = this.view.reset(snapshot.records);
+          revision = snapshot.revision + 1n;
+          log.info({ changed }, `resynced leases: ${changed} changed`);
+          this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()));
+          this.reconciler?.markDirty();
+        } catch (listErr) {
+          if (signal.aborted) return;
+          // Only fatal errors get here (retryTransient retries the rest): keep serving what we have.
+          log.error({ err: errorMessage(listErr) }, `failed to re-list leases: ${errorMessage(listErr)}`);
+          await clock.sleep(CONFIG_POLL_MS, signal).catch(() => undefined);
+        }
+      }
+    }
+  }
+
+  private onOwnEvents(events: readonly LeaseEvent[]): void {
+    const key = this.ownKey();
+    for (const ev of events) {
+      if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${formatCidr(this.own.subnet)} was deleted from etcd`);
+      else if (ev.type === 'put' && ev.record.key === key) this.checkOwnRecord(ev.record);
+    }
+  }
+
+  private checkOwnRecord(record: Parameters<typeof isOwnRecord>[0]): void {
+    if (record === undefined) this.markLost(`lease ${formatCidr(this.own.subnet)} is gone from etcd`);
+    else if (!isOwnRecord(record, this.publicIP, this.mac)) this.markLost(`lease ${formatCidr(this.own.subnet)} now belongs to someone else`);
+  }
+
+  private markLost(reason: string): void {
+    this.lost ??= reason;
+    this.wakeLeaseLoop?.();
+  }
+
+  /** Renews our lease before it expires and re-acquires it when lost. Returns when `signal` aborts. */
+  private async leaseLoop(signal: AbortSignal): Promise<void> {
+    const { store, clock, rand, log } = this.deps;
+    const ttlMs = this.opts.leaseTTLSeconds * 1000;
+    const marginMs = this.opts.renewMarginMinutes * 60_000;
+    while (!signal.aborted) {
+      if (this.lost === undefined) {
+        const own = this.own;
+        const wait = own.expiresAt === undefined ? Infinity : Math.max(0, renewAt(own.expiresAt, ttlMs, marginMs) - clock.now());
+        await this.sleepUnlessWoken(wait, signal);
+        if (signal.aborted) return;
+      }
+      if (this.lost !== undefined) {
+        await this.reacquire(signal);
+        continue;
+      }
+      if (this.own.etcdLease === undefined) continue;
+      const etcdLease = this.own.etcdLease;
+      const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${formatCidr(this.own.subnet)}`, log, clock, rand, signal });
+      if (renewed.ok) {
+        this.own = { ...this.own, expiresAt: renewed.expiresAt };
+        log.info({ subnet: formatCidr(this.own.subnet), expiresAt: new Date(renewed.expiresAt).toISOString() }, `renewed lease ${formatCidr(this.own.subnet)}`);
+      } else {
+        this.markLost(`lease ${formatCidr(this.own.subnet)} expired before it could be renewed (${renewed.reason})`);
+      }
+    }
+  }
+
+  private async reacquire(signal: AbortSignal): Promise<void> {
+    const { clock, rand, log } = this.deps;
+    const old = this.own.subnet;
+    log.warn({ subnet: formatCidr(old), reason: this.lost }, `${this.lost}; re-acquiring`);
+    this.lost = undefined;
+    this.own = await retryTransient(() => this.acquire(old), { what: 'acquire a subnet lease', log, clock, rand, signal });
+    if (formatCidr(this.own.subnet) !== formatCidr(old)) {
+      log.error({ oldSubnet: formatCidr(old), subnet: formatCidr(this.own.subnet) }, `SUBNET CHANGED from ${formatCidr(old)} to ${formatCidr(this.own.subnet)}: ${formatCidr(old)} was taken by another node; pods still on the old subnet have lost connectivity and must be recreated`);
+      await this.ensureDevice();
+      await this.writeSubnetFile();
+    } else {
+      log.info({ subnet: formatCidr(old) }, `re-acquired lease ${formatCidr(old)}`);
+    }
+    this.reconciler?.markDirty();
+  }
+
+  private sleepUnlessWoken(ms: number, signal: AbortSignal): Promise<void> {
+    const ctl = new AbortController();
+    const onAbort = (): void => ctl.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    return new Promise<void>((resolve) => {
+      this.wakeLeaseLoop = resolve;
+      // setTimeout cannot take more than 2^31-1 ms; a reservation sleeps until woken.
+      this.deps.clock.sleep(Math.min(ms, 2 ** 31 - 1), ctl.signal).then(resolve, resolve);
+    }).finally(() => {
+      this.wakeLeaseLoop = undefined;
+      ctl.abort();
+      signal.removeEventListener('abort', onAbort);
+    });
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * planChanges: the ordered operations that turn the kernel state on the overlay
+ * device into the desired state. Pure; the reconciler applies the result.
+ *
+ * Order: removals first, each peer's in reverse (route → FDB → neighbour), then
+ * additions and corrections per peer as neighbour → FDB → route, so the kernel
+ * never holds a route whose gateway it cannot resolve.
+ */
+import { formatCidr, formatIPv4 } from '../net/ipv4';
+import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
+import { DesiredState } from './desired';
+
+export interface PlannedOperation extends Operation {
+  /** Why, for the log: "missing", "wrong mac 6e:..", "stale". */
+  readonly reason: string;
+}
+
+/** A short human form of an entry, in iproute2 words. */
+export function describeEntry(e: Entry): string {
+  switch (e.kind) {
+    case 'route':
+      return `route ${formatCidr(e.dst)} via ${formatIPv4(e.gateway)}${e.onlink ? ' onlink' : ''}`;
+    case 'neighbor':
+      return `neighbor ${formatIPv4(e.ip)} lladdr ${e.mac}`;
+    case 'fdb':
+      return `fdb ${e.mac} dst ${formatIPv4(e.dst)}`;
+  }
+}
+
+function routeProblem(want: RouteEntry, have: RouteEntry | undefined): string | undefined {
+  if (!have) return 'missing';
+  if (have.gateway !== want.gateway) return `wrong gateway ${formatIPv4(have.gateway)}`;
+  if (!have.onlink) return 'not onlink';
+  return undefined;
+}
+
+function neighborProblem(want: NeighborEntry, have: NeighborEntry | undefined): string | undefined {
+  if (!have) return 'missing';
+  if (have.mac !== want.mac) return `wrong mac ${have.mac}`;
+  if (!have.permanent) return 'not permanent';
+  return undefined;
+}
+
+function fdbProblem(want: FdbEntry, have: readonly FdbEntry[]): string | undefined {
+  if (have.length === 0) return 'missing';
+  if (!have.some((f) => f.dst === want.dst)) return `wrong dst ${formatIPv4((have[0] as FdbEntry).dst)}`;
+  if (!have.some((f) => f.dst === want.dst && f.permanent)) return 'not permanent';
+  return undefined;
+}
+
+/** Kernel entries indexed the way desired entries are keyed. */
+interface ActualIndex {
+  routes: Map<string, RouteEntry>;
+  neighbors: Map<number, NeighborEntry>;
+  fdb: Map<string, FdbEntry[]>;
+}
+
+function indexActual(actual: readonly Entry[]): ActualIndex {
+  const idx: ActualIndex = { routes: new Map(), neighbors: new Map(), fdb: new Map() };
+  for (const e of actual) {
+    if (e.kind === 'route') idx.routes.set(formatCidr(e.dst), e);
+    else if (e.kind === 'neighbor') idx.neighbors.set(e.ip, e);
+    else {
+      const list = idx.fdb.get(e.mac);
+      if (list) list.push(e);
+      else idx.fdb.set(e.mac, [e]);
+    }
+  }
+  return idx;
+}
+
+export function planChanges(desired: DesiredState, actual: readonly Entry[]): PlannedOperation[] {
+  const idx = indexActual(actual);
+  const wantRoutes = new Set<string>();
+  const wantNeighbors = new Set<number>();
+  const wantFdb = new Map<string, number>();
+  const adds: PlannedOperation[] = [];
+  for (const [key, peer] of desired.peers) {
+    wantRoutes.add(key);
+    wantNeighbors.add(peer.neighbor.ip);
+    wantFdb.set(peer.fdb.mac, peer.fdb.dst);
+    const n = neighborProblem(peer.neighbor, idx.neighbors.get(peer.neighbor.ip));
+    if (n) adds.push({ op: 'replace', entry: peer.neighbor, reason: n });
+    const f = fdbProblem(peer.fdb, idx.fdb.get(peer.fdb.mac) ?? []);
+    if (f) adds.push({ op: 'replace', entry: peer.fdb, reason: f });
+    const r = routeProblem(peer.route, idx.routes.get(key));
+    if (r) adds.push({ op: 'replace', entry: peer.route, reason: r });
+  }
+  const removeRoutes: PlannedOperation[] = [];
+  const removeFdb: PlannedOperation[] = [];
+  const removeNeighbors: PlannedOperation[] = [];
+  for (const [key, route] of idx.routes) {
+    if (!wantRoutes.has(key)) removeRoutes.push({ op: 'delete', entry: route, reason: 'stale' });
+  }
+  for (const [mac, entries] of idx.fdb) {
+    const dst = wantFdb.get(mac);
+    for (const e of entries) {
+      // A wanted MAC with an extra (appended) remote: drop the extra one.
+      if (dst === undefined || (e.dst !== dst && entries.some((x) => x.dst === dst))) {
+        removeFdb.push({ op: 'delete', entry: e, reason: 'stale' });
+      }
+    }
+  }
+  for (const [ip, n] of idx.neighbors) {
+    // Non-permanent neighbours are the kernel's own (failed ARP for an unknown IP); not ours to sweep.
+    if (!wantNeighbors.has(ip) && n.permanent) removeNeighbors.push({ op: 'delete', entry: n, reason: 'stale' });
+  }
+  return [...removeRoutes, ...removeFdb, ...removeNeighbors, ...adds];
+}

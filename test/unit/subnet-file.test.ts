@@ -1,0 +1,49 @@
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { formatCidr, parseCidr } from '../../src/net/ipv4';
+import { ensureSubnetFile, previousSubnet, readPreviousSubnet, renderSubnetEnv, writeFileAtomic } from '../../src/subnet-file';
+
+const env = { network: parseCidr('10.7.0.0/16'), subnet: parseCidr('10.7.5.0/24'), mtu: 1450, ipMasq: false };
+const dirs: string[] = [];
+const tmp = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'flts-subnet-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+describe('subnet.env', () => {
+  it('renders exactly what the flannel CNI plugin reads', () => {
+    expect(renderSubnetEnv(env)).toBe('FLANNEL_NETWORK=10.7.0.0/16\nFLANNEL_SUBNET=10.7.5.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
+    expect(renderSubnetEnv({ ...env, ipMasq: true })).toContain('FLANNEL_IPMASQ=true\n');
+  });
+  it('reads the previous subnet back', () => {
+    expect(formatCidr(previousSubnet(renderSubnetEnv(env)) as never)).toBe('10.7.5.0/24');
+    expect(previousSubnet('FLANNEL_SUBNET=garbage\n')).toBeUndefined();
+    expect(previousSubnet('')).toBeUndefined();
+  });
+  it('writes atomically with mode 0644 into a new 0755 directory, leaving no temp file', async () => {
+    const dir = join(tmp(), 'run', 'flannel');
+    const file = join(dir, 'subnet.env');
+    expect(await ensureSubnetFile(file, env)).toBe(true);
+    expect(readFileSync(file, 'utf8')).toBe(renderSubnetEnv(env));
+    expect(statSync(file).mode & 0o777).toBe(0o644);
+    expect(statSync(dir).mode & 0o777).toBe(0o755);
+    expect(readdirSync(dir)).toEqual(['subnet.env']);
+    expect(await ensureSubnetFile(file, env)).toBe(false);
+    expect(formatCidr((await readPreviousSubnet(file)) as never)).toBe('10.7.5.0/24');
+  });
+  it('replaces an existing file and reports an unwritable path naming the file', async () => {
+    const d = tmp();
+    const file = join(d, 'subnet.env');
+    writeFileSync(file, 'old');
+    await writeFileAtomic(file, 'new', 0o600);
+    expect(readFileSync(file, 'utf8')).toBe('new');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    writeFileSync(join(d, 'blocker'), '');
+    await expect(ensureSubnetFile(join(d, 'blocker', 'subnet.env'), env)).rejects.toThrow(/failed to write subnet file .*blocker\/subnet.env/);
+    expect(await readPreviousSubnet(join(d, 'missing'))).toBeUndefined();
+  });
+});
