@@ -26,6 +26,9 @@ export interface DaemonOptions {
   readonly subnetFile: string;
   readonly renewMarginMinutes: number;
   readonly ipMasq: boolean;
+  readonly ipMasqFullyRandom: boolean;
+  readonly iptablesForwardRules: boolean;
+  readonly iptablesResyncMs: number;
   /** Hidden: TTL of our etcd lease in seconds (flannel: 24 h). Shorter only for tests. */
   readonly leaseTTLSeconds: number;
   /** Hidden: period of the full kernel reconcile in ms. */
@@ -52,6 +55,9 @@ const RUN_FLAGS = {
   'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'File the CNI plugin reads the subnet from' },
   'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'Renew the lease this many minutes before it expires (1-1439)' },
   'ip-masq': { type: 'boolean', default: false, describe: 'Masquerade traffic leaving the overlay network' },
+  'ip-masq-fully-random-disable': { type: 'boolean', default: false, describe: 'Leave --random-fully off the MASQUERADE rules' },
+  'iptables-forward-rules': { type: 'boolean', default: true, describe: 'Add FORWARD accept rules for the network (--no-iptables-forward-rules to skip)' },
+  'iptables-resync': { type: 'number', default: 5, describe: 'Seconds between checks that the iptables rules are still there' },
   'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error' },
   'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
   'kernel-resync': { type: 'number', default: 10, hidden: true, describe: 'Seconds between full kernel reconciles' },
@@ -138,6 +144,8 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
       throw new UsageError(`--iface-regex: ${JSON.stringify(r)} is not a valid regular expression`);
     }
   }
+  const iptResync = Number(argv['iptables-resync']);
+  if (!Number.isInteger(iptResync) || iptResync < 1) throw new UsageError(`--iptables-resync: ${argv['iptables-resync']} is not a whole number of seconds >= 1`);
   const level = String(argv['log-level']);
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}`);
   return {
@@ -148,6 +156,9 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
     subnetFile: String(argv['subnet-file']),
     renewMarginMinutes: margin,
     ipMasq: argv['ip-masq'] === true,
+    ipMasqFullyRandom: argv['ip-masq-fully-random-disable'] !== true,
+    iptablesForwardRules: argv['iptables-forward-rules'] !== false,
+    iptablesResyncMs: iptResync * 1000,
     leaseTTLSeconds: ttl,
     resyncMs: resync * 1000,
     logLevel: level,
@@ -177,5 +188,10 @@ export function parseCommandLine(args: readonly string[], env: NodeJS.ProcessEnv
   if (failure !== undefined) throw new UsageError(failure.split('\n')[0] as string);
   if (argv.help) return { command: 'help', text: output };
   if (argv.version) return { command: 'version', text: output || VERSION };
+  // A repeated scalar flag takes the last value (as Go's flag package does); array flags still collect.
+  for (const [name, spec] of Object.entries({ ...ETCD_FLAGS, ...RUN_FLAGS } as Record<string, FlagSpec>)) {
+    const v = argv[name];
+    if (!spec.array && Array.isArray(v)) argv[name] = v[v.length - 1];
+  }
   return { command: 'run', options: runOptionsFrom(argv) };
 }

@@ -6,6 +6,7 @@
  */
 import { DaemonOptions } from './cli';
 import { NetworkConfig, parseNetworkConfig } from './config';
+import { IptablesRules } from './iptables';
 import { chooseExternalInterface } from './kernel/interfaces';
 import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
 import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
@@ -89,6 +90,9 @@ export class Daemon {
       const previous = await readPreviousSubnet(this.opts.subnetFile);
       this.own = await retry('acquire a subnet lease', () => this.acquire(previous));
       await this.ensureDevice();
+      const iptables = new IptablesRules({ ipMasq: this.opts.ipMasq, fullyRandom: this.opts.ipMasqFullyRandom, forwardRules: this.opts.iptablesForwardRules, resyncMs: this.opts.iptablesResyncMs }, log.child({ component: 'iptables' }), clock);
+      // Not fatal: the overlay works without them; the resync loop keeps trying and logs once.
+      await iptables.ensure(this.config.network, this.own.subnet).catch((err) => log.error({ err: errorMessage(err) }, errorMessage(err)));
       await this.writeSubnetFile();
 
       const snapshot = await retry('list leases', () => store.list());
@@ -105,7 +109,7 @@ export class Daemon {
         coalesceMs: 5,
       });
       this.reconciler = reconciler;
-      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal)];
+      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal), iptables.run(() => this.config.network, () => this.own.subnet, signal)];
       await reconciler.waitSynced(signal);
       this.phase = 'ready';
       log.info({ subnet: formatCidr(this.own.subnet), peers: this.currentDesired()?.peers.size ?? 0 }, 'ready: lease held, subnet file written, peers programmed');

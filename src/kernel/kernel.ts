@@ -4,7 +4,7 @@
  * importer of the `netlink` package); `MemoryKernel` is the fake for unit tests.
  * One contract test suite runs against both.
  */
-import { Cidr } from '../net/ipv4';
+import { Cidr, formatCidr, formatIPv4 } from '../net/ipv4';
 
 /** `ip route replace <dst> via <gateway> dev <device> onlink` (main table). */
 export interface RouteEntry {
@@ -132,4 +132,16 @@ export interface Kernel {
    */
   watch(onChange: () => void): () => void;
   close(): void;
+}
+
+/** An entry in iproute2 words, for logs and errors: "route 10.7.12.0/24 via 10.7.12.0 onlink". */
+export function describeEntry(e: Entry): string {
+  switch (e.kind) {
+    case 'route':
+      return `route ${formatCidr(e.dst)} via ${formatIPv4(e.gateway)}${e.onlink ? ' onlink' : ''}`;
+    case 'neighbor':
+      return `neighbor ${formatIPv4(e.ip)} lladdr ${e.mac}`;
+    case 'fdb':
+      return `fdb ${e.mac} dst ${formatIPv4(e.dst)}`;
+  }
 }

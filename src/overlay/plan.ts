@@ -8,23 +8,13 @@
  */
 import { formatCidr, formatIPv4 } from '../net/ipv4';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
+
+export { describeEntry } from '../kernel/kernel';
 import { DesiredState } from './desired';
 
 export interface PlannedOperation extends Operation {
   /** Why, for the log: "missing", "wrong mac 6e:..", "stale". */
   readonly reason: string;
-}
-
-/** A short human form of an entry, in iproute2 words. */
-export function describeEntry(e: Entry): string {
-  switch (e.kind) {
-    case 'route':
-      return `route ${formatCidr(e.dst)} via ${formatIPv4(e.gateway)}${e.onlink ? ' onlink' : ''}`;
-    case 'neighbor':
-      return `neighbor ${formatIPv4(e.ip)} lladdr ${e.mac}`;
-    case 'fdb':
-      return `fdb ${e.mac} dst ${formatIPv4(e.dst)}`;
-  }
 }
 
 function routeProblem(want: RouteEntry, have: RouteEntry | undefined): string | undefined {

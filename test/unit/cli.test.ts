@@ -28,6 +28,9 @@ describe('command line', () => {
     expect(o.ipMasq).toBe(true);
     expect(o.renewMarginMinutes).toBe(5);
   });
+  it('lets a repeated scalar flag take the last value', () => {
+    expect(run(['--etcd-prefix', '/a', '--etcd-prefix', '/b']).etcd.prefix).toBe('/b');
+  });
   it('reads FLANNELD_* variables; the command line wins', () => {
     const env = { FLANNELD_ETCD_PREFIX: '/env', FLANNELD_IFACE: 'eth1,eth2', FLANNELD_IP_MASQ: 'true', FLANNELD_SUBNET_LEASE_RENEW_MARGIN: '30' };
     const o = run([], env);

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The demo of flanneld-ts: sudo ./scripts/demo.sh
+# Installs what it needs (Debian 12), then runs `npm run demo`: two namespace
+# hosts, a real etcd, flanneld-ts on both, nginx1 -> nginx2 ping across the
+# VXLAN overlay, the state along the path printed, everything torn down.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/demo.sh must run as root (it creates network namespaces): sudo ./scripts/demo.sh" >&2
+  exit 2
+fi
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+npm run build --silent
+exec npm run demo --silent

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what flanneld-ts's tests and demo need on Debian 12 (run as root from
+# the repo root): the apt packages below when missing, then `npm ci` (which also
+# builds dist/ through the prepare script) when node_modules is missing or stale.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian package names; each provides a binary the tests run (etcd, etcdctl, /usr/lib/cni/*, ip, bridge, ping, iptables).
+packages=(etcd-server etcd-client containernetworking-plugins iproute2 iputils-ping iptables)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then
+  echo "flanneld-ts needs Node.js 20 or newer (with npm); found: $(node --version 2>/dev/null || echo none)" >&2
+  exit 2
+fi
+
+# npm writes node_modules/.package-lock.json on install: older than the lockfile means stale.
+if [ "${CI:-}" = true ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci
+fi

@@ -1,0 +1,102 @@
+/**
+ * The overlay's VXLAN device (contract §4): adopt a compatible existing device
+ * (keeping its MAC, which peers already hold in our lease), otherwise replace it;
+ * then give it its /32 and bring it up.
+ */
+import { Cidr, cidrContains, formatCidr, formatIPv4 } from '../net/ipv4';
+import { randomMac } from '../net/mac';
+import { Logger } from '../util/log';
+import { DeviceState, Entry, Kernel, VxlanSpec } from './kernel';
+
+function showIP(ip: number | undefined): string {
+  return ip === undefined ? '(none)' : formatIPv4(ip);
+}
+
+/**
+ * Why the existing link `state` cannot serve as the device `spec` asks for, or ""
+ * when it can be adopted. Compares kind, VNI, underlay, local, port and GBP; MTU,
+ * learning and MAC are not reasons to replace a device here (see ensureVxlanDevice).
+ */
+export function deviceMismatch(spec: VxlanSpec, state: DeviceState): string {
+  if (state.kind !== 'vxlan') return `kind ${JSON.stringify(state.kind)} != "vxlan"`;
+  const reasons: string[] = [];
+  if (state.vni !== spec.vni) reasons.push(`vni ${state.vni ?? '(none)'} != ${spec.vni}`);
+  if (state.underlayIndex !== spec.underlayIndex) {
+    reasons.push(`underlay ifindex ${state.underlayIndex ?? '(none)'} != ${spec.underlayIndex}`);
+  }
+  if (state.localIP !== spec.localIP) reasons.push(`local ${showIP(state.localIP)} != ${formatIPv4(spec.localIP)}`);
+  if (state.port !== spec.port) reasons.push(`dstport ${state.port ?? '(none)'} != ${spec.port}`);
+  if ((state.gbp ?? false) !== spec.gbp) reasons.push(`gbp ${state.gbp ?? false} != ${spec.gbp}`);
+  return reasons.join(', ');
+}
+
+/**
+ * Makes sure the device `spec.name` exists as `spec` says. A missing device is
+ * created with a random MAC; an incompatible one is deleted and recreated with a
+ * new random MAC. A compatible one is adopted and its MTU corrected. Learning
+ * cannot be changed through the `Kernel` seam, so a device that differs only in
+ * learning is recreated with its old MAC: the lease (and the peers' FDB entries)
+ * stay valid.
+ */
+export async function ensureVxlanDevice(
+  kernel: Kernel,
+  spec: VxlanSpec,
+  log: Logger,
+  randomBytes: (n: number) => Uint8Array,
+): Promise<{ device: DeviceState; created: boolean }> {
+  const existing = await kernel.getDevice(spec.name);
+  if (!existing) {
+    const device = await kernel.createVxlan(spec, randomMac(randomBytes));
+    log.info({ device: spec.name, mac: device.mac, vni: spec.vni }, 'created VXLAN device');
+    return { device, created: true };
+  }
+  const mismatch = deviceMismatch(spec, existing);
+  const learningDiffers = mismatch === '' && (existing.learning ?? false) !== spec.learning;
+  if (mismatch !== '' || learningDiffers) {
+    const reason = mismatch !== '' ? mismatch : `learning ${existing.learning ?? false} != ${spec.learning}`;
+    log.warn({ device: spec.name, reason }, 'existing VXLAN device is incompatible; recreating it');
+    await kernel.deleteLink(existing.index);
+    const mac = learningDiffers ? existing.mac : randomMac(randomBytes);
+    const device = await kernel.createVxlan(spec, mac);
+    log.info({ device: spec.name, mac: device.mac, vni: spec.vni }, 'created VXLAN device');
+    return { device, created: true };
+  }
+  if (existing.mtu !== spec.mtu) {
+    await kernel.setLink(existing.index, { mtu: spec.mtu });
+    log.info({ device: spec.name, from: existing.mtu, to: spec.mtu }, 'corrected VXLAN device MTU');
+    return { device: { ...existing, mtu: spec.mtu }, created: false };
+  }
+  log.info({ device: spec.name, mac: existing.mac }, 'adopted existing VXLAN device');
+  return { device: existing, created: false };
+}
+
+/**
+ * Gives the device `address` (the lease's network address as /32), removes any
+ * other IPv4 address inside `network` (left over from an older lease) and brings
+ * the link up. Addresses outside `network` are not ours and are kept.
+ */
+export async function ensureDeviceAddress(
+  kernel: Kernel,
+  device: DeviceState,
+  address: Cidr,
+  network: Cidr,
+  log: Logger,
+): Promise<void> {
+  let present = false;
+  for (const a of device.addresses) {
+    if (a.ip === address.ip && a.prefixLen === address.prefixLen) {
+      present = true;
+    } else if (cidrContains(network, a.ip)) {
+      await kernel.deleteAddress(device.index, a);
+      log.info({ device: device.name, address: formatCidr(a) }, 'removed stale address from VXLAN device');
+    }
+  }
+  if (!present) {
+    await kernel.addAddress(device.index, address);
+    log.info({ device: device.name, address: formatCidr(address) }, 'added address to VXLAN device');
+  }
+  if (!device.up) {
+    await kernel.setLink(device.index, { up: true });
+    log.info({ device: device.name }, 'brought VXLAN device up');
+  }
+}

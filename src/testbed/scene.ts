@@ -1,0 +1,156 @@
+/**
+ * The overlay scene shared by the e2e tests and the demo: a namespace cluster
+ * (netns-cluster.ts), a real etcd on the underlay, flanneld-ts daemons started
+ * from bin/flanneld-ts on the hosts, and readers for what each host's kernel holds.
+ */
+import { ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { startEtcd, EtcdProcess } from './etcd-process';
+import { Cluster, ClusterMember, createCluster, dumpState, uniquePrefix } from './netns-cluster';
+
+export const BIN = resolve(__dirname, '..', '..', 'bin', 'flanneld-ts');
+export const ETCD_PORT = 2379;
+export const PREFIX = '/coreos.com/network';
+
+export interface DaemonHandle {
+  readonly host: ClusterMember;
+  readonly subnetFile: string;
+  readonly logFile: string;
+  readonly process: ChildProcess;
+  /** Resolves with the exit code (or -1 when killed by a signal). */
+  readonly exited: Promise<number>;
+  log(): string;
+  stop(signal?: NodeJS.Signals): Promise<number>;
+}
+
+export interface Scene {
+  readonly cluster: Cluster;
+  readonly etcd: EtcdProcess;
+  readonly endpoint: string;
+  readonly workDir: string;
+  etcdctl(args: readonly string[]): Promise<string>;
+  putConfig(json: string): Promise<void>;
+  startDaemon(host: string, extraArgs?: readonly string[]): DaemonHandle;
+  kernel(host: string): Promise<HostKernel>;
+  dump(): Promise<string>;
+  destroy(): Promise<void>;
+}
+
+export interface HostKernel {
+  readonly link: string;
+  readonly routes: string[];
+  readonly neighbors: string[];
+  readonly fdb: string[];
+  readonly addresses: string[];
+}
+
+export async function createScene(opts: { hosts: number | readonly string[]; prefix?: string }): Promise<Scene> {
+  const cluster = await createCluster({ prefix: opts.prefix ?? uniquePrefix(), hosts: opts.hosts });
+  const workDir = mkdtempSync(join(tmpdir(), 'flts-scene-'));
+  const daemons: DaemonHandle[] = [];
+  let etcd: EtcdProcess;
+  try {
+    etcd = await startEtcd({ host: cluster.infraIP, port: ETCD_PORT, netns: cluster.infraNetns });
+  } catch (err) {
+    await cluster.destroy();
+    rmSync(workDir, { recursive: true, force: true });
+    throw err;
+  }
+  const endpoint = `http://${cluster.infraIP}:${ETCD_PORT}`;
+  const etcdctl = async (args: readonly string[]): Promise<string> => {
+    const r = await cluster.exec(cluster.infraNetns, 'etcdctl', ['--endpoints', endpoint, ...args], { env: { ETCDCTL_API: '3' } });
+    if (r.code !== 0) throw new Error(`etcdctl ${args.join(' ')} failed: ${r.stderr.trim()}`);
+    return r.stdout;
+  };
+  const scene: Scene = {
+    cluster,
+    etcd,
+    endpoint,
+    workDir,
+    etcdctl,
+    async putConfig(json) {
+      await etcdctl(['put', `${PREFIX}/config`, json]);
+    },
+    startDaemon(hostName, extraArgs = []) {
+      const host = cluster.member(hostName);
+      const subnetFile = join(workDir, hostName, 'subnet.env');
+      const logFile = join(workDir, `${hostName}-${daemons.length}.log`);
+      const out = createWriteStream(logFile);
+      const args = ['--etcd-endpoints', endpoint, '--iface', 'eth0', '--subnet-file', subnetFile, ...extraArgs];
+      const child = cluster.spawn(host.netns, process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout?.pipe(out, { end: false });
+      child.stderr?.pipe(out, { end: false });
+      const exited = new Promise<number>((res) => child.once('exit', (code) => res(code ?? -1)));
+      const handle: DaemonHandle = {
+        host,
+        subnetFile,
+        logFile,
+        process: child,
+        exited,
+        log: () => readFileSync(logFile, 'utf8'),
+        async stop(signal = 'SIGTERM') {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+          return exited;
+        },
+      };
+      daemons.push(handle);
+      return handle;
+    },
+    async kernel(hostName) {
+      const ns = cluster.member(hostName).netns;
+      const lines = async (cmd: string, args: string[]): Promise<string[]> =>
+        (await cluster.exec(ns, cmd, args)).stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+      const [link, routes, neighbors, fdb, addresses] = await Promise.all([
+        cluster.exec(ns, 'ip', ['-d', 'link', 'show', 'flannel.1']).then((r) => r.stdout),
+        lines('ip', ['route', 'show', 'dev', 'flannel.1']),
+        lines('ip', ['neigh', 'show', 'dev', 'flannel.1']),
+        lines('bridge', ['fdb', 'show', 'dev', 'flannel.1']),
+        lines('ip', ['-4', '-o', 'addr', 'show', 'dev', 'flannel.1']),
+      ]);
+      return { link, routes, neighbors, fdb, addresses };
+    },
+    dump: () => dumpState(cluster),
+    async destroy() {
+      await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
+      await etcd.cleanup().catch(() => undefined);
+      await cluster.destroy();
+      rmSync(workDir, { recursive: true, force: true });
+    },
+  };
+  return scene;
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs` with `what`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Waits for the daemon's "ready" log line; fails early, with its log, if it exits. */
+export async function waitReady(d: DaemonHandle, timeoutMs = 20_000): Promise<void> {
+  let exitCode: number | undefined;
+  void d.exited.then((c) => (exitCode = c));
+  await waitFor(`flanneld-ts on ${d.host.name} to be ready`, () => {
+    if (exitCode !== undefined) throw new Error(`flanneld-ts on ${d.host.name} exited with ${exitCode}:\n${d.log()}`);
+    return /"msg":"ready: /.test(d.log());
+  }, timeoutMs);
+}
+
+/** FLANNEL_SUBNET=10.7.5.1/24 → "10.7.5.0/24" */
+export function subnetOf(subnetEnv: string): string {
+  const m = /^FLANNEL_SUBNET=(\d+\.\d+\.\d+)\.\d+\/(\d+)$/m.exec(subnetEnv);
+  if (!m) throw new Error(`no FLANNEL_SUBNET in ${JSON.stringify(subnetEnv)}`);
+  return `${m[1]}.0/${m[2]}`;
+}

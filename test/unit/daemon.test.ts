@@ -1,0 +1,165 @@
+/**
+ * The daemon against the in-memory fakes: start-up order, peers following leases,
+ * own-lease loss, kernel drift, config waiting and fatal errors. Real timers, short intervals.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DaemonOptions, parseCommandLine } from '../../src/cli';
+import { Daemon } from '../../src/daemon';
+import { MemoryKernel } from '../../src/kernel/memory-kernel';
+import { encodeLeaseValue } from '../../src/lease/codec';
+import { MemoryLeaseStore } from '../../src/lease/memory-store';
+import { parseIPv4 } from '../../src/net/ipv4';
+import { waitFor } from '../../src/testbed/scene';
+import { systemClock } from '../../src/util/clock';
+import { OutOfSubnetsError } from '../../src/util/errors';
+import { createLogger } from '../../src/util/log';
+
+const CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}';
+const PFX = '/coreos.com/network/subnets/';
+
+interface Harness {
+  store: MemoryLeaseStore;
+  kernel: MemoryKernel;
+  daemon: Daemon;
+  logs: string[];
+  subnetFile: string;
+  done: Promise<unknown>;
+  stop(): Promise<unknown>;
+  entries(): Promise<string[]>;
+}
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+function peerValue(ip: string, mac: string): string {
+  return encodeLeaseValue({ publicIP: parseIPv4(ip), vni: 1, vtepMAC: mac });
+}
+
+function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string } = {}): Harness {
+  const dir = mkdtempSync(join(tmpdir(), 'flts-daemon-'));
+  const subnetFile = opts.subnetFile ?? join(dir, 'subnet.env');
+  const store = opts.store ?? new MemoryLeaseStore();
+  if (opts.config !== null) store.setConfig(opts.config ?? CONFIG);
+  const kernel = opts.kernel ?? new MemoryKernel();
+  if (!opts.kernel) {
+    kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('10.65.154.11'), prefixLen: 24, scope: 0 }] });
+    kernel.setDefaultRoute(2);
+  }
+  const cmd = parseCommandLine(['--subnet-file', subnetFile, '--kernel-resync', '0.2', '--iptables-forward-rules=false', ...(opts.args ?? [])], {});
+  if (cmd.command !== 'run') throw new Error('not run');
+  const logs: string[] = [];
+  const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
+  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink) });
+  const ctl = new AbortController();
+  const done = daemon.run(ctl.signal).catch((err: unknown) => err);
+  const h: Harness = {
+    store, kernel, daemon, logs, subnetFile, done,
+    stop: async () => { ctl.abort(); return done; },
+    async entries() {
+      const dev = await kernel.getDevice('flannel.1');
+      if (!dev) return [];
+      const { describeEntry } = await import('../../src/overlay/plan');
+      return (await kernel.listEntries(dev.index)).map(describeEntry).sort();
+    },
+  };
+  cleanups.push(async () => { await h.stop(); rmSync(dir, { recursive: true, force: true }); });
+  return h;
+}
+
+const ready = (h: Harness) => waitFor('daemon ready', () => h.daemon.status().phase === 'ready', 5000, 10);
+
+describe('Daemon', () => {
+  it('starts: device, lease, subnet.env, peers programmed, then ready', async () => {
+    const store = new MemoryLeaseStore();
+    store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'), { ttlSeconds: 3600 });
+    const h = start({ store });
+    await ready(h);
+    const st = h.daemon.status();
+    expect(st.publicIP).toBe('10.65.154.11');
+    expect(st.vtepMAC).toBe('5a:5a:5a:5a:5a:5a');
+    const dev = await h.kernel.getDevice('flannel.1');
+    expect(dev && [dev.vni, dev.port, dev.mtu, dev.up, dev.learning, dev.localIP]).toEqual([1, 8472, 1450, true, false, parseIPv4('10.65.154.11')]);
+    expect(readFileSync(h.subnetFile, 'utf8')).toBe(`FLANNEL_NETWORK=10.7.0.0/16\nFLANNEL_SUBNET=${st.subnet?.replace('.0/', '.1/')}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n`);
+    expect(await h.entries()).toEqual(['fdb 02:00:00:00:00:12 dst 10.65.154.12', 'neighbor 10.7.12.0 lladdr 02:00:00:00:00:12', 'route 10.7.12.0/24 via 10.7.12.0 onlink']);
+    const own = (await h.store.list()).records.find((r) => r.kind === 'lease' && r.lease.publicIP === parseIPv4('10.65.154.11'));
+    expect(own?.kind === 'lease' && own.lease.vtepMAC).toBe('5a:5a:5a:5a:5a:5a');
+    expect(st.peers).toBe(1);
+  });
+
+  it('follows peers joining, changing and leaving', async () => {
+    const h = start();
+    await ready(h);
+    h.store.putRaw(`${PFX}10.7.20.0-24`, peerValue('10.65.154.20', '02:00:00:00:00:20'));
+    await waitFor('peer programmed', async () => (await h.entries()).length === 3, 3000, 10);
+    h.store.putRaw(`${PFX}10.7.20.0-24`, peerValue('10.65.154.21', '02:00:00:00:01:20'));
+    await waitFor('peer updated', async () => (await h.entries()).join() === ['fdb 02:00:00:00:01:20 dst 10.65.154.21', 'neighbor 10.7.20.0 lladdr 02:00:00:00:01:20', 'route 10.7.20.0/24 via 10.7.20.0 onlink'].join(), 3000, 10);
+    h.store.deleteRaw(`${PFX}10.7.20.0-24`);
+    await waitFor('peer removed', async () => (await h.entries()).length === 0, 3000, 10);
+  });
+
+  it('repairs kernel drift: a deleted FDB entry and a stale route', async () => {
+    const store = new MemoryLeaseStore();
+    store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'));
+    const h = start({ store });
+    await ready(h);
+    const dev = await h.kernel.getDevice('flannel.1');
+    h.kernel.removeEntry(dev!.index, { kind: 'fdb', mac: '02:00:00:00:00:12', dst: parseIPv4('10.65.154.12'), permanent: true });
+    h.kernel.putEntry(dev!.index, { kind: 'route', dst: { ip: parseIPv4('10.7.99.0'), prefixLen: 24 }, gateway: parseIPv4('10.7.99.0'), onlink: true });
+    await waitFor('drift repaired', async () => (await h.entries()).length === 3 && !(await h.entries()).join().includes('10.7.99.0'), 3000, 10);
+    expect(h.logs.join('')).toMatch(/replace fdb 02:00:00:00:00:12 dst 10.65.154.12 \(missing\)/);
+    expect(h.logs.join('')).toMatch(/delete route 10.7.99.0\/24 via 10.7.99.0 onlink \(stale\)/);
+  });
+
+  it('re-acquires the same subnet when its lease is deleted', async () => {
+    const h = start();
+    await ready(h);
+    const subnet = h.daemon.status().subnet as string;
+    h.store.deleteRaw(PFX + subnet.replace('/', '-'));
+    await waitFor('lease back', async () => (await h.store.list()).records.some((r) => r.key === PFX + subnet.replace('/', '-')), 3000, 10);
+    expect(h.daemon.status().subnet).toBe(subnet);
+    expect(h.logs.join('')).toMatch(/was deleted from etcd; re-acquiring/);
+  });
+
+  it('reuses the previous subnet from the subnet file', async () => {
+    const first = start();
+    await ready(first);
+    const subnet = first.daemon.status().subnet as string;
+    await first.stop();
+    const store = new MemoryLeaseStore();
+    const h2 = start({ store, subnetFile: first.subnetFile });
+    await ready(h2);
+    expect(h2.daemon.status().subnet).toBe(subnet);
+  });
+
+  it('waits for a missing config and for a corrected invalid one, naming the field', async () => {
+    const store = new MemoryLeaseStore();
+    const h = start({ store, config: null });
+    await waitFor('missing logged', () => h.logs.join('').includes('network config /coreos.com/network/config not found'), 3000, 10);
+    store.setConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"udp"}}');
+    await waitFor('invalid logged', () => h.logs.join('').includes('invalid network config: Backend.Type'), 3000, 10);
+    store.setConfig(CONFIG);
+    await ready(h);
+  });
+
+  it('fails with a clear error when the network is full', async () => {
+    const store = new MemoryLeaseStore();
+    store.putRaw(`${PFX}10.7.3.0-24`, peerValue('10.65.154.30', '02:00:00:00:00:30'));
+    const h = start({ store, config: '{"Network":"10.7.0.0/16","SubnetMin":"10.7.3.0","SubnetMax":"10.7.3.0","Backend":{"Type":"vxlan"}}' });
+    const err = await h.done;
+    expect(err).toBeInstanceOf(OutOfSubnetsError);
+    expect((err as Error).message).toBe('failed to acquire a subnet lease in 10.7.0.0/16: out of subnets');
+  });
+
+  it('renews its lease before expiry with a short TTL', async () => {
+    const h = start({ args: ['--subnet-lease-ttl', '6'] });
+    await ready(h);
+    await waitFor('renewal', () => h.logs.join('').includes('renewed lease'), 6000, 50);
+    expect(h.store.leaseIds()).toHaveLength(1);
+  }, 10_000);
+});
