@@ -15,7 +15,7 @@ import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-mana
 import { LeaseView } from './lease/lease-view';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
-import { macToBytes } from './net/mac';
+import { randomMac } from './net/mac';
 import { desiredState } from './overlay/desired';
 import { Reconciler } from './overlay/reconciler';
 import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
@@ -84,8 +84,9 @@ export class Daemon {
       const b = this.config.backend;
       this.spec = { name: `flannel.${b.vni}`, vni: b.vni, localIP: ext.publicIP, underlayIndex: ext.iface.index, port: b.port, learning: b.learning, gbp: b.gbp, mtu: (b.mtu || ext.iface.mtu) - 50 };
       log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), mtu: this.spec.mtu }, `using interface ${ext.iface.name} with public IP ${formatIPv4(ext.publicIP)}`);
-      const first = await ensureVxlanDevice(kernel, this.spec, log, this.deps.randomBytes);
+      const first = await ensureVxlanDevice(kernel, this.spec, log, () => randomMac(this.deps.randomBytes));
       this.mac = first.device.mac;
+      if (!first.created) log.info({ device: this.spec.name, mac: this.mac }, `adopted existing ${this.spec.name} (parameters match; MAC kept)`);
 
       const previous = await readPreviousSubnet(this.opts.subnetFile);
       this.own = await retry('acquire a subnet lease', () => this.acquire(previous));
@@ -146,8 +147,7 @@ export class Daemon {
 
   /** Creates or repairs flannel.N with our MAC, address and link state. */
   private async ensureDevice(): Promise<DeviceState> {
-    const mac = macToBytes(this.mac);
-    const { device } = await ensureVxlanDevice(this.deps.kernel, this.spec, this.log, () => mac);
+    const { device } = await ensureVxlanDevice(this.deps.kernel, this.spec, this.log, () => this.mac);
     await ensureDeviceAddress(this.deps.kernel, device, makeCidr(this.own.subnet.ip, 32), this.config.network, this.log);
     return device;
   }

@@ -76,6 +76,7 @@ export async function run(args: readonly string[]): Promise<number> {
     return await runDaemon(command.options, log);
   } catch (err) {
     log.fatal({ err: errorMessage(err) }, errorMessage(err));
-    return EXIT_FATAL;
+    // A flag whose value turned out unusable (e.g. an unreadable --etcd-cafile) is a usage error.
+    return err instanceof UsageError ? EXIT_USAGE : EXIT_FATAL;
   }
 }

@@ -14,7 +14,7 @@ const indent = (text: string): string => text.trim().split('\n').map((l) => `   
 
 async function show(scene: Scene, host: string): Promise<void> {
   const k = await scene.kernel(host);
-  const link = k.link.split('\n').find((l) => l.includes('vxlan id')) ?? '';
+  const link = (k.link.split('\n').find((l) => l.includes('vxlan id')) ?? '').replace(/ ageing 300 .*/, ' ageing 300');
   say(`  ${host}: ip -d link show flannel.1\n${indent(link)}`);
   say(`  ${host}: ip route show dev flannel.1\n${indent(k.routes.join('\n'))}`);
   say(`  ${host}: ip neigh show dev flannel.1\n${indent(k.neighbors.join('\n'))}`);

@@ -4,7 +4,6 @@
  * then give it its /32 and bring it up.
  */
 import { Cidr, cidrContains, formatCidr, formatIPv4 } from '../net/ipv4';
-import { randomMac } from '../net/mac';
 import { Logger } from '../util/log';
 import { DeviceState, Entry, Kernel, VxlanSpec } from './kernel';
 
@@ -32,8 +31,9 @@ export function deviceMismatch(spec: VxlanSpec, state: DeviceState): string {
 
 /**
  * Makes sure the device `spec.name` exists as `spec` says. A missing device is
- * created with a random MAC; an incompatible one is deleted and recreated with a
- * new random MAC. A compatible one is adopted and its MTU corrected. Learning
+ * created with the MAC `macForNew()` gives (random at first start, the lease's
+ * MAC once we hold one, so a recreated device needs no lease update); an
+ * incompatible one is deleted and recreated the same way. A compatible one is adopted and its MTU corrected. Learning
  * cannot be changed through the `Kernel` seam, so a device that differs only in
  * learning is recreated with its old MAC: the lease (and the peers' FDB entries)
  * stay valid.
@@ -42,11 +42,11 @@ export async function ensureVxlanDevice(
   kernel: Kernel,
   spec: VxlanSpec,
   log: Logger,
-  randomBytes: (n: number) => Uint8Array,
+  macForNew: () => string,
 ): Promise<{ device: DeviceState; created: boolean }> {
   const existing = await kernel.getDevice(spec.name);
   if (!existing) {
-    const device = await kernel.createVxlan(spec, randomMac(randomBytes));
+    const device = await kernel.createVxlan(spec, macForNew());
     log.info({ device: spec.name, mac: device.mac, vni: spec.vni }, 'created VXLAN device');
     return { device, created: true };
   }
@@ -56,7 +56,7 @@ export async function ensureVxlanDevice(
     const reason = mismatch !== '' ? mismatch : `learning ${existing.learning ?? false} != ${spec.learning}`;
     log.warn({ device: spec.name, reason }, 'existing VXLAN device is incompatible; recreating it');
     await kernel.deleteLink(existing.index);
-    const mac = learningDiffers ? existing.mac : randomMac(randomBytes);
+    const mac = learningDiffers ? existing.mac : macForNew();
     const device = await kernel.createVxlan(spec, mac);
     log.info({ device: spec.name, mac: device.mac, vni: spec.vni }, 'created VXLAN device');
     return { device, created: true };
@@ -66,7 +66,8 @@ export async function ensureVxlanDevice(
     log.info({ device: spec.name, from: existing.mtu, to: spec.mtu }, 'corrected VXLAN device MTU');
     return { device: { ...existing, mtu: spec.mtu }, created: false };
   }
-  log.info({ device: spec.name, mac: existing.mac }, 'adopted existing VXLAN device');
+  // Called on every reconcile pass: adopting an unchanged device is not news.
+  log.debug({ device: spec.name, mac: existing.mac }, 'adopted existing VXLAN device');
   return { device: existing, created: false };
 }
 

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { DeviceState, VxlanSpec } from '../../src/kernel/kernel';
 import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { describeEntry } from '../../src/kernel/kernel';
+import { randomMac } from '../../src/net/mac';
 import { deviceMismatch, ensureDeviceAddress, ensureVxlanDevice } from '../../src/kernel/vxlan-device';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { Logger } from '../../src/util/log';
@@ -33,7 +34,7 @@ function capture(): { log: Logger; lines: Array<{ level: number; msg: string } &
 }
 
 /** Fixed "random" bytes: 0x11 0x22 … so MACs are predictable. */
-const bytes = (seed: number) => (n: number) => Uint8Array.from({ length: n }, (_, i) => (seed + i * 0x11) & 0xff);
+const bytes = (seed: number) => () => randomMac((n: number) => Uint8Array.from({ length: n }, (_, i) => (seed + i * 0x11) & 0xff));
 
 function kernel(): MemoryKernel {
   const k = new MemoryKernel();

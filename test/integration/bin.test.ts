@@ -1,0 +1,40 @@
+/** bin/flanneld-ts as an operator runs it: exit codes and one-line errors. */
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { BIN } from '../../src/testbed/scene';
+
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 10_000 });
+
+describe('bin/flanneld-ts', () => {
+  it('prints help and version with exit 0', () => {
+    const help = run(['--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('--etcd-endpoints');
+    expect(help.stdout).toContain('FLANNELD_');
+    const version = run(['--version']);
+    expect(version.status).toBe(0);
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+  it.each([
+    [['--bogus'], 'Unknown argument: bogus'],
+    [['--subnet-lease-renew-margin', '0'], '--subnet-lease-renew-margin'],
+    [['--public-ip', 'nope'], '--public-ip'],
+  ])('rejects %j with exit 2 and one line naming the flag', (args, text) => {
+    const r = run(args);
+    expect(r.status).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toContain(text);
+    expect(lines[0]).toMatch(/^flanneld-ts: /);
+  });
+  it('rejects a bad FLANNELD_* variable with exit 2', () => {
+    const r = run([], { FLANNELD_IP_MASQ: 'perhaps' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('FLANNELD_IP_MASQ');
+  });
+  it('exits 2 with one clear line when a TLS file is missing', () => {
+    const r = run(['--etcd-cafile', '/nonexistent/ca.pem', '--etcd-endpoints', 'https://127.0.0.1:1']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('--etcd-cafile /nonexistent/ca.pem');
+  });
+});
