@@ -31,6 +31,8 @@ export interface DaemonDeps {
   readonly rand: () => number;
   readonly randomBytes: (n: number) => Uint8Array;
   readonly log: Logger;
+  /** Called once when the daemon first becomes ready (systemd notification). */
+  readonly onReady?: (status: DaemonStatus) => void;
 }
 
 /** What health endpoints and tests look at. */
@@ -114,6 +116,7 @@ export class Daemon {
       await reconciler.waitSynced(signal);
       this.phase = 'ready';
       log.info({ subnet: formatCidr(this.own.subnet), peers: this.currentDesired()?.peers.size ?? 0 }, 'ready: lease held, subnet file written, peers programmed');
+      this.deps.onReady?.(this.status());
       await this.leaseLoop(signal);
       await Promise.all(background);
     } catch (err) {

@@ -11,6 +11,7 @@ import { EtcdLeaseStore } from './lease/etcd-store';
 import { systemClock } from './util/clock';
 import { UsageError, errorMessage } from './util/errors';
 import { Logger, createLogger } from './util/log';
+import { notifySystemd } from './util/sd-notify';
 
 export const EXIT_OK = 0;
 export const EXIT_FATAL = 1;
@@ -35,7 +36,15 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   process.on('SIGINT', () => stop('SIGINT'));
   const { password: _password, ...etcdShown } = options.etcd;
   log.info({ options: { ...options, etcd: { ...etcdShown, password: options.etcd.password ? '[redacted]' : undefined } } }, 'starting flanneld-ts');
-  const daemon = new Daemon(options, { store, kernel, clock: systemClock, rand: Math.random, randomBytes, log });
+  const daemon = new Daemon(options, {
+    store,
+    kernel,
+    clock: systemClock,
+    rand: Math.random,
+    randomBytes,
+    log,
+    onReady: (st) => void notifySystemd({ ready: true, status: `subnet ${st.subnet}, ${st.peers} peers programmed` }, log),
+  });
   try {
     await daemon.run(controller.signal);
     return EXIT_OK;
