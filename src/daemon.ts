@@ -16,7 +16,7 @@ import { LeaseView } from './lease/lease-view';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
 import { randomMac } from './net/mac';
-import { desiredState } from './overlay/desired';
+import { DesiredState, desiredState } from './overlay/desired';
 import { Reconciler } from './overlay/reconciler';
 import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
 import { Clock, isAbortError } from './util/clock';
@@ -57,6 +57,7 @@ export class Daemon {
   private readonly view: LeaseView;
   private reconciler: Reconciler | undefined;
   private lost: string | undefined;
+  private skippedLogged = new Map<string, string>();
   private wakeLeaseLoop: (() => void) | undefined;
   private readonly log: Logger;
 
@@ -91,7 +92,16 @@ export class Daemon {
       if (!first.created) log.info({ device: this.spec.name, mac: this.mac }, `adopted existing ${this.spec.name} (parameters match; MAC kept)`);
 
       const previous = await readPreviousSubnet(this.opts.subnetFile);
-      this.own = await retry('acquire a subnet lease', () => this.acquire(previous));
+      try {
+        this.own = await retry('acquire a subnet lease', () => this.acquire(previous));
+      } catch (err) {
+        // No partial state: a device we created for a lease we could not get goes again.
+        if (first.created && !signal.aborted) {
+          await kernel.deleteLink(first.device.index).catch(() => undefined);
+          log.info({ device: this.spec.name }, `removed ${this.spec.name}: no subnet lease was acquired`);
+        }
+        throw err;
+      }
       await this.ensureDevice();
       const iptables = new IptablesRules({ ipMasq: this.opts.ipMasq, fullyRandom: this.opts.ipMasqFullyRandom, forwardRules: this.opts.iptablesForwardRules, resyncMs: this.opts.iptablesResyncMs }, log.child({ component: 'iptables' }), clock);
       // Not fatal: the overlay works without them; the resync loop keeps trying and logs once.
@@ -126,9 +136,20 @@ export class Daemon {
     }
   }
 
-  private currentDesired() {
+  private currentDesired(): DesiredState | undefined {
     if (!this.own) return undefined;
-    return desiredState({ subnet: this.own.subnet, publicIP: this.publicIP }, this.view.leases(), this.config);
+    const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP }, this.view.leases(), this.config);
+    this.logSkipped(desired);
+    return desired;
+  }
+
+  /** Valid leases that are not programmed (wrong backend, outside the network, our own IP…): logged once each. */
+  private logSkipped(desired: DesiredState): void {
+    const now = new Map(desired.skipped.map((s) => [s.subnet, s.reason]));
+    for (const [subnet, reason] of now) {
+      if (this.skippedLogged.get(subnet) !== reason) this.log.warn({ subnet, reason }, `not programming lease ${subnet}: ${reason}`);
+    }
+    this.skippedLogged = now;
   }
 
   private ownKey(): string {

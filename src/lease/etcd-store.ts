@@ -49,6 +49,8 @@ export interface EtcdStoreOptions {
 
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 const WATCH_BACKOFF = { initialMs: 200, maxMs: 5_000 };
+// Enough to read a thousand leases' TTLs in a few round trips without flooding etcd.
+const EXPIRY_CALLS_IN_FLIGHT = 32;
 
 function readFlagFile(flag: string, path: string): Buffer {
   try {
@@ -121,6 +123,30 @@ export class EtcdLeaseStore implements LeaseStore {
   async list(): Promise<LeaseSnapshot> {
     const res = await this.call('list leases', () => this.client.getAll().prefix(this.subnets).exec());
     return { records: res.kvs.map((kv) => this.decode(kv)), revision: BigInt(res.header.revision) };
+  }
+
+  /** One `LeaseTimeToLive` call per distinct lease, at most EXPIRY_CALLS_IN_FLIGHT at a time. */
+  async leaseExpiries(etcdLeases: readonly string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const ids = [...new Set(etcdLeases)];
+    for (let i = 0; i < ids.length; i += EXPIRY_CALLS_IN_FLIGHT) {
+      await Promise.all(
+        ids.slice(i, i + EXPIRY_CALLS_IN_FLIGHT).map(async (id) => {
+          const asked = Date.now();
+          let ttl: number;
+          try {
+            const res = await this.client.leaseClient.leaseTimeToLive({ ID: id });
+            ttl = Number(res.TTL);
+          } catch (err) {
+            if (err instanceof EtcdLeaseInvalidError) return;
+            throw this.fail(`read the TTL of etcd lease ${id}`, err);
+          }
+          // etcd answers TTL -1 for a lease it no longer has.
+          if (ttl >= 0) out.set(id, asked + ttl * 1000);
+        }),
+      );
+    }
+    return out;
   }
 
   async get(subnet: Cidr): Promise<LeaseRecord | undefined> {
@@ -221,7 +247,8 @@ export class EtcdLeaseStore implements LeaseStore {
         attempt = 0;
         if (!outage) return;
         outage = false;
-        this.log.info({ fromRevision: String(next) }, `lease watch re-established at ${this.where}`);
+        // The daemon logs the recovery (handlers.onReconnected): one line per state change.
+        this.log.debug({ fromRevision: String(next) }, `lease watch re-established at ${this.where}`);
         handlers.onReconnected?.();
       },
       response: (res: IWatchResponse): void => {
@@ -244,7 +271,7 @@ export class EtcdLeaseStore implements LeaseStore {
       if (!outage) {
         outage = true;
         const err = this.fail('watch leases', end.err);
-        this.log.warn({ err: err.message }, 'lease watch interrupted; reconnecting with backoff');
+        this.log.debug({ err: err.message }, 'lease watch interrupted; reconnecting with backoff');
         handlers.onDisconnected?.(err);
       }
       try {

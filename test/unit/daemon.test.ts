@@ -154,6 +154,25 @@ describe('Daemon', () => {
     const err = await h.done;
     expect(err).toBeInstanceOf(OutOfSubnetsError);
     expect((err as Error).message).toBe('failed to acquire a subnet lease in 10.7.0.0/16: out of subnets');
+    expect(await h.kernel.getDevice('flannel.1')).toBeUndefined();
+    expect((await store.list()).records).toHaveLength(1);
+  });
+
+  it('logs a valid but unusable lease once and keeps serving the rest', async () => {
+    const store = new MemoryLeaseStore();
+    store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'));
+    store.putRaw(`${PFX}10.7.30.0-24`, '{"PublicIP":"10.65.154.30","BackendType":"udp"}');
+    store.putRaw(`${PFX}10.7.32.0-24`, '{"PublicIP":"10.65.154.32","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:32"}, "x": "' + 'a'.repeat(70_000) + '"}');
+    const h = start({ store });
+    await ready(h);
+    // After start-up: another key claiming this node's PublicIP (at start-up it would be taken as ours).
+    store.putRaw(`${PFX}10.7.31.0-24`, peerValue('10.65.154.11', '02:00:00:00:00:31'));
+    await new Promise((r) => setTimeout(r, 500));
+    const text = h.logs.join("");
+    expect(text.match(/not programming lease 10.7.30.0\/24: backend type \\"udp\\" is not vxlan/g)).toHaveLength(1);
+    expect(text.match(/not programming lease 10.7.31.0\/24: PublicIP 10.65.154.11 is this node's own/g)).toHaveLength(1);
+    expect(text.match(/skipping invalid lease \S*10.7.32.0-24: value is \d+ bytes/g)).toHaveLength(1);
+    expect(await h.entries()).toHaveLength(3);
   });
 
   it('renews its lease before expiry with a short TTL', async () => {
