@@ -3,7 +3,7 @@
  * returns options or throws UsageError; main.ts turns that into exit code 2.
  */
 import yargs from 'yargs';
-import { parseIPv4 } from './net/ipv4';
+import { Cidr, makeCidr, parseCidr, parseIPv4, tryParseIPv4 } from './net/ipv4';
 import { UsageError } from './util/errors';
 
 export const VERSION = '0.1.0';
@@ -36,7 +36,25 @@ export interface DaemonOptions {
   readonly logLevel: string;
 }
 
-export type Command = { readonly command: 'run'; readonly options: DaemonOptions } | { readonly command: 'help' | 'version'; readonly text: string };
+/** `flanneld-ts status`: what to read, how to show it, and what to keep. */
+export interface StatusOptions {
+  readonly etcd: EtcdOptions;
+  readonly iface: string[];
+  readonly ifaceRegex: string[];
+  readonly subnetFile: string;
+  readonly renewMarginMinutes: number;
+  readonly format: 'table' | 'json' | 'brief';
+  readonly watch: boolean;
+  /** undefined = colour on a terminal only. */
+  readonly color: boolean | undefined;
+  readonly kernelCheck: boolean;
+  readonly filter: { readonly subnet: Cidr | undefined; readonly publicIP: number | undefined };
+}
+
+export type Command =
+  | { readonly command: 'run'; readonly options: DaemonOptions }
+  | { readonly command: 'status'; readonly options: StatusOptions }
+  | { readonly command: 'help' | 'version'; readonly text: string };
 
 const ETCD_FLAGS = {
   'etcd-endpoints': { type: 'string', default: 'http://127.0.0.1:4001,http://127.0.0.1:2379', describe: 'Comma-separated etcd endpoints' },
@@ -63,7 +81,26 @@ const RUN_FLAGS = {
   'kernel-resync': { type: 'number', default: 10, hidden: true, describe: 'Seconds between full kernel reconciles' },
 } as const;
 
-type FlagSpec = { readonly type: 'string' | 'number' | 'boolean'; readonly array?: boolean; readonly default?: unknown; readonly describe: string; readonly hidden?: boolean };
+// What status shares with the daemon (and so, like the daemon, takes from FLANNELD_*): how to find this host's lease.
+const STATUS_FLAGS = {
+  iface: { ...RUN_FLAGS.iface, describe: 'Interface (name or IP) the daemon uses; tells this host\'s public IP. Repeatable' },
+  'iface-regex': RUN_FLAGS['iface-regex'],
+  'subnet-file': { ...RUN_FLAGS['subnet-file'], describe: 'The subnet file the daemon writes; names this host\'s lease' },
+  'subnet-lease-renew-margin': { ...RUN_FLAGS['subnet-lease-renew-margin'], describe: 'Warn about leases expiring within this many minutes (1-1439)' },
+} as const;
+
+// The view of one invocation; never from the environment (a FLANNELD_PUBLIC_IP meant for the daemon must not filter status).
+const STATUS_VIEW_FLAGS = {
+  json: { type: 'boolean', default: false, describe: 'Print the report as JSON (schema: docs/status.schema.json)' },
+  brief: { type: 'boolean', default: false, describe: 'Print one line (OK or UNHEALTHY), for probes' },
+  watch: { type: 'boolean', default: false, describe: 'Refresh on every etcd change (and kernel change) until interrupted' },
+  color: { type: 'boolean', describe: 'Colour the table (default: only on a terminal); --no-color to turn it off' },
+  subnet: { type: 'string', describe: 'Only what overlaps this subnet or address (e.g. 10.7.5.0/24, 10.7.5.23)' },
+  'public-ip': { type: 'string', describe: 'Only what concerns the node with this public IP' },
+  'kernel-check': { type: 'boolean', default: true, describe: 'Check this host\'s kernel state (--no-kernel-check for etcd only)' },
+} as const;
+
+type FlagSpec = { readonly type: 'string' | 'number' | 'boolean'; readonly array?: boolean; readonly default?: unknown; readonly defaultDescription?: string; readonly describe: string; readonly hidden?: boolean };
 
 /** `--etcd-endpoints` → `FLANNELD_ETCD_ENDPOINTS` */
 export function envName(flag: string): string {
@@ -91,10 +128,13 @@ function withEnvDefaults(flags: Record<string, FlagSpec>, env: NodeJS.ProcessEnv
     } else if (spec.array) {
       value = splitList(raw);
     }
-    out[name] = { ...spec, default: value };
+    // A secret from the environment must not be echoed by --help as the default.
+    out[name] = SECRET_FLAGS.has(name) ? { ...spec, default: value, defaultDescription: `(from ${envName(name)})` } : { ...spec, default: value };
   }
   return out;
 }
+
+const SECRET_FLAGS = new Set(['etcd-password']);
 
 function splitList(text: string): string[] {
   return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -118,11 +158,28 @@ export function etcdOptionsFrom(argv: Record<string, unknown>): EtcdOptions {
   return { endpoints, prefix: String(argv['etcd-prefix']), keyFile, certFile, caFile: str('etcd-cafile'), username: str('etcd-username'), password: str('etcd-password') };
 }
 
-function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
+function renewMarginFrom(argv: Record<string, unknown>): number {
   const margin = Number(argv['subnet-lease-renew-margin']);
   if (!Number.isInteger(margin) || margin < 1 || margin > 1439) {
     throw new UsageError(`--subnet-lease-renew-margin: ${argv['subnet-lease-renew-margin']} is not a whole number of minutes from 1 to 1439`);
   }
+  return margin;
+}
+
+function ifaceRegexFrom(argv: Record<string, unknown>): string[] {
+  const ifaceRegex = (argv['iface-regex'] as string[]).flatMap(splitList);
+  for (const r of ifaceRegex) {
+    try {
+      new RegExp(r);
+    } catch {
+      throw new UsageError(`--iface-regex: ${JSON.stringify(r)} is not a valid regular expression`);
+    }
+  }
+  return ifaceRegex;
+}
+
+function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
+  const margin = renewMarginFrom(argv);
   const ttl = Number(argv['subnet-lease-ttl']);
   if (!Number.isInteger(ttl) || ttl < 5) throw new UsageError(`--subnet-lease-ttl: ${argv['subnet-lease-ttl']} is not a whole number of seconds >= 5`);
   const resync = Number(argv['kernel-resync']);
@@ -136,14 +193,7 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
       throw new UsageError(`--public-ip: ${JSON.stringify(pip)} is not an IPv4 address`);
     }
   }
-  const ifaceRegex = (argv['iface-regex'] as string[]).flatMap(splitList);
-  for (const r of ifaceRegex) {
-    try {
-      new RegExp(r);
-    } catch {
-      throw new UsageError(`--iface-regex: ${JSON.stringify(r)} is not a valid regular expression`);
-    }
-  }
+  const ifaceRegex = ifaceRegexFrom(argv);
   const iptResync = Number(argv['iptables-resync']);
   if (!Number.isInteger(iptResync) || iptResync < 1) throw new UsageError(`--iptables-resync: ${argv['iptables-resync']} is not a whole number of seconds >= 1`);
   const level = String(argv['log-level']);
@@ -165,15 +215,51 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
   };
 }
 
+function statusOptionsFrom(argv: Record<string, unknown>): StatusOptions {
+  if (argv.json === true && argv.brief === true) throw new UsageError('--json and --brief: choose one output format');
+  let subnet: Cidr | undefined;
+  const sub = argv.subnet;
+  if (typeof sub === 'string') {
+    try {
+      subnet = sub.includes('/') ? parseCidr(sub) : makeCidr(parseIPv4(sub), 32);
+    } catch {
+      throw new UsageError(`--subnet: ${JSON.stringify(sub)} is not an IPv4 subnet (10.7.5.0/24) or address`);
+    }
+  }
+  let publicIP: number | undefined;
+  const pip = argv['public-ip'];
+  if (typeof pip === 'string') {
+    publicIP = tryParseIPv4(pip);
+    if (publicIP === undefined) throw new UsageError(`--public-ip: ${JSON.stringify(pip)} is not an IPv4 address`);
+  }
+  return {
+    etcd: etcdOptionsFrom(argv),
+    iface: (argv.iface as string[]).flatMap(splitList),
+    ifaceRegex: ifaceRegexFrom(argv),
+    subnetFile: String(argv['subnet-file']),
+    renewMarginMinutes: renewMarginFrom(argv),
+    format: argv.json === true ? 'json' : argv.brief === true ? 'brief' : 'table',
+    watch: argv.watch === true,
+    color: typeof argv.color === 'boolean' ? argv.color : undefined,
+    kernelCheck: argv['kernel-check'] !== false,
+    filter: { subnet, publicIP },
+  };
+}
+
 /** Parses argv (without node and script) and the environment. Throws UsageError. */
 export function parseCommandLine(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Command {
   let output = '';
   let failure: string | undefined;
   const parser = yargs([...args])
     .scriptName('flanneld-ts')
-    .usage('$0 [run] [options]\n\nA flannel-compatible VXLAN overlay daemon.')
+    .usage('$0 [run|status] [options]\n\nA flannel-compatible VXLAN overlay daemon.')
     .command(['run', '$0'], 'Run the daemon (default)', (y) => y.options(withEnvDefaults(ETCD_FLAGS, env)).options(withEnvDefaults(RUN_FLAGS, env)))
+    .command('status', "Show leases, the overlay and this host's kernel state; changes nothing. Exit 0 healthy, 1 problems, 2 usage, 3 etcd unreachable", (y) =>
+      y.options(withEnvDefaults(ETCD_FLAGS, env)).options(withEnvDefaults(STATUS_FLAGS, env)).options(STATUS_VIEW_FLAGS),
+    )
     .epilogue('Every flag can also be set as FLANNELD_<FLAG> (e.g. FLANNELD_ETCD_ENDPOINTS); the command line wins.')
+    // Flags are read by their dashed names; camelCase twins would only show up in "Unknown arguments: foo-bar, fooBar".
+    .parserConfiguration({ 'camel-case-expansion': false })
     .strict()
     .version(VERSION)
     .help()
@@ -189,9 +275,10 @@ export function parseCommandLine(args: readonly string[], env: NodeJS.ProcessEnv
   if (argv.help) return { command: 'help', text: output };
   if (argv.version) return { command: 'version', text: output || VERSION };
   // A repeated scalar flag takes the last value (as Go's flag package does); array flags still collect.
-  for (const [name, spec] of Object.entries({ ...ETCD_FLAGS, ...RUN_FLAGS } as Record<string, FlagSpec>)) {
+  for (const [name, spec] of Object.entries({ ...ETCD_FLAGS, ...RUN_FLAGS, ...STATUS_FLAGS, ...STATUS_VIEW_FLAGS } as Record<string, FlagSpec>)) {
     const v = argv[name];
     if (!spec.array && Array.isArray(v)) argv[name] = v[v.length - 1];
   }
+  if (argv._ instanceof Array && argv._[0] === 'status') return { command: 'status', options: statusOptionsFrom(argv) };
   return { command: 'run', options: runOptionsFrom(argv) };
 }

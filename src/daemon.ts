@@ -19,7 +19,7 @@ import { randomMac } from './net/mac';
 import { DesiredState, desiredState } from './overlay/desired';
 import { Reconciler } from './overlay/reconciler';
 import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
-import { Clock, isAbortError } from './util/clock';
+import { Clock } from './util/clock';
 import { ConfigError, errorMessage } from './util/errors';
 import { Logger } from './util/log';
 import { retryTransient } from './util/retry';
@@ -130,7 +130,8 @@ export class Daemon {
       await this.leaseLoop(signal);
       await Promise.all(background);
     } catch (err) {
-      if (!(signal.aborted && isAbortError(err))) throw err;
+      // Once stopping, whatever the in-flight call threw is moot.
+      if (!signal.aborted) throw err;
     } finally {
       this.phase = 'stopped';
     }

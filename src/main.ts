@@ -1,31 +1,48 @@
 /**
  * Process entry: parses the command line, builds the real store and kernel,
  * runs the command, and maps every error to an exit code in one place:
- * 0 stopped by signal, 1 fatal runtime error, 2 usage error.
+ * 0 stopped by signal (status: healthy), 1 fatal runtime error (status:
+ * problems found), 2 usage error, 3 etcd unreachable (status).
  */
 import { randomBytes } from 'node:crypto';
-import { Command, DaemonOptions, parseCommandLine } from './cli';
+import { readFile } from 'node:fs/promises';
+import { Command, DaemonOptions, EtcdOptions, StatusOptions, parseCommandLine } from './cli';
 import { Daemon } from './daemon';
-import { NetlinkKernel } from './kernel/netlink-kernel';
+import type { NetlinkKernel } from './kernel/netlink-kernel';
 import { EtcdLeaseStore } from './lease/etcd-store';
+import { ETCD_CALL_TIMEOUT_MS, runStatus, unreachableMessage } from './status/command';
 import { systemClock } from './util/clock';
-import { UsageError, errorMessage } from './util/errors';
-import { Logger, createLogger } from './util/log';
+import { StoreUnavailableError, UsageError, errorMessage } from './util/errors';
+import { Logger, createLogger, silentLogger } from './util/log';
 import { notifySystemd } from './util/sd-notify';
 
 export const EXIT_OK = 0;
 export const EXIT_FATAL = 1;
 export const EXIT_USAGE = 2;
+const STOP_GRACE_MS = 1500;
+export const EXIT_UNREACHABLE = 3;
+
+function etcdStore(etcd: EtcdOptions, log: Logger, dialTimeoutMs?: number): EtcdLeaseStore {
+  return new EtcdLeaseStore({
+    endpoints: etcd.endpoints,
+    prefix: etcd.prefix,
+    tls: { keyFile: etcd.keyFile, certFile: etcd.certFile, caFile: etcd.caFile },
+    auth: etcd.username !== undefined ? { username: etcd.username, password: etcd.password ?? '' } : undefined,
+    ...(dialTimeoutMs === undefined ? {} : { dialTimeoutMs }),
+    log,
+  });
+}
+
+// Loaded on first use: the native netlink module exists only on Linux, and status must run from an operator's laptop too.
+async function openNetlink(): Promise<NetlinkKernel> {
+  if (process.platform !== 'linux') throw new Error(`netlink is Linux-only (this is ${process.platform})`);
+  const { NetlinkKernel } = await import('./kernel/netlink-kernel');
+  return new NetlinkKernel();
+}
 
 async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
-  const store = new EtcdLeaseStore({
-    endpoints: options.etcd.endpoints,
-    prefix: options.etcd.prefix,
-    tls: { keyFile: options.etcd.keyFile, certFile: options.etcd.certFile, caFile: options.etcd.caFile },
-    auth: options.etcd.username !== undefined ? { username: options.etcd.username, password: options.etcd.password ?? '' } : undefined,
-    log: log.child({ component: 'etcd' }),
-  });
-  const kernel = new NetlinkKernel();
+  const store = etcdStore(options.etcd, log.child({ component: 'etcd' }));
+  const kernel = await openNetlink();
   const controller = new AbortController();
   const stop = (sig: string): void => {
     if (controller.signal.aborted) return;
@@ -45,8 +62,11 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
     log,
     onReady: (st) => void notifySystemd({ ready: true, status: `subnet ${st.subnet}, ${st.peers} peers programmed` }, log),
   });
+  // A call to an etcd that accepts connections but never answers only ends at its deadline;
+  // once told to stop, wait for it at most this long (the kernel state and lease stay either way).
+  const grace = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => setTimeout(resolve, STOP_GRACE_MS).unref(), { once: true }));
   try {
-    await daemon.run(controller.signal);
+    await Promise.race([daemon.run(controller.signal), grace]);
     return EXIT_OK;
   } finally {
     kernel.close();
@@ -54,10 +74,42 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   }
 }
 
-/** Runs the CLI and exits the process with the command's exit code. */
+/** `flanneld-ts status` on the real etcd and, lazily, this host's netlink; never writes to either. */
+async function runStatusCommand(options: StatusOptions): Promise<number> {
+  // Short per-call deadlines: status must answer (exit 3) within seconds, never hang on a dead endpoint.
+  const store = etcdStore(options.etcd, silentLogger(), ETCD_CALL_TIMEOUT_MS);
+  let opening: Promise<NetlinkKernel> | undefined;
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  // Only --watch runs until interrupted; a one-shot status keeps the default Ctrl-C behaviour.
+  if (options.watch) {
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  }
+  try {
+    return await runStatus(options, {
+      store,
+      kernel: () => (opening ??= openNetlink()),
+      readFile: (path) => readFile(path, 'utf8'),
+      clock: systemClock,
+      rand: Math.random,
+      stdout: (text) => void process.stdout.write(text),
+      stderr: (text) => void process.stderr.write(text),
+      isTTY: process.stdout.isTTY === true,
+      env: process.env,
+    }, controller.signal);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await opening?.then((k) => k.close(), () => undefined);
+    await store.close().catch(() => undefined);
+  }
+}
+
+/** Runs the CLI and exits the process with the command's exit code (once stdout is flushed). */
 export function main(args: readonly string[]): void {
   run(args).then(
-    (code) => process.exit(code),
+    (code) => process.stdout.write('', () => process.exit(code)),
     (err) => {
       process.stderr.write(`flanneld-ts: ${errorMessage(err)}\n`);
       process.exit(EXIT_FATAL);
@@ -71,10 +123,25 @@ export async function run(args: readonly string[]): Promise<number> {
     command = parseCommandLine(args);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`flanneld-ts: ${err.message}\nRun 'flanneld-ts --help' for the flags.\n`);
+      const help = args[0] === 'status' ? 'flanneld-ts status --help' : 'flanneld-ts --help';
+      process.stderr.write(`flanneld-ts: ${err.message}\nRun '${help}' for the flags.\n`);
       return EXIT_USAGE;
     }
     throw err;
+  }
+  if (command.command === 'status') {
+    try {
+      return await runStatusCommand(command.options);
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) {
+        process.stderr.write(`flanneld-ts status: etcd unreachable: ${unreachableMessage(err)}\n`);
+        return EXIT_UNREACHABLE;
+      }
+      if (!(err instanceof UsageError)) throw err;
+      // A flag whose value turned out unusable (an unreadable --etcd-cafile).
+      process.stderr.write(`flanneld-ts status: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
   }
   if (command.command !== 'run') {
     process.stdout.write(`${command.text}\n`);

@@ -53,7 +53,9 @@ export async function writeFileAtomic(file: string, content: string, mode: numbe
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
   try {
-    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    const made = await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    // mkdir's mode is filtered by the umask (077 gives 0700, and the CNI plugin may not run as us).
+    if (made !== undefined) await fs.chmod(dir, 0o755);
     const handle = await fs.open(tmp, 'w', mode);
     try {
       await handle.writeFile(content);

@@ -5,7 +5,7 @@
  */
 import { Cidr, cidrContains, formatCidr, formatIPv4 } from '../net/ipv4';
 import { Logger } from '../util/log';
-import { DeviceState, Entry, Kernel, VxlanSpec } from './kernel';
+import { DeviceState, Kernel, VxlanSpec } from './kernel';
 
 function showIP(ip: number | undefined): string {
   return ip === undefined ? '(none)' : formatIPv4(ip);

@@ -371,7 +371,9 @@ export class EtcdLeaseStore implements LeaseStore {
       const who = user === undefined ? 'an unauthenticated client' : `user ${user}`;
       return new StoreUnavailableError(`failed to ${verb}: etcd denied permission to ${who} at ${this.where}`, { cause: err });
     }
-    return new StoreUnavailableError(`failed to ${verb} at ${this.where}: ${this.scrub(errorMessage(err))}`, { cause: err });
+    // grpc/OpenSSL causes can span lines and end in a "Resolution note"; an operator gets one line.
+    const cause = this.scrub(errorMessage(err)).replace(/\s+/g, ' ').replace(/\s*Resolution note:\s*$/, '').trim();
+    return new StoreUnavailableError(`failed to ${verb} at ${this.where}: ${cause}`, { cause: err });
   }
 
   /** etcd never echoes the password, but a cause text is not ours to trust with it. */

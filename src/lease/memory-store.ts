@@ -75,6 +75,16 @@ export class MemoryLeaseStore implements LeaseStore {
     return { records, revision: this.revision };
   }
 
+  async leaseExpiries(etcdLeases: readonly string[]): Promise<Map<string, number>> {
+    this.check('read etcd lease TTLs');
+    const out = new Map<string, number>();
+    for (const id of etcdLeases) {
+      const lease = this.leases.get(id);
+      if (lease) out.set(id, lease.expiresAt);
+    }
+    return out;
+  }
+
   async get(subnet: Cidr): Promise<LeaseRecord | undefined> {
     const key = subnetKey(this.prefix, subnet);
     this.check(`read lease ${key}`);

@@ -38,6 +38,13 @@ export interface LeaseStore {
   getConfig(): Promise<string | undefined>;
   /** One range read of `<prefix>/subnets/`, with the revision it was read at. */
   list(): Promise<LeaseSnapshot>;
+  /**
+   * When each of these etcd leases expires (Unix ms); leases etcd no longer has
+   * are absent from the map. One call per lease, so only `status` asks (the
+   * daemon's list stays one range request). Optional: a store that cannot tell
+   * leaves it out and status shows the expiry as unknown.
+   */
+  leaseExpiries?(etcdLeases: readonly string[]): Promise<Map<string, number>>;
   /** The decoded record at one subnet's key, or undefined when there is none. */
   get(subnet: Cidr): Promise<LeaseRecord | undefined>;
   /**

@@ -46,8 +46,13 @@ export interface HostKernel {
   readonly addresses: string[];
 }
 
-export async function createScene(opts: { hosts: number | readonly string[]; prefix?: string }): Promise<Scene> {
-  const cluster = await createCluster({ prefix: opts.prefix ?? uniquePrefix(), hosts: opts.hosts });
+/**
+ * `extraNamespaces`: more namespaces on the underlay that are not hosts (no
+ * daemon), e.g. an address outside the overlay for pods to reach; see
+ * `ClusterOptions.extraNamespaces` (addresses .3, .4, …; `cluster.member(name)`).
+ */
+export async function createScene(opts: { hosts: number | readonly string[]; prefix?: string; extraNamespaces?: readonly string[] }): Promise<Scene> {
+  const cluster = await createCluster({ prefix: opts.prefix ?? uniquePrefix(), hosts: opts.hosts, extraNamespaces: opts.extraNamespaces });
   const workDir = mkdtempSync(join(tmpdir(), 'flts-scene-'));
   const daemons: DaemonHandle[] = [];
   let etcd: EtcdProcess;
@@ -130,6 +135,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     try {
       const v = await check();
       if (v !== undefined && v !== false) return v;
+      last = undefined;
     } catch (err) {
       last = err;
     }

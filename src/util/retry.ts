@@ -1,5 +1,5 @@
 /** Capped exponential backoff with full jitter, and a retry loop that logs an outage once. */
-import { Clock, isAbortError } from './clock';
+import { Clock, abortError, isAbortError } from './clock';
 import { errorMessage, isTransient } from './errors';
 import { Logger } from './log';
 
@@ -41,10 +41,14 @@ export async function retryTransient<T>(fn: () => Promise<T>, opts: RetryOptions
       }
       return result;
     } catch (err) {
-      if (isAbortError(err) || !isTransient(err) || opts.signal.aborted) throw err;
+      // Stopping while a call fails is a stop, not a fatal error.
+      if (opts.signal.aborted) throw abortError();
+      if (isAbortError(err) || !isTransient(err)) throw err;
       if (firstFailure === undefined) {
         firstFailure = opts.clock.now();
-        opts.log.warn({ err: errorMessage(err) }, `failed to ${opts.what}: ${errorMessage(err)}; retrying with backoff`);
+        const msg = errorMessage(err);
+        // Store errors already read "failed to <verb> ...": do not say it twice.
+        opts.log.warn({ err: msg }, `${msg.startsWith('failed to ') ? msg : `failed to ${opts.what}: ${msg}`}; retrying with backoff`);
       }
       await opts.clock.sleep(backoffDelay(opts.policy ?? DEFAULT_BACKOFF, attempt, opts.rand), opts.signal);
       attempt++;

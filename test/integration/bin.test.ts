@@ -1,5 +1,6 @@
 /** bin/flanneld-ts as an operator runs it: exit codes and one-line errors. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { BIN } from '../../src/testbed/scene';
 
@@ -36,5 +37,27 @@ describe('bin/flanneld-ts', () => {
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('--etcd-cafile /nonexistent/ca.pem');
+  });
+  it('stops within 2 s on SIGTERM even while an etcd call hangs, exit 0', async () => {
+    // An "etcd" that accepts connections and never answers.
+    const held: Socket[] = [];
+    const server = createServer((sock) => void held.push(sock));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const child = spawn(process.execPath, [BIN, '--etcd-endpoints', `http://127.0.0.1:${port}`, '--subnet-file', '/nonexistent-dir/subnet.env'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      await new Promise((r) => setTimeout(r, 1500));
+      const t0 = Date.now();
+      child.kill('SIGTERM');
+      const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(code).toBe(0);
+      expect(stderr).not.toMatch(/"level":60/);
+    } finally {
+      held.forEach((s) => s.destroy());
+      server.close();
+    }
   });
 });

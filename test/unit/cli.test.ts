@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { envName, parseCommandLine } from '../../src/cli';
-import { formatIPv4 } from '../../src/net/ipv4';
+import { formatCidr, formatIPv4 } from '../../src/net/ipv4';
 import { UsageError } from '../../src/util/errors';
 
 const run = (args: string[], env: NodeJS.ProcessEnv = {}) => {
@@ -67,5 +67,55 @@ describe('command line', () => {
       expect(help.command === 'help' && help.text).toContain(flag);
     }
     expect(parseCommandLine(['--version'], {}).command).toBe('version');
+  });
+});
+
+const status = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+  const c = parseCommandLine(['status', ...args], env);
+  if (c.command !== 'status') throw new Error(`expected status, got ${c.command}`);
+  return c.options;
+};
+
+describe('command line: status', () => {
+  it('has defaults that read the daemon\'s etcd and subnet file and print the table', () => {
+    const o = status([]);
+    expect(o.etcd.endpoints).toEqual(['http://127.0.0.1:4001', 'http://127.0.0.1:2379']);
+    expect([o.subnetFile, o.renewMarginMinutes, o.format, o.watch, o.color, o.kernelCheck]).toEqual(['/run/flannel/subnet.env', 60, 'table', false, undefined, true]);
+    expect(o.filter).toEqual({ subnet: undefined, publicIP: undefined });
+  });
+  it('takes the output, filter and kernel flags', () => {
+    const o = status(['--json', '--watch', '--no-color', '--subnet', '10.7.5.0/24', '--public-ip', '10.65.154.12', '--no-kernel-check', '--iface', 'eth1']);
+    expect([o.format, o.watch, o.color, o.kernelCheck, o.iface]).toEqual(['json', true, false, false, ['eth1']]);
+    expect(o.filter.subnet && formatCidr(o.filter.subnet)).toBe('10.7.5.0/24');
+    expect(formatIPv4(o.filter.publicIP as number)).toBe('10.65.154.12');
+    expect(status(['--brief', '--color']).format).toBe('brief');
+    expect(status(['--color']).color).toBe(true);
+    const pod = status(['--subnet', '10.7.5.23']).filter.subnet;
+    expect(pod && formatCidr(pod)).toBe('10.7.5.23/32');
+  });
+  it('shares the etcd and host flags with the daemon through FLANNELD_*, but never the filters', () => {
+    const env = { FLANNELD_ETCD_ENDPOINTS: 'https://e:2379', FLANNELD_SUBNET_FILE: '/x/subnet.env', FLANNELD_IFACE: 'eth9', FLANNELD_PUBLIC_IP: '10.65.154.11' };
+    const o = status([], env);
+    expect([o.etcd.endpoints, o.subnetFile, o.iface, o.filter.publicIP]).toEqual([['https://e:2379'], '/x/subnet.env', ['eth9'], undefined]);
+    expect(status(['--etcd-endpoints', 'http://cli:2379'], env).etcd.endpoints).toEqual(['http://cli:2379']);
+  });
+  it.each([
+    [['--json', '--brief'], /--json and --brief/],
+    [['--subnet', '10.7.5.0/33'], /--subnet: "10\.7\.5\.0\/33"/],
+    [['--subnet', 'pod'], /--subnet/],
+    [['--public-ip', '10.65.154'], /--public-ip: "10\.65\.154"/],
+    [['--subnet-lease-renew-margin', '0'], /--subnet-lease-renew-margin/],
+    [['--ip-masq'], /Unknown argument: ip-masq/],
+  ])('rejects status %j with one clear line', (args, message) => {
+    expect(() => parseCommandLine(['status', ...args], {})).toThrow(UsageError);
+    expect(() => parseCommandLine(['status', ...args], {})).toThrow(message);
+  });
+  it('documents status in the help', () => {
+    const top = parseCommandLine(['--help'], {});
+    expect(top.command === 'help' && top.text).toContain('status');
+    const help = parseCommandLine(['status', '--help'], {});
+    for (const flag of ['--json', '--brief', '--watch', '--no-color', '--subnet', '--public-ip', '--subnet-file', '--etcd-endpoints']) {
+      expect(help.command === 'help' && help.text).toContain(flag);
+    }
   });
 });

@@ -35,6 +35,17 @@ describe('subnet.env', () => {
     expect(await ensureSubnetFile(file, env)).toBe(false);
     expect(formatCidr((await readPreviousSubnet(file)) as never)).toBe('10.7.5.0/24');
   });
+  it('keeps the directory 0755 and the file 0644 under a strict umask', async () => {
+    const dir = join(tmp(), 'strict', 'flannel');
+    const old = process.umask(0o077);
+    try {
+      await ensureSubnetFile(join(dir, 'subnet.env'), env);
+    } finally {
+      process.umask(old);
+    }
+    expect(statSync(dir).mode & 0o777).toBe(0o755);
+    expect(statSync(join(dir, 'subnet.env')).mode & 0o777).toBe(0o644);
+  });
   it('replaces an existing file and reports an unwritable path naming the file', async () => {
     const d = tmp();
     const file = join(d, 'subnet.env');

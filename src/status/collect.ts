@@ -1,0 +1,135 @@
+/**
+ * The imperative half of `status`: read what etcd, the subnet file and this
+ * host's kernel hold, through read-only views of the `LeaseStore` and `Kernel`
+ * seams (so status cannot write by construction). No judgement here; analyze.ts
+ * decides what the facts mean.
+ */
+import { parseNetworkConfig } from '../config';
+import { DeviceState, Entry, InterfaceInfo, Kernel } from '../kernel/kernel';
+import { LeaseRecord } from '../lease/lease';
+import { LeaseStore } from '../lease/store';
+import { Clock } from '../util/clock';
+import { StoreUnavailableError, errorMessage } from '../util/errors';
+
+/** The reads status makes of the lease store. */
+export type StatusStore = Pick<LeaseStore, 'getConfig' | 'list' | 'leaseExpiries' | 'watch'>;
+
+/** The reads status makes of the kernel. */
+export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries'>;
+
+export interface StoreFacts {
+  readonly configText: string | undefined;
+  readonly records: readonly LeaseRecord[];
+  readonly revision: bigint;
+  /** etcd lease ID → expiry (Unix ms); undefined when the store cannot tell. */
+  readonly expiries: ReadonlyMap<string, number> | undefined;
+}
+
+export type KernelFacts =
+  | { readonly kind: 'unavailable'; readonly reason: string }
+  | {
+      readonly kind: 'read';
+      readonly interfaces: readonly InterfaceInfo[];
+      readonly defaultIndex: number | undefined;
+      /** The overlay device `flannel.<VNI>` (undefined when absent or when the VNI is unknown). */
+      readonly device: DeviceState | undefined;
+      readonly entries: readonly Entry[];
+    };
+
+export type SubnetFileFacts = { readonly path: string } & ({ readonly text: string } | { readonly error: string });
+
+export interface StatusFacts {
+  /** Unix ms the facts were read at. */
+  readonly now: number;
+  readonly store: StoreFacts;
+  /** undefined when the kernel check is turned off. */
+  readonly kernel: KernelFacts | undefined;
+  readonly subnetFile: SubnetFileFacts;
+}
+
+export interface CollectDeps {
+  readonly store: StatusStore;
+  /** Opens (or returns the already open) kernel reader; rejects when the kernel cannot be read here. */
+  readonly kernel: (() => Promise<KernelReader>) | undefined;
+  readonly readFile: (path: string) => Promise<string>;
+  readonly clock: Clock;
+}
+
+export interface CollectOptions {
+  readonly subnetFile: string;
+  /** All etcd reads together must answer within this; then status gives up (exit 3). */
+  readonly etcdBudgetMs: number;
+  /** For messages: the endpoints the store talks to. */
+  readonly endpoints: readonly string[];
+}
+
+/** The config, one range read of the leases, and the expiry of each etcd lease. */
+export async function collectStoreFacts(store: StatusStore): Promise<StoreFacts> {
+  const [configText, snapshot] = await Promise.all([store.getConfig(), store.list()]);
+  const ids = snapshot.records.flatMap((r) => (r.kind === 'lease' && r.lease.etcdLease !== undefined ? [r.lease.etcdLease] : []));
+  const expiries = store.leaseExpiries ? await store.leaseExpiries(ids) : undefined;
+  return { configText, records: snapshot.records, revision: snapshot.revision, expiries };
+}
+
+/** Interfaces, default route, the overlay device and its entries (`ip addr`, `ip route`, `ip -d link`, `ip neigh`, `bridge fdb`). */
+export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined): Promise<KernelFacts> {
+  try {
+    const kernel = await open();
+    const [interfaces, defaultIndex, device] = await Promise.all([
+      kernel.listInterfaces(),
+      kernel.defaultRouteInterface(),
+      deviceName === undefined ? Promise.resolve(undefined) : kernel.getDevice(deviceName),
+    ]);
+    const entries = device ? await kernel.listEntries(device.index) : [];
+    return { kind: 'read', interfaces, defaultIndex, device, entries };
+  } catch (err) {
+    return { kind: 'unavailable', reason: `failed to read kernel state: ${errorMessage(err)}` };
+  }
+}
+
+/** The subnet file's text, or why it could not be read (ENOENT, EACCES, …). */
+export async function readSubnetFile(path: string, readFile: (path: string) => Promise<string>): Promise<SubnetFileFacts> {
+  try {
+    return { path, text: await readFile(path) };
+  } catch (err) {
+    return { path, error: (err as NodeJS.ErrnoException).code ?? errorMessage(err) };
+  }
+}
+
+/**
+ * Everything status looks at. The etcd reads run under one deadline: a call
+ * that hangs (a host that drops packets) must end in exit 3, not a hang.
+ * Rejects with StoreUnavailableError naming the endpoints.
+ */
+export async function collectFacts(deps: CollectDeps, opts: CollectOptions): Promise<StatusFacts> {
+  const store = await withDeadline(collectStoreFacts(deps.store), opts.etcdBudgetMs, deps.clock, () => {
+    const seconds = (opts.etcdBudgetMs / 1000).toFixed(1);
+    return new StoreUnavailableError(`failed to read leases at ${opts.endpoints.join(',')}: no answer within ${seconds} s`);
+  });
+  let vni: number | undefined;
+  try {
+    vni = store.configText === undefined ? undefined : parseNetworkConfig(store.configText).backend.vni;
+  } catch {
+    // analyze.ts reports the bad config; without a VNI there is no device name to look up.
+  }
+  const [kernel, subnetFile] = await Promise.all([
+    deps.kernel ? collectKernelFacts(deps.kernel, vni === undefined ? undefined : `flannel.${vni}`) : Promise.resolve(undefined),
+    readSubnetFile(opts.subnetFile, deps.readFile),
+  ]);
+  return { now: deps.clock.now(), store, kernel, subnetFile };
+}
+
+/** Resolves or rejects like `work`, unless `ms` pass first: then rejects with `onTimeout()`. */
+export async function withDeadline<T>(work: Promise<T>, ms: number, clock: Clock, onTimeout: () => Error): Promise<T> {
+  const timer = new AbortController();
+  // The losing promise must not reject unobserved once the race is decided.
+  work.catch(() => undefined);
+  const deadline = new Promise<never>((_, reject) => {
+    clock.sleep(ms, timer.signal).then(() => reject(onTimeout()), () => undefined);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    timer.abort();
+  }
+}

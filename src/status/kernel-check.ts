@@ -1,0 +1,119 @@
+/**
+ * The kernel check for this host, with the daemon's own functions: desiredState
+ * says what the leases call for, planChanges compares it with what flannel.<VNI>
+ * holds (drift is a non-empty plan), deviceMismatch says whether the daemon
+ * would keep the device. Pure.
+ */
+import { NetworkConfig } from '../config';
+import { DeviceState, Entry, InterfaceInfo, VxlanSpec, describeEntry } from '../kernel/kernel';
+import { deviceMismatch } from '../kernel/vxlan-device';
+import { Lease } from '../lease/lease';
+import { Cidr, cidrContains, formatCidr, formatIPv4, makeCidr } from '../net/ipv4';
+import { desiredState } from '../overlay/desired';
+import { PlannedOperation, planChanges } from '../overlay/plan';
+import { DeviceCheck, DeviceReport, KernelReport, PeerRow, Problem, StaleEntry } from './report';
+
+export interface KernelCheckFacts {
+  readonly config: NetworkConfig;
+  readonly device: DeviceState | undefined;
+  readonly entries: readonly Entry[];
+  readonly interfaces: readonly InterfaceInfo[];
+  /** This node's lease; undefined when it holds none (then every lease is a peer). */
+  readonly own: Lease | undefined;
+  readonly publicIP: number | undefined;
+  readonly iface: InterfaceInfo | undefined;
+  readonly leases: readonly Lease[];
+}
+
+function entryKey(e: Entry): string {
+  if (e.kind === 'route') return `route ${formatCidr(e.dst)}`;
+  return e.kind === 'neighbor' ? `neighbor ${e.ip}` : `fdb ${e.mac}`;
+}
+
+function check(name: DeviceCheck['name'], have: string | null, want: string | null): DeviceCheck {
+  const state = want === null ? 'unknown' : have === want ? 'ok' : have === null ? 'missing' : `wrong ${have}`;
+  return { name, state, have, want };
+}
+
+/** One check per property the contract (§4) fixes, plus what deviceMismatch() thinks of it. */
+export function checkDevice(facts: KernelCheckFacts, name: string): DeviceReport {
+  const { config, device: d, iface, publicIP, own } = facts;
+  if (!d) return { name, present: false, checks: [check('exists', null, 'vxlan')], replaceReason: null };
+  if (d.kind !== 'vxlan') return { name, present: true, checks: [check('exists', d.kind || 'non-vxlan link', 'vxlan')], replaceReason: `kind ${JSON.stringify(d.kind)} != "vxlan"` };
+  const b = config.backend;
+  const underlayMTU = b.mtu || iface?.mtu;
+  const ifName = (index: number | undefined): string | null => (index === undefined ? null : facts.interfaces.find((i) => i.index === index)?.name ?? `ifindex ${index}`);
+  const inNetwork = d.addresses.filter((a) => cidrContains(config.network, a.ip)).map(formatCidr);
+  const checks = [
+    check('exists', 'vxlan', 'vxlan'),
+    check('vni', String(d.vni ?? '(none)'), String(b.vni)),
+    check('port', String(d.port ?? '(none)'), String(b.port)),
+    check('learning', d.learning ? 'on' : 'off', b.learning ? 'on' : 'off'),
+    check('local', d.localIP === undefined ? null : formatIPv4(d.localIP), publicIP === undefined ? null : formatIPv4(publicIP)),
+    check('underlay', ifName(d.underlayIndex), iface?.name ?? null),
+    check('mtu', String(d.mtu), underlayMTU === undefined ? null : String(underlayMTU - 50)),
+    check('address', inNetwork.length === 0 ? null : inNetwork.join(' '), own ? formatCidr(makeCidr(own.subnet.ip, 32)) : null),
+    check('up', d.up ? 'up' : 'down', 'up'),
+  ];
+  let replaceReason: string | null = null;
+  if (publicIP !== undefined && iface) {
+    const spec: VxlanSpec = { name, vni: b.vni, localIP: publicIP, underlayIndex: iface.index, port: b.port, learning: b.learning, gbp: b.gbp, mtu: (underlayMTU ?? iface.mtu) - 50 };
+    replaceReason = deviceMismatch(spec, d);
+  }
+  return { name, present: true, checks, replaceReason };
+}
+
+function peerProblem(row: PeerRow): Problem | undefined {
+  const bad = (['neighbor', 'fdb', 'route'] as const).filter((k) => row[k] !== null && row[k] !== 'ok').map((k) => `${k} ${row[k]}`);
+  if (bad.length === 0) return undefined;
+  return { severity: 'error', kind: 'drift', subnets: [row.subnet], publicIPs: [row.publicIP], message: `peer ${row.subnet} (${row.publicIP}): ${bad.join(', ')}` };
+}
+
+function staleEntry({ entry: e }: PlannedOperation): StaleEntry {
+  const subnet: Cidr | undefined = e.kind === 'route' ? e.dst : e.kind === 'neighbor' ? makeCidr(e.ip, 32) : undefined;
+  return { kind: e.kind, entry: describeEntry(e), subnet: subnet ? formatCidr(subnet) : null, publicIP: e.kind === 'fdb' ? formatIPv4(e.dst) : null };
+}
+
+function staleProblem(s: StaleEntry, device: string): Problem {
+  const message = `stale ${s.entry} on ${device}: no lease explains it`;
+  return { severity: 'error', kind: 'stale', subnets: s.subnet ? [s.subnet] : [], publicIPs: s.publicIP ? [s.publicIP] : [], message };
+}
+
+/** Per peer: route, neighbour and FDB `ok`, `missing` or what is wrong; stale entries; the device's checks. */
+export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; problems: Problem[] } {
+  const name = `flannel.${facts.config.backend.vni}`;
+  const self = { subnet: facts.own?.subnet ?? { ip: -1, prefixLen: -1 }, publicIP: facts.publicIP ?? -1 };
+  const desired = desiredState(self, facts.leases, facts.config);
+  const plan = planChanges(desired, facts.device ? facts.entries : []);
+  const fixes = new Map(plan.filter((op) => op.op === 'replace').map((op) => [entryKey(op.entry), op.reason]));
+  const byName = new Map(facts.leases.map((l) => [formatCidr(l.subnet), l]));
+  const rows: Array<PeerRow & { ip: number }> = [];
+  for (const [subnet, peer] of desired.peers) {
+    const state = (e: Entry): string => fixes.get(entryKey(e)) ?? 'ok';
+    const lease = byName.get(subnet) as Lease;
+    rows.push({ subnet, ip: peer.subnet.ip, publicIP: formatIPv4(lease.publicIP), vtepMAC: peer.fdb.mac, programmed: true, skipReason: null, route: state(peer.route), neighbor: state(peer.neighbor), fdb: state(peer.fdb) });
+  }
+  for (const s of desired.skipped) {
+    const lease = byName.get(s.subnet) as Lease;
+    rows.push({ subnet: s.subnet, ip: lease.subnet.ip, publicIP: formatIPv4(lease.publicIP), vtepMAC: lease.vtepMAC ?? null, programmed: false, skipReason: s.reason, route: null, neighbor: null, fdb: null });
+  }
+  const peers = rows.sort((a, b) => a.ip - b.ip).map(({ ip: _ip, ...row }) => row);
+  const stale = plan.filter((op) => op.op === 'delete').map(staleEntry);
+  const device = checkDevice(facts, name);
+  const problems: Problem[] = [];
+  const badChecks = device.checks.filter((c) => c.state !== 'ok' && c.state !== 'unknown');
+  if (badChecks.length > 0) {
+    const what = device.present ? badChecks.map((c) => `${c.name} ${c.state}${c.want !== null && c.state.startsWith('wrong') ? ` (want ${c.want})` : ''}`).join(', ') : 'does not exist';
+    problems.push({ severity: 'error', kind: 'device', subnets: [], publicIPs: [], message: `${name} ${device.present ? `is wrong: ${what}` : what}` });
+  }
+  if (!facts.own) {
+    const who = facts.publicIP === undefined ? 'this host' : `this host (${formatIPv4(facts.publicIP)})`;
+    problems.push({ severity: 'error', kind: 'own-lease', subnets: [], publicIPs: [], message: `${name} exists but ${who} holds no lease` });
+  }
+  for (const row of peers) {
+    const p = peerProblem(row);
+    if (p) problems.push(p);
+  }
+  problems.push(...stale.map((s) => staleProblem(s, name)));
+  return { report: { state: 'checked', skipReason: null, device, peers, stale }, problems };
+}
