@@ -29,6 +29,9 @@ export interface DaemonOptions {
   readonly ipMasqFullyRandom: boolean;
   readonly iptablesForwardRules: boolean;
   readonly iptablesResyncMs: number;
+  readonly healthzIP: string;
+  /** 0 = no health server. */
+  readonly healthzPort: number;
   /** Hidden: TTL of our etcd lease in seconds (flannel: 24 h). Shorter only for tests. */
   readonly leaseTTLSeconds: number;
   /** Hidden: period of the full kernel reconcile in ms. */
@@ -76,6 +79,8 @@ const RUN_FLAGS = {
   'ip-masq-fully-random-disable': { type: 'boolean', default: false, describe: 'Leave --random-fully off the MASQUERADE rules' },
   'iptables-forward-rules': { type: 'boolean', default: true, describe: 'Add FORWARD accept rules for the network (--no-iptables-forward-rules to skip)' },
   'iptables-resync': { type: 'number', default: 5, describe: 'Seconds between checks that the iptables rules are still there' },
+  'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'Address of the /healthz, /readyz and /metrics server' },
+  'healthz-port': { type: 'number', default: 0, describe: 'Port of the /healthz, /readyz and /metrics server (0 = off)' },
   'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error' },
   'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
   'kernel-resync': { type: 'number', default: 10, hidden: true, describe: 'Seconds between full kernel reconciles' },
@@ -194,6 +199,10 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
     }
   }
   const ifaceRegex = ifaceRegexFrom(argv);
+  const healthzPort = Number(argv['healthz-port']);
+  if (!Number.isInteger(healthzPort) || healthzPort < 0 || healthzPort > 65535) throw new UsageError(`--healthz-port: ${argv['healthz-port']} is not a port number (0 turns the server off)`);
+  const healthzIP = String(argv['healthz-ip']);
+  if (tryParseIPv4(healthzIP) === undefined) throw new UsageError(`--healthz-ip: ${JSON.stringify(healthzIP)} is not an IPv4 address`);
   const iptResync = Number(argv['iptables-resync']);
   if (!Number.isInteger(iptResync) || iptResync < 1) throw new UsageError(`--iptables-resync: ${argv['iptables-resync']} is not a whole number of seconds >= 1`);
   const level = String(argv['log-level']);
@@ -209,6 +218,8 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
     ipMasqFullyRandom: argv['ip-masq-fully-random-disable'] !== true,
     iptablesForwardRules: argv['iptables-forward-rules'] !== false,
     iptablesResyncMs: iptResync * 1000,
+    healthzIP,
+    healthzPort,
     leaseTTLSeconds: ttl,
     resyncMs: resync * 1000,
     logLevel: level,

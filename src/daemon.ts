@@ -7,6 +7,7 @@
 import { DaemonOptions } from './cli';
 import { NetworkConfig, parseNetworkConfig } from './config';
 import { IptablesRules } from './iptables';
+import { DaemonObserver } from './metrics';
 import { chooseExternalInterface } from './kernel/interfaces';
 import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
 import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
@@ -17,7 +18,7 @@ import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
 import { randomMac } from './net/mac';
 import { DesiredState, desiredState } from './overlay/desired';
-import { Reconciler } from './overlay/reconciler';
+import { PassResult, Reconciler } from './overlay/reconciler';
 import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
 import { Clock } from './util/clock';
 import { ConfigError, errorMessage } from './util/errors';
@@ -33,6 +34,8 @@ export interface DaemonDeps {
   readonly log: Logger;
   /** Called once when the daemon first becomes ready (systemd notification). */
   readonly onReady?: (status: DaemonStatus) => void;
+  /** Metrics; optional so tests and embedders need not care. */
+  readonly observer?: DaemonObserver;
 }
 
 /** What health endpoints and tests look at. */
@@ -42,6 +45,8 @@ export interface DaemonStatus {
   readonly publicIP?: string;
   readonly vtepMAC?: string;
   readonly peers: number;
+  /** False between losing our lease and getting one again. */
+  readonly leaseHeld: boolean;
   readonly kernelInSync: boolean;
 }
 
@@ -58,6 +63,10 @@ export class Daemon {
   private reconciler: Reconciler | undefined;
   private lost: string | undefined;
   private skippedLogged = new Map<string, string>();
+  /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
+  private generation = 0;
+  /** Generation and arrival time of the oldest lease event not yet in the kernel. */
+  private pendingEvent: { generation: number; at: number } | undefined;
   private wakeLeaseLoop: (() => void) | undefined;
   private readonly log: Logger;
 
@@ -71,6 +80,7 @@ export class Daemon {
       phase: this.phase,
       ...(this.own && { subnet: formatCidr(this.own.subnet), publicIP: formatIPv4(this.publicIP), vtepMAC: this.mac }),
       peers: this.reconciler ? this.currentDesired()?.peers.size ?? 0 : 0,
+      leaseHeld: this.own !== undefined && this.lost === undefined,
       kernelInSync: this.reconciler?.synced ?? false,
     };
   }
@@ -110,10 +120,13 @@ export class Daemon {
 
       const snapshot = await retry('list leases', () => store.list());
       this.view.reset(snapshot.records);
+      this.leasesChanged();
       this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()));
       const reconciler = new Reconciler({
         kernel,
         desired: () => this.currentDesired(),
+        generation: () => this.generation,
+        onPass: (result) => this.onPass(result),
         ensureDevice: () => this.ensureDevice(),
         log: log.child({ component: 'reconciler' }),
         clock,
@@ -134,6 +147,23 @@ export class Daemon {
       if (!signal.aborted) throw err;
     } finally {
       this.phase = 'stopped';
+    }
+  }
+
+  private leasesChanged(): void {
+    this.generation++;
+    if (!this.deps.observer) return;
+    const counts = { valid: 0, invalid: 0, ignored: 0 };
+    for (const r of this.view.all()) counts[r.kind === 'lease' ? 'valid' : r.kind]++;
+    this.deps.observer.leasesSeen(counts);
+  }
+
+  private onPass(result: PassResult): void {
+    this.deps.observer?.reconciled(result);
+    const pending = this.pendingEvent;
+    if (pending && result.failed === 0 && result.generation >= pending.generation) {
+      this.deps.observer?.leaseEventApplied((this.deps.clock.now() - pending.at) / 1000);
+      this.pendingEvent = undefined;
     }
   }
 
@@ -217,11 +247,16 @@ export class Daemon {
             const last = events[events.length - 1];
             if (last) revision = last.revision + 1n;
             this.view.apply(events);
+            this.pendingEvent ??= { generation: this.generation + 1, at: clock.now() };
+            this.leasesChanged();
             this.onOwnEvents(events);
             this.reconciler?.markDirty();
           },
           onDisconnected: (err) => log.warn({ err: errorMessage(err) }, `lost the etcd watch: ${errorMessage(err)}; reconnecting`),
-          onReconnected: () => log.info('etcd watch re-established'),
+          onReconnected: () => {
+            log.info('etcd watch re-established');
+            this.deps.observer?.etcdReconnected();
+          },
         }, signal);
       } catch (err) {
         if (signal.aborted) return;
@@ -230,6 +265,8 @@ export class Daemon {
         try {
           const snapshot = await retryTransient(() => store.list(), { what: 'list leases', log, clock, rand, signal });
           const changed = this.view.reset(snapshot.records);
+          this.leasesChanged();
+          this.deps.observer?.watchResynced();
           revision = snapshot.revision + 1n;
           log.info({ changed }, `resynced leases: ${changed} changed`);
           this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()));
@@ -281,6 +318,7 @@ export class Daemon {
       if (this.own.etcdLease === undefined) continue;
       const etcdLease = this.own.etcdLease;
       const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${formatCidr(this.own.subnet)}`, log, clock, rand, signal });
+      this.deps.observer?.leaseRenewed(renewed.ok);
       if (renewed.ok) {
         this.own = { ...this.own, expiresAt: renewed.expiresAt };
         log.info({ subnet: formatCidr(this.own.subnet), expiresAt: new Date(renewed.expiresAt).toISOString() }, `renewed lease ${formatCidr(this.own.subnet)}`);
@@ -303,6 +341,7 @@ export class Daemon {
     } else {
       log.info({ subnet: formatCidr(old) }, `re-acquired lease ${formatCidr(old)}`);
     }
+    this.generation++;
     this.reconciler?.markDirty();
   }
 

@@ -15,6 +15,8 @@ import { systemClock } from './util/clock';
 import { StoreUnavailableError, UsageError, errorMessage } from './util/errors';
 import { Logger, createLogger, silentLogger } from './util/log';
 import { notifySystemd } from './util/sd-notify';
+import { startHealthServer } from './health';
+import { Metrics } from './metrics';
 
 export const EXIT_OK = 0;
 export const EXIT_FATAL = 1;
@@ -53,6 +55,7 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   process.on('SIGINT', () => stop('SIGINT'));
   const { password: _password, ...etcdShown } = options.etcd;
   log.info({ options: { ...options, etcd: { ...etcdShown, password: options.etcd.password ? '[redacted]' : undefined } } }, 'starting flanneld-ts');
+  const metrics = options.healthzPort > 0 ? new Metrics() : undefined;
   const daemon = new Daemon(options, {
     store,
     kernel,
@@ -60,8 +63,13 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
     rand: Math.random,
     randomBytes,
     log,
+    observer: metrics,
     onReady: (st) => void notifySystemd({ ready: true, status: `subnet ${st.subnet}, ${st.peers} peers programmed` }, log),
   });
+  const health = metrics
+    ? await startHealthServer(options.healthzIP, options.healthzPort, { status: () => daemon.status(), metrics: () => metrics.text(), metricsContentType: metrics.registry.contentType })
+    : undefined;
+  if (health) log.info({ address: `${options.healthzIP}:${options.healthzPort}` }, `serving /healthz, /readyz and /metrics on ${options.healthzIP}:${options.healthzPort}`);
   // A call to an etcd that accepts connections but never answers only ends at its deadline;
   // once told to stop, wait for it at most this long (the kernel state and lease stay either way).
   const grace = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => setTimeout(resolve, STOP_GRACE_MS).unref(), { once: true }));
@@ -69,6 +77,7 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
     await Promise.race([daemon.run(controller.signal), grace]);
     return EXIT_OK;
   } finally {
+    health?.close();
     kernel.close();
     await store.close().catch(() => undefined);
   }

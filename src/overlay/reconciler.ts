@@ -32,12 +32,20 @@ export interface PassResult {
   readonly failed: number;
   readonly peers: number;
   readonly durationMs: number;
+  /** Operations applied, keyed `<op>-<kind>-<ok|failed>`. */
+  readonly applied: Readonly<Record<string, number>>;
+  /** Entries fixed although the desired state had not changed since the last clean pass: drift. */
+  readonly repairs: number;
+  /** The desired-state generation this pass worked from. */
+  readonly generation: number;
 }
 
 export interface ReconcilerDeps {
   readonly kernel: Kernel;
   /** The current desired state; undefined while the daemon cannot know it yet. */
   readonly desired: () => DesiredState | undefined;
+  /** Changes whenever the desired state may have changed (lease events, resyncs, own lease). */
+  readonly generation: () => number;
   /** Creates, adopts or repairs the overlay device and returns it. */
   readonly ensureDevice: () => Promise<DeviceState>;
   readonly log: Logger;
@@ -55,6 +63,7 @@ export class Reconciler {
   private wake: (() => void) | undefined;
   private inSync = false;
   private readonly syncWaiters: Array<() => void> = [];
+  private syncedGeneration = -1;
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -110,18 +119,26 @@ export class Reconciler {
   /** One pass: ensure device, read, plan, apply, log. */
   async reconcileOnce(): Promise<PassResult> {
     const started = this.deps.clock.now();
+    const generation = this.deps.generation();
     const desired = this.deps.desired();
-    if (!desired) return { planned: 0, failed: 0, peers: 0, durationMs: 0 };
+    if (!desired) return { planned: 0, failed: 0, peers: 0, durationMs: 0, applied: {}, repairs: 0, generation };
     const device = await this.deps.ensureDevice();
     const actual = await this.deps.kernel.listEntries(device.index);
     const plan = planChanges(desired, actual);
     let failed = 0;
+    const applied: Record<string, number> = {};
     if (plan.length > 0) {
-      const results = await this.deps.kernel.apply(device.index, plan);
-      failed = this.logResults(plan, results.map((r) => r.error));
+      const errors = (await this.deps.kernel.apply(device.index, plan)).map((r) => r.error);
+      failed = this.logResults(plan, errors);
+      plan.forEach((op, i) => {
+        const key = `${op.op}-${op.entry.kind}-${errors[i] ? 'failed' : 'ok'}`;
+        applied[key] = (applied[key] ?? 0) + 1;
+      });
     }
-    const result = { planned: plan.length, failed, peers: desired.peers.size, durationMs: this.deps.clock.now() - started };
+    const repairs = generation === this.syncedGeneration ? plan.length - failed : 0;
+    const result = { planned: plan.length, failed, peers: desired.peers.size, durationMs: this.deps.clock.now() - started, applied, repairs, generation };
     this.inSync = failed === 0;
+    if (this.inSync) this.syncedGeneration = generation;
     if (this.inSync) this.syncWaiters.splice(0).forEach((w) => w());
     this.deps.onPass?.(result);
     return result;
