@@ -3,6 +3,7 @@
  * and validation (contract §2). Go field names match case-insensitively.
  */
 import { ConfigError } from './util/errors';
+import { JsonObject, isJsonObject, jsonField } from './util/json';
 import { Cidr, blockSize, cidrContains, cidrLast, formatCidr, formatIPv4, parseCidr, parseIPv4, prefixMask } from './net/ipv4';
 
 export interface BackendConfig {
@@ -27,18 +28,9 @@ export interface NetworkConfig {
 
 export const DEFAULT_VXLAN_PORT = 8472;
 
-type Json = Record<string, unknown>;
 
-/** Case-insensitive field lookup, as Go's encoding/json does. */
-function field(obj: Json, name: string): unknown {
-  if (name in obj) return obj[name];
-  const lower = name.toLowerCase();
-  for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) return obj[k];
-  return undefined;
-}
-
-function optInt(obj: Json, name: string, path: string, min: number, max: number): number | undefined {
-  const v = field(obj, name);
+function optInt(obj: JsonObject, name: string, path: string, min: number, max: number): number | undefined {
+  const v = jsonField(obj, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     throw new ConfigError(path, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
@@ -46,15 +38,15 @@ function optInt(obj: Json, name: string, path: string, min: number, max: number)
   return v;
 }
 
-function optBool(obj: Json, name: string, path: string): boolean | undefined {
-  const v = field(obj, name);
+function optBool(obj: JsonObject, name: string, path: string): boolean | undefined {
+  const v = jsonField(obj, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'boolean') throw new ConfigError(path, `must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
-function optIPv4(obj: Json, name: string): number | undefined {
-  const v = field(obj, name);
+function optIPv4(obj: JsonObject, name: string): number | undefined {
+  const v = jsonField(obj, name);
   if (v === undefined || v === null || v === '') return undefined;
   if (typeof v !== 'string') throw new ConfigError(name, `must be an IPv4 address string, got ${JSON.stringify(v)}`);
   try {
@@ -68,9 +60,9 @@ function parseBackend(raw: unknown): BackendConfig {
   if (raw === undefined || raw === null) {
     throw new ConfigError('Backend', 'missing; flannel would default to the udp backend, flanneld-ts supports only "vxlan"');
   }
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError('Backend', 'must be an object');
-  const b = raw as Json;
-  const type = field(b, 'Type');
+  if (!isJsonObject(raw)) throw new ConfigError('Backend', 'must be an object');
+  const b = raw as JsonObject;
+  const type = jsonField(b, 'Type');
   if (typeof type !== 'string' || type === '') {
     throw new ConfigError('Backend.Type', 'missing; flanneld-ts supports only "vxlan"');
   }
@@ -96,17 +88,15 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   } catch (err) {
     throw new ConfigError('(document)', `not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new ConfigError('(document)', 'must be a JSON object');
-  }
-  const obj = raw as Json;
+  if (!isJsonObject(raw)) throw new ConfigError('(document)', 'must be a JSON object');
+  const obj = raw as JsonObject;
   if (optBool(obj, 'EnableIPv4', 'EnableIPv4') === false) {
     throw new ConfigError('EnableIPv4', 'false is not supported; flanneld-ts is IPv4-only for now');
   }
   if (optBool(obj, 'EnableIPv6', 'EnableIPv6') === true) {
     throw new ConfigError('EnableIPv6', 'true is not supported; flanneld-ts is IPv4-only for now');
   }
-  const netText = field(obj, 'Network');
+  const netText = jsonField(obj, 'Network');
   if (typeof netText !== 'string' || netText === '') throw new ConfigError('Network', 'missing (e.g. "10.7.0.0/16")');
   let network: Cidr;
   try {
@@ -141,7 +131,7 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   if (subnetMin > subnetMax) {
     throw new ConfigError('SubnetMin', `${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`);
   }
-  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(field(obj, 'Backend')) };
+  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(jsonField(obj, 'Backend')) };
 }
 
 /** True when `subnet` is a lease this config can hand out (length and range). */

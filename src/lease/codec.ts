@@ -5,6 +5,7 @@
  */
 import { Cidr, formatIPv4, makeCidr, parseIPv4, prefixMask } from '../net/ipv4';
 import { parseMac } from '../net/mac';
+import { isJsonObject, jsonField } from '../util/json';
 import { Lease, LeaseRecord } from './lease';
 
 /** Values larger than this are not parsed (a hostile 1 MiB value is rejected cheaply). */
@@ -72,18 +73,6 @@ export function encodeLeaseValue(attrs: LeaseAttrs): string {
   );
 }
 
-type Json = Record<string, unknown>;
-
-function field(obj: Json, name: string): unknown {
-  if (name in obj) return obj[name];
-  const lower = name.toLowerCase();
-  for (const k of Object.keys(obj)) if (k.toLowerCase() === lower) return obj[k];
-  return undefined;
-}
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** The IPv4 subnet a record's key holds, whatever its value: used to know what is taken. */
 export function recordSubnet(record: LeaseRecord): Cidr | undefined {
@@ -121,8 +110,8 @@ export function decodeLease(key: string, keyName: string, value: string | Buffer
   } catch {
     return invalid('value is not JSON', subnet);
   }
-  if (!isObject(raw)) return invalid('value is not a JSON object', subnet);
-  const pip = field(raw, 'PublicIP');
+  if (!isJsonObject(raw)) return invalid('value is not a JSON object', subnet);
+  const pip = jsonField(raw, 'PublicIP');
   if (typeof pip !== 'string') return invalid('PublicIP is missing or not a string', subnet);
   let publicIP: number;
   try {
@@ -130,19 +119,19 @@ export function decodeLease(key: string, keyName: string, value: string | Buffer
   } catch {
     return invalid(`PublicIP ${JSON.stringify(pip)} is not an IPv4 address`, subnet);
   }
-  const bt = field(raw, 'BackendType');
+  const bt = jsonField(raw, 'BackendType');
   const backendType = typeof bt === 'string' ? bt : '';
-  const bd = field(raw, 'BackendData');
+  const bd = jsonField(raw, 'BackendData');
   let vni = 0;
   let vtepMAC: string | undefined;
   if (backendType === 'vxlan') {
-    if (!isObject(bd)) return invalid('BackendData is missing or not an object', subnet);
-    const v = field(bd, 'VNI');
+    if (!isJsonObject(bd)) return invalid('BackendData is missing or not an object', subnet);
+    const v = jsonField(bd, 'VNI');
     if (v !== undefined && v !== null) {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffff) return invalid('BackendData.VNI is not a VNI', subnet);
       vni = v;
     }
-    const mac = field(bd, 'VtepMAC');
+    const mac = jsonField(bd, 'VtepMAC');
     if (typeof mac !== 'string') return invalid('BackendData.VtepMAC is missing or not a string', subnet);
     try {
       vtepMAC = parseMac(mac);

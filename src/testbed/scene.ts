@@ -35,6 +35,8 @@ export interface Scene {
   startDaemon(host: string, extraArgs?: readonly string[]): DaemonHandle;
   kernel(host: string): Promise<HostKernel>;
   dump(): Promise<string>;
+  /** Kernel state of every host, every key in etcd and every daemon's log: what to print when a test fails. */
+  report(): Promise<string>;
   destroy(): Promise<void>;
 }
 
@@ -117,6 +119,19 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
       return { link, routes, neighbors, fdb, addresses };
     },
     dump: () => dumpState(cluster),
+    async report() {
+      const keys = await etcdctl(['get', '--prefix', '/']).catch((err: unknown) => `etcd: ${String(err)}`);
+      const logs = daemons.map((x) => {
+        let text: string;
+        try {
+          text = x.log();
+        } catch (err) {
+          text = String(err);
+        }
+        return `--- ${x.host.name}: ${x.logFile}\n${text}`;
+      });
+      return [await dumpState(cluster), `--- etcd\n${keys.slice(0, 20_000)}`, ...logs].join('\n');
+    },
     async destroy() {
       await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
       await etcd.cleanup().catch(() => undefined);

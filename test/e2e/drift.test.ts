@@ -3,10 +3,10 @@
  * hosts with a real etcd: everything is repaired or skipped, nothing valid is lost.
  */
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { addPod, Pod } from '../../src/testbed/netns-cluster';
 import { createScene, DaemonHandle, PREFIX, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
-import { countLog, startEtcdProxy, summary, waitPeers } from '../helpers/overlay';
+import { countLog, startEtcdProxy, summary, waitPeers, sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}';
@@ -14,7 +14,6 @@ let scene: Scene;
 const d = new Map<string, DaemonHandle>();
 const pods = new Map<string, Pod>();
 let proxy: Awaited<ReturnType<typeof startEtcdProxy>>;
-let failed = false;
 
 const ns = (h: string): string => scene.cluster.member(h).netns;
 const ip = async (h: string, args: string[]): Promise<void> => {
@@ -25,14 +24,6 @@ const subnet = (h: string): string => subnetOf(readFileSync((d.get(h) as DaemonH
 const gw = (s: string): string => s.split('/')[0] as string;
 const mac = async (h: string): Promise<string> => /link\/ether ([0-9a-f:]+)/.exec((await scene.kernel(h)).link)?.[1] as string;
 const pingOK = async (from: string, to: string): Promise<boolean> => (await (pods.get(from) as Pod).ping((pods.get(to) as Pod).ip, { count: 2, timeoutSec: 5 })).ok;
-const track = (fn: () => Promise<void>) => async () => {
-  try {
-    await fn();
-  } catch (err) {
-    failed = true;
-    throw err;
-  }
-};
 
 beforeAll(async () => {
   assertPrivateNetns();
@@ -46,16 +37,10 @@ beforeAll(async () => {
   for (const h of ['h1', 'h2', 'h3']) pods.set(h, await addPod(scene.cluster, h, { name: 'pod', subnetEnvPath: (d.get(h) as DaemonHandle).subnetFile, cniDataDir: `${scene.workDir}/cni` }));
 }, 90_000);
 
-afterAll(async () => {
-  if (failed && scene) {
-    process.stderr.write(`${await scene.dump()}\n`);
-    for (const x of d.values()) process.stderr.write(`--- ${x.logFile}\n${x.log()}\n`);
-  }
-  await scene?.destroy();
-}, 60_000);
+sceneLifecycle(() => scene);
 
 describe('kernel drift on h1 is repaired', () => {
-  it('a deleted route, a changed neighbour and a deleted FDB entry', track(async () => {
+  it('a deleted route, a changed neighbour and a deleted FDB entry', async () => {
     const good = summary(await waitPeers(scene, 'h1', 2));
     const s2 = subnet('h2');
     const m2 = await mac('h2');
@@ -68,18 +53,18 @@ describe('kernel drift on h1 is repaired', () => {
     expect(countLog(log, /replace neighbor .* \(wrong mac 02:de:ad:be:ef:01\)/)).toBeGreaterThanOrEqual(1);
     expect(countLog(log, new RegExp(`replace fdb ${m2} dst 10.65.154.12 \\(missing\\)`))).toBeGreaterThanOrEqual(1);
     expect(await pingOK('h1', 'h2')).toBe(true);
-  }));
+  });
 
-  it('stale entries that no lease explains are removed', track(async () => {
+  it('stale entries that no lease explains are removed', async () => {
     const good = summary(await scene.kernel('h1'));
     await ip('h1', ['neigh', 'add', '10.7.200.0', 'lladdr', '02:00:00:00:02:00', 'dev', 'flannel.1', 'nud', 'permanent']);
     await ip('h1', ['bridge', 'fdb', 'add', '02:00:00:00:02:00', 'dev', 'flannel.1', 'dst', '10.65.154.200', 'self', 'permanent']);
     await ip('h1', ['route', 'add', '10.7.200.0/24', 'via', '10.7.200.0', 'dev', 'flannel.1', 'onlink']);
     await waitFor('stale entries gone', async () => summary(await scene.kernel('h1')) === good, 10_000);
     expect(countLog((d.get('h1') as DaemonHandle).log(), /delete route 10.7.200.0\/24 via 10.7.200.0 onlink \(stale\)/)).toBe(1);
-  }));
+  });
 
-  it('flannel.1 set down, its address removed, then deleted: recreated with the same MAC, peers back', track(async () => {
+  it('flannel.1 set down, its address removed, then deleted: recreated with the same MAC, peers back', async () => {
     const good = summary(await scene.kernel('h1'));
     const m1 = await mac('h1');
     const addr = `${gw(subnet('h1'))}/32`;
@@ -92,7 +77,7 @@ describe('kernel drift on h1 is repaired', () => {
     expect(await mac('h1')).toBe(m1);
     expect(await pingOK('h1', 'h3')).toBe(true);
     expect(await pingOK('h2', 'h1')).toBe(true);
-  }));
+  });
 });
 
 describe('hostile data in etcd', () => {
@@ -106,7 +91,7 @@ describe('hostile data in etcd', () => {
     ['10.7.245.0-24', `{"PublicIP":"10.65.154.93","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:09:03"},"Pad":"${'x'.repeat(1024 * 1024)}"}`],
   ];
 
-  it('each bad lease is logged once and skipped; every valid peer stays programmed', track(async () => {
+  it('each bad lease is logged once and skipped; every valid peer stays programmed', async () => {
     const good = summary(await waitPeers(scene, 'h1', 2));
     for (const [key, value] of bad) {
       const r = await scene.cluster.exec(scene.cluster.infraNetns, 'etcdctl', ['--endpoints', scene.endpoint, 'put', `${PREFIX}/subnets/${key}`], { input: value, env: { ETCDCTL_API: '3' } });
@@ -130,11 +115,11 @@ describe('hostile data in etcd', () => {
     expect(await pingOK('h1', 'h2')).toBe(true);
     for (const [key] of [...bad, ['10.7.246.0-24']]) await scene.etcdctl(['del', `${PREFIX}/subnets/${key}`]);
     await waitFor('back to the two real peers', async () => summary(await scene.kernel('h1')) === good, 10_000);
-  }));
+  });
 });
 
 describe('peers that change', () => {
-  it('a peer with a recreated device (new VTEP MAC) is updated; the old FDB entry goes', track(async () => {
+  it('a peer with a recreated device (new VTEP MAC) is updated; the old FDB entry goes', async () => {
     const old = await mac('h2');
     expect(await (d.get('h2') as DaemonHandle).stop('SIGKILL')).toBe(-1);
     await ip('h2', ['link', 'del', 'flannel.1']);
@@ -150,9 +135,9 @@ describe('peers that change', () => {
     }
     expect(await pingOK('h1', 'h2')).toBe(true);
     expect(await pingOK('h3', 'h2')).toBe(true);
-  }));
+  });
 
-  it('a change made while h1 was cut off from etcd is picked up after the link heals', track(async () => {
+  it('a change made while h1 was cut off from etcd is picked up after the link heals', async () => {
     await proxy.cut();
     const old = await mac('h3');
     await (d.get('h3') as DaemonHandle).stop('SIGKILL');
@@ -171,5 +156,5 @@ describe('peers that change', () => {
     expect(countLog(log, /lost the etcd watch/)).toBe(1);
     expect(countLog(log, /etcd watch re-established/)).toBe(1);
     expect(await pingOK('h1', 'h3')).toBe(true);
-  }));
+  });
 });

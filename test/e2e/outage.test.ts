@@ -5,10 +5,10 @@
  */
 import { ChildProcess } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { addPod, Pod } from '../../src/testbed/netns-cluster';
 import { createScene, DaemonHandle, PREFIX, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
-import { backgroundPing, countLog, startEtcdProxy, summary, waitPeers } from '../helpers/overlay';
+import { backgroundPing, countLog, startEtcdProxy, summary, waitPeers, sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}';
@@ -17,18 +17,9 @@ let scene: Scene;
 const d = new Map<string, DaemonHandle>();
 const pods = new Map<string, Pod>();
 const proxies = new Map<string, Awaited<ReturnType<typeof startEtcdProxy>>>();
-let failed = false;
 
 const subnet = (h: string): string => subnetOf(readFileSync((d.get(h) as DaemonHandle).subnetFile, 'utf8'));
 const key = (s: string): string => `${PREFIX}/subnets/${s.replace('/', '-')}`;
-const track = (fn: () => Promise<void>) => async () => {
-  try {
-    await fn();
-  } catch (err) {
-    failed = true;
-    throw err;
-  }
-};
 async function revision(): Promise<number> {
   const out = await scene.etcdctl(['get', '/', '-w', 'json']);
   return Number(/"revision":(\d+)/.exec(out)?.[1]);
@@ -46,16 +37,10 @@ beforeAll(async () => {
   for (const h of ['h1', 'h2']) pods.set(h, await addPod(scene.cluster, h, { name: 'pod', subnetEnvPath: (d.get(h) as DaemonHandle).subnetFile, cniDataDir: `${scene.workDir}/cni` }));
 }, 90_000);
 
-afterAll(async () => {
-  if (failed && scene) {
-    process.stderr.write(`${await scene.dump()}\n`);
-    for (const x of d.values()) process.stderr.write(`--- ${x.logFile}\n${x.log()}\n`);
-  }
-  await scene?.destroy();
-}, 60_000);
+sceneLifecycle(() => scene);
 
 describe('etcd outages', () => {
-  it('etcd down for 30 s: traffic flows throughout, one line for the outage and one for the recovery, then it catches up', track(async () => {
+  it('etcd down for 30 s: traffic flows throughout, one line for the outage and one for the recovery, then it catches up', async () => {
     const ping = backgroundPing(scene, (pods.get('h1') as Pod).netns, (pods.get('h2') as Pod).ip, 36);
     await new Promise((r) => setTimeout(r, 2000));
     await scene.etcd.stop();
@@ -77,9 +62,9 @@ describe('etcd outages', () => {
     await waitPeers(scene, 'h2', 2);
     await scene.etcdctl(['del', `${PREFIX}/subnets/10.7.250.0-24`]);
     await waitPeers(scene, 'h1', 1);
-  }), 120_000);
+  }, 120_000);
 
-  it('a peer that joins and one that leaves while h1 is cut off from etcd are programmed and removed after', track(async () => {
+  it('a peer that joins and one that leaves while h1 is cut off from etcd are programmed and removed after', async () => {
     const p = proxies.get('h1') as Awaited<ReturnType<typeof startEtcdProxy>>;
     await scene.etcdctl(['put', `${PREFIX}/subnets/10.7.251.0-24`, FAKE]);
     await waitPeers(scene, 'h1', 2);
@@ -94,9 +79,9 @@ describe('etcd outages', () => {
       const k = await scene.kernel('h1');
       return k.routes.length === 2 && k.routes.join().includes(subnet('h3')) && !k.routes.join().includes('10.7.251.0');
     }, 20_000);
-  }), 60_000);
+  }, 60_000);
 
-  it('watch compaction while cut off: a full resync instead of a failure', track(async () => {
+  it('watch compaction while cut off: a full resync instead of a failure', async () => {
     const p = proxies.get('h1') as Awaited<ReturnType<typeof startEtcdProxy>>;
     const before = (d.get('h1') as DaemonHandle).log();
     await p.cut();
@@ -111,11 +96,11 @@ describe('etcd outages', () => {
     expect((d.get('h1') as DaemonHandle).process.exitCode).toBeNull();
     for (let i = 1; i < 5; i++) await scene.etcdctl(['del', `${PREFIX}/subnets/10.7.${230 + i}.0-24`]);
     await waitFor('fakes gone', async () => (await scene.kernel('h1')).routes.length === 2, 10_000);
-  }), 60_000);
+  }, 60_000);
 });
 
 describe('lease lifecycle and ownership', () => {
-  it('a lease that expired while cut off is re-acquired with the same subnet; subnet.env untouched', track(async () => {
+  it('a lease that expired while cut off is re-acquired with the same subnet; subnet.env untouched', async () => {
     const p = proxies.get('h4') as Awaited<ReturnType<typeof startEtcdProxy>>;
     d.set('h4', scene.startDaemon('h4', ['--etcd-endpoints', p.endpoint, '--subnet-lease-ttl', '6']));
     const h4 = d.get('h4') as DaemonHandle;
@@ -131,9 +116,9 @@ describe('lease lifecycle and ownership', () => {
     expect(statSync(h4.subnetFile).mtimeMs).toBe(mtime);
     expect(countLog(h4.log(), /re-acquired lease/)).toBe(1);
     await waitFor('h2 programs h4 again', async () => (await scene.kernel('h2')).routes.join().includes(s4), 10_000);
-  }), 60_000);
+  }, 60_000);
 
-  it('a subnet taken by another node while away: a new subnet, said loudly, subnet.env rewritten', track(async () => {
+  it('a subnet taken by another node while away: a new subnet, said loudly, subnet.env rewritten', async () => {
     const p = proxies.get('h4') as Awaited<ReturnType<typeof startEtcdProxy>>;
     const h4 = d.get('h4') as DaemonHandle;
     const s4 = subnet('h4');
@@ -150,12 +135,12 @@ describe('lease lifecycle and ownership', () => {
     expect((await scene.kernel('h4')).addresses.join()).not.toContain(`inet ${s4.split('/')[0]}/32`);
     await waitFor('h2 programs the new subnet', async () => (await scene.kernel('h2')).routes.join().includes(fresh), 10_000);
     await scene.etcdctl(['del', key(s4)]);
-  }), 60_000);
+  }, 60_000);
 });
 
 describe('restarts without disruption', () => {
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
-    it(`${signal} and restart: same subnet and MAC, no entry flaps, zero ping loss`, track(async () => {
+    it(`${signal} and restart: same subnet and MAC, no entry flaps, zero ping loss`, async () => {
       const before = summary(await scene.kernel('h2'));
       const s2 = subnet('h2');
       const link = (await scene.kernel('h2')).link;
@@ -177,6 +162,6 @@ describe('restarts without disruption', () => {
       expect((await scene.kernel('h2')).link).toBe(link);
       expect(summary(await scene.kernel('h2'))).toBe(before);
       expect(events.split('\n').filter((l) => /flannel\.1/.test(l) && /^Deleted/.test(l))).toEqual([]);
-    }), 60_000);
+    }, 60_000);
   }
 });

@@ -4,9 +4,10 @@
  * host-local plugins from the subnet.env the daemon wrote, and ping across hosts.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { addPod, Pod } from '../../src/testbed/netns-cluster';
 import { createScene, DaemonHandle, PREFIX, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
+import { sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}';
@@ -17,7 +18,6 @@ const daemons = new Map<string, DaemonHandle>();
 const subnets = new Map<string, string>();
 const macs = new Map<string, string>();
 const pods = new Map<string, Pod>();
-let failed = false;
 
 function leaseValue(host: string): Promise<string> {
   return scene.etcdctl(['get', '--print-value-only', `${PREFIX}/subnets/${(subnets.get(host) as string).replace('/', '-')}`]).then((s) => s.replace(/\n$/, ''));
@@ -41,27 +41,11 @@ beforeAll(async () => {
   }
 }, 90_000);
 
-afterAll(async () => {
-  if (failed && scene) {
-    process.stderr.write(`${await scene.dump()}\n${await scene.etcdctl(['get', '--prefix', PREFIX]).catch((e) => String(e))}\n`);
-    for (const d of daemons.values()) process.stderr.write(`--- ${d.logFile}\n${d.log()}\n`);
-  }
-  await scene?.destroy();
-}, 60_000);
+sceneLifecycle(() => scene);
 
-function track(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
-}
 
 describe('flanneld-ts on a three-host namespace cluster', () => {
-  it('writes subnet.env for the flannel CNI plugin, 0644, distinct subnets', track(async () => {
+  it('writes subnet.env for the flannel CNI plugin, 0644, distinct subnets', async () => {
     for (const h of HOSTS) {
       const d = daemons.get(h) as DaemonHandle;
       const env = readFileSync(d.subnetFile, 'utf8');
@@ -69,9 +53,9 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
       expect(statSync(d.subnetFile).mode & 0o777).toBe(0o644);
     }
     expect(new Set(subnets.values()).size).toBe(3);
-  }));
+  });
 
-  it('holds byte-exact flannel leases on a 24 h etcd lease', track(async () => {
+  it('holds byte-exact flannel leases on a 24 h etcd lease', async () => {
     for (const [i, h] of HOSTS.entries()) {
       expect(await leaseValue(h)).toBe(`{"PublicIP":"10.65.154.${11 + i}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${macs.get(h)}"}}`);
       // Lease IDs are int64: read them from the JSON text, JSON.parse would round them.
@@ -81,9 +65,9 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
       const granted = Number(/granted with TTL\((\d+)s\)/.exec(ttl)?.[1]);
       expect(granted).toBe(86_400);
     }
-  }));
+  });
 
-  it('creates flannel.1 as the contract says', track(async () => {
+  it('creates flannel.1 as the contract says', async () => {
     for (const [i, h] of HOSTS.entries()) {
       const k = await scene.kernel(h);
       expect(k.link).toMatch(new RegExp(`vxlan id 1 local 10\\.65\\.154\\.${11 + i} dev eth0 srcport 0 0 dstport 8472 nolearning`));
@@ -92,9 +76,9 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
       expect(k.addresses.join('\n')).toContain(`inet ${gw(subnets.get(h) as string)}/32 `);
       expect(macs.get(h)).toMatch(/^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/);
     }
-  }));
+  });
 
-  it('programs route, neighbour and FDB for every peer and nothing for itself', track(async () => {
+  it('programs route, neighbour and FDB for every peer and nothing for itself', async () => {
     for (const [i, h] of HOSTS.entries()) {
       const k = await scene.kernel(h);
       const peers = HOSTS.filter((p) => p !== h);
@@ -103,9 +87,9 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
       expect(k.fdb.sort()).toEqual(peers.map((p) => `${macs.get(p)} dst 10.65.154.${11 + HOSTS.indexOf(p)} self permanent`).sort());
       expect(k.fdb.join('\n')).not.toContain(`10.65.154.${11 + i} `);
     }
-  }));
+  });
 
-  it('carries pod-to-pod traffic across hosts through the real CNI plugins', track(async () => {
+  it('carries pod-to-pod traffic across hosts through the real CNI plugins', async () => {
     for (const h of HOSTS) {
       pods.set(h, await addPod(scene.cluster, h, { name: 'nginx', subnetEnvPath: (daemons.get(h) as DaemonHandle).subnetFile, cniDataDir: `${scene.workDir}/cni` }));
     }
@@ -118,9 +102,9 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
     }
     const back = await (pods.get('h3') as Pod).ping(p1.ip, { count: 2, timeoutSec: 10 });
     expect(back.ok).toBe(true);
-  }));
+  });
 
-  it('skips a garbage lease value without losing any peer', track(async () => {
+  it('skips a garbage lease value without losing any peer', async () => {
     await scene.etcdctl(['put', `${PREFIX}/subnets/10.7.250.0-24`, 'this is not json']);
     const d1 = daemons.get('h1') as DaemonHandle;
     await waitFor('h1 to log the invalid lease', () => /skipping invalid lease .*10\.7\.250\.0-24: value is not JSON/.test(d1.log()));
@@ -128,9 +112,9 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
     const r = await (pods.get('h1') as Pod).ping((pods.get('h2') as Pod).ip, { count: 1, timeoutSec: 5 });
     expect(r.ok).toBe(true);
     await scene.etcdctl(['del', `${PREFIX}/subnets/10.7.250.0-24`]);
-  }));
+  });
 
-  it('stops on SIGTERM within 2 s, leaving device, entries and lease in place', track(async () => {
+  it('stops on SIGTERM within 2 s, leaving device, entries and lease in place', async () => {
     const d3 = daemons.get('h3') as DaemonHandle;
     const before = await scene.kernel('h3');
     const t0 = Date.now();
@@ -141,9 +125,9 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
     expect(await leaseValue('h3')).toContain(macs.get('h3') as string);
     const r = await (pods.get('h1') as Pod).ping((pods.get('h3') as Pod).ip, { count: 1, timeoutSec: 5 });
     expect(r.ok).toBe(true);
-  }));
+  });
 
-  it('removes all three entries on every host when a lease is removed', track(async () => {
+  it('removes all three entries on every host when a lease is removed', async () => {
     const s3 = subnets.get('h3') as string;
     await scene.etcdctl(['del', `${PREFIX}/subnets/${s3.replace('/', '-')}`]);
     for (const h of ['h1', 'h2']) {
@@ -155,9 +139,9 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
       expect(k.fdb.join('\n')).not.toContain(macs.get('h3') as string);
       expect(k.neighbors.join('\n')).not.toContain(gw(s3));
     }
-  }));
+  });
 
-  it('restarts with the same subnet and VTEP MAC and re-learns a returning peer', track(async () => {
+  it('restarts with the same subnet and VTEP MAC and re-learns a returning peer', async () => {
     const d1 = daemons.get('h1') as DaemonHandle;
     expect(await d1.stop('SIGINT')).toBe(0);
     const again = scene.startDaemon('h1');
@@ -174,5 +158,5 @@ describe('flanneld-ts on a three-host namespace cluster', () => {
     await waitFor('h1 to program h3 again', async () => (await scene.kernel('h1')).routes.length === 2);
     const r = await (pods.get('h1') as Pod).ping((pods.get('h3') as Pod).ip, { count: 2, timeoutSec: 10 });
     expect(r.ok).toBe(true);
-  }));
+  });
 });

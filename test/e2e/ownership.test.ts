@@ -3,23 +3,14 @@
  * network with room for only three, and a config that is wrong at first.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createScene, DaemonHandle, PREFIX, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
-import { countLog } from '../helpers/overlay';
+import { countLog, sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const HOSTS = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8'];
 let scene: Scene;
 const daemons: DaemonHandle[] = [];
-let failed = false;
-const track = (fn: () => Promise<void>) => async () => {
-  try {
-    await fn();
-  } catch (err) {
-    failed = true;
-    throw err;
-  }
-};
 const start = (host: string, args: string[] = []): DaemonHandle => {
   const x = scene.startDaemon(host, args);
   daemons.push(x);
@@ -32,16 +23,10 @@ beforeAll(async () => {
   await scene.putConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
 }, 60_000);
 
-afterAll(async () => {
-  if (failed && scene) {
-    process.stderr.write(`${await scene.dump()}\n${await scene.etcdctl(['get', '--prefix', '/']).catch(String)}\n`);
-    for (const x of daemons) process.stderr.write(`--- ${x.logFile}\n${x.log()}\n`);
-  }
-  await scene?.destroy();
-}, 60_000);
+sceneLifecycle(() => scene);
 
 describe('ownership', () => {
-  it('a reservation (a key with no etcd lease) with our PublicIP is used and stays a reservation', track(async () => {
+  it('a reservation (a key with no etcd lease) with our PublicIP is used and stays a reservation', async () => {
     const key = `${PREFIX}/subnets/10.7.77.0-24`;
     await scene.etcdctl(['put', key, '{"PublicIP":"10.65.154.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:77:77"}}']);
     const h1 = start('h1', ['--subnet-lease-ttl', '6']);
@@ -55,9 +40,9 @@ describe('ownership', () => {
     expect(await scene.etcdctl(['get', '-w', 'json', key])).not.toMatch(/"lease":/);
     expect((await scene.etcdctl(['lease', 'list'])).trim()).toMatch(/found 0 leases/);
     await h1.stop();
-  }), 30_000);
+  }, 30_000);
 
-  it('eight daemons started at the same moment get eight distinct subnets', track(async () => {
+  it('eight daemons started at the same moment get eight distinct subnets', async () => {
     const all = HOSTS.slice(1).map((h) => start(h));
     await Promise.all(all.map((x) => waitReady(x, 40_000)));
     const subnets = all.map((x) => subnetOf(readFileSync(x.subnetFile, 'utf8')));
@@ -68,9 +53,9 @@ describe('ownership', () => {
     expect(leases).toMatch(/found 7 leases/);
     await waitFor('h8 to program all 7 peers', async () => (await scene.kernel('h8')).routes.length === 7, 15_000);
     await Promise.all(all.map((x) => x.stop()));
-  }), 60_000);
+  }, 60_000);
 
-  it('a wrong config is reported naming the field; the corrected one is picked up without restart', track(async () => {
+  it('a wrong config is reported naming the field; the corrected one is picked up without restart', async () => {
     const prefix = '/small/network';
     for (const h of HOSTS) await scene.cluster.exec(scene.cluster.member(h).netns, 'ip', ['link', 'del', 'flannel.1']);
     await scene.etcdctl(['put', `${prefix}/config`, '{"Network":"10.8.0.0/16","SubnetLen":40,"Backend":{"Type":"vxlan"}}']);
@@ -96,5 +81,5 @@ describe('ownership', () => {
       `${prefix}/subnets/10.8.2.0-24`,
       `${prefix}/subnets/10.8.3.0-24`,
     ]);
-  }), 90_000);
+  }, 90_000);
 });

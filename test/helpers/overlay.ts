@@ -1,5 +1,6 @@
 /** Helpers shared by the e2e fault-injection tests. */
 import { resolve } from 'node:path';
+import { afterAll, afterEach } from 'vitest';
 import { proxyControl } from '../../src/testbed/tcp-proxy';
 import { ETCD_PORT, HostKernel, Scene, waitFor } from '../../src/testbed/scene';
 
@@ -45,4 +46,20 @@ export function countLog(log: string, re: RegExp): number {
       return false;
     }
   }).length;
+}
+
+/**
+ * Registers the hooks every e2e file wants: when any test (or the set-up) failed,
+ * print the scene's report (kernel state, etcd, daemon logs); always destroy it.
+ */
+export function sceneLifecycle(get: () => Scene | undefined): void {
+  let failed = false;
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') failed = true;
+  });
+  afterAll(async (suite) => {
+    const scene = get();
+    if (scene && (failed || suite.result?.state === 'fail')) process.stderr.write(`${await scene.report()}\n`);
+    await scene?.destroy();
+  }, 60_000);
 }
