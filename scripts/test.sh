@@ -27,6 +27,9 @@ work=$(mktemp -d /tmp/flts-test.XXXXXX)
 # createCluster appends each cluster prefix here, so clusters of a killed run get deleted too.
 export FLTS_CLUSTER_LOG="$work/clusters"
 export FLTS_SUITE_NETNS="$suite_ns"
+# This shell stays in the machine's own namespaces: the container e2e test enters
+# them (nsenter --target) to run dockerd, which the suite namespace cannot host.
+export FLTS_HOST_PID=$$
 : >"$FLTS_CLUSTER_LOG"
 
 # shellcheck disable=SC2317 # both functions run from the EXIT trap, which shellcheck cannot follow

@@ -1,0 +1,190 @@
+/**
+ * --ip-masq end to end (contract §8): two hosts running the daemon with
+ * --ip-masq, a pod on each wired by the real CNI plugins, and an "outside"
+ * namespace on the underlay that is no overlay member (it has no route to
+ * 10.7.0.0/16). UDP listeners record each datagram's source address: a pod's
+ * traffic to the outside must arrive from its host's underlay address, and its
+ * traffic to a pod on the other host from the pod's own address. The rule text is
+ * checked against the contract verbatim (not against src/iptables.ts), and rules
+ * deleted or altered by hand must come back within the resync period.
+ */
+import { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addPod, Pod } from '../../src/testbed/netns-cluster';
+import { createScene, DaemonHandle, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
+import { assertPrivateNetns } from '../helpers/private-netns';
+
+const NETWORK = '10.7.0.0/16';
+const CONFIG = `{"Network":"${NETWORK}","Backend":{"Type":"vxlan"}}`;
+const PORT = 9999;
+
+let scene: Scene;
+let daemon: DaemonHandle;
+let pod: Pod;
+let peerPod: Pod;
+let subnet: string;
+const outsideSources: string[] = [];
+const peerSources: string[] = [];
+let failed = false;
+
+const host = () => scene.cluster.member('h1');
+const outside = () => scene.cluster.member('out');
+
+/** `iptables -t <table> -S` in the host's namespace, as lines. */
+async function listing(table: 'nat' | 'filter'): Promise<string[]> {
+  const r = await scene.cluster.exec(host().netns, 'iptables', ['-w', '5', '-t', table, '-S']);
+  if (r.code !== 0) throw new Error(`iptables -t ${table} -S failed: ${r.stderr}`);
+  return r.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+}
+
+async function iptables(args: readonly string[]): Promise<void> {
+  const r = await scene.cluster.exec(host().netns, 'iptables', ['-w', '5', ...args]);
+  if (r.code !== 0) throw new Error(`iptables ${args.join(' ')} failed: ${r.stderr}`);
+}
+
+/** Contract §8, with CN = the network and PN = this host's subnet; a fresh namespace holds nothing else. */
+function contractNat(pn: string, cn = NETWORK): string[] {
+  const c = '-m comment --comment "flanneld masq"';
+  return [
+    '-P PREROUTING ACCEPT',
+    '-P INPUT ACCEPT',
+    '-P OUTPUT ACCEPT',
+    '-P POSTROUTING ACCEPT',
+    '-N FLANNEL-POSTRTG',
+    `-A POSTROUTING ${c} -j FLANNEL-POSTRTG`,
+    `-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 ${c} -j RETURN`,
+    `-A FLANNEL-POSTRTG -s ${pn} -d ${cn} ${c} -j RETURN`,
+    `-A FLANNEL-POSTRTG -s ${cn} -d ${pn} ${c} -j RETURN`,
+    `-A FLANNEL-POSTRTG ! -s ${cn} -d ${pn} ${c} -j RETURN`,
+    `-A FLANNEL-POSTRTG -s ${cn} ! -d 224.0.0.0/4 ${c} -j MASQUERADE --random-fully`,
+    `-A FLANNEL-POSTRTG ! -s ${cn} -d ${cn} ${c} -j MASQUERADE --random-fully`,
+  ];
+}
+
+function contractFilter(cn = NETWORK): string[] {
+  const c = '-m comment --comment "flanneld forward"';
+  return ['-P INPUT ACCEPT', '-P FORWARD ACCEPT', '-P OUTPUT ACCEPT', '-N FLANNEL-FWD', `-A FORWARD ${c} -j FLANNEL-FWD`, `-A FLANNEL-FWD -s ${cn} ${c} -j ACCEPT`, `-A FLANNEL-FWD -d ${cn} ${c} -j ACCEPT`];
+}
+
+/** A UDP listener in `netns` that pushes each datagram's source address onto `sources`. */
+async function listen(netns: string, sources: string[]): Promise<void> {
+  const recv = 'require("dgram").createSocket("udp4").on("message", (m, r) => process.stdout.write(r.address + "\\n")).bind(Number(process.argv[1]), () => process.stdout.write("listening\\n"));';
+  const child: ChildProcess = scene.cluster.spawn(netns, process.execPath, ['-e', recv, String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let ready = false;
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    for (const line of d.split('\n').filter((l) => l !== '')) {
+      if (line === 'listening') ready = true;
+      else sources.push(line);
+    }
+  });
+  await waitFor(`a UDP listener in ${netns}`, () => ready);
+}
+
+/** Sends one datagram from the h1 pod to `target`'s listener; resolves with the source address it saw. */
+async function sourceSeen(target: string, sources: string[]): Promise<string> {
+  const before = sources.length;
+  const send = 'const s = require("dgram").createSocket("udp4"); s.send("hi", Number(process.argv[2]), process.argv[1], (e) => { s.close(); if (e) throw e; });';
+  const r = await scene.cluster.exec(pod.netns, process.execPath, ['-e', send, target, String(PORT)]);
+  if (r.code !== 0) throw new Error(`sending from the pod failed: ${r.stderr}`);
+  return waitFor(`the listener at ${target} to receive the datagram`, () => sources[before], 5000, 20);
+}
+
+const sourceSeenOutside = (): Promise<string> => sourceSeen(outside().ip, outsideSources);
+
+/** How often the daemon has logged writing `table/chain`. */
+const installs = (chain: string): number => daemon.log().split('\n').filter((l) => l.includes(`"msg":"installed iptables rules ${chain}"`)).length;
+
+beforeAll(async () => {
+  assertPrivateNetns();
+  scene = await createScene({ hosts: ['h1', 'h2'], extraNamespaces: ['out'] });
+  await scene.putConfig(CONFIG);
+  daemon = scene.startDaemon('h1', ['--ip-masq', '--iptables-resync', '1']);
+  const peer = scene.startDaemon('h2', ['--ip-masq']);
+  await Promise.all([waitReady(daemon), waitReady(peer)]);
+  subnet = subnetOf(readFileSync(daemon.subnetFile, 'utf8'));
+  const cniDataDir = `${scene.workDir}/cni`;
+  pod = await addPod(scene.cluster, 'h1', { name: 'web', subnetEnvPath: daemon.subnetFile, cniDataDir });
+  peerPod = await addPod(scene.cluster, 'h2', { name: 'db', subnetEnvPath: peer.subnetFile, cniDataDir });
+  await listen(outside().netns, outsideSources);
+  await listen(peerPod.netns, peerSources);
+}, 90_000);
+
+afterAll(async () => {
+  if (failed && scene) {
+    process.stderr.write(`${await scene.dump()}\n`);
+    for (const t of ['nat', 'filter'] as const) process.stderr.write(`iptables -t ${t} -S:\n${(await listing(t).catch((e) => [String(e)])).join('\n')}\n`);
+    if (daemon) process.stderr.write(`--- ${daemon.logFile}\n${daemon.log()}\n`);
+  }
+  await scene?.destroy();
+}, 60_000);
+
+function track(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await fn();
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  };
+}
+
+describe('--ip-masq on a namespace host', () => {
+  it('says so in subnet.env, so the CNI bridge plugin leaves masquerading to flanneld', track(async () => {
+    expect(readFileSync(daemon.subnetFile, 'utf8')).toContain('FLANNEL_IPMASQ=true\n');
+  }));
+
+  it('installs exactly the contract §8 rules: nat FLANNEL-POSTRTG and filter FLANNEL-FWD', track(async () => {
+    expect(await listing('nat')).toEqual(contractNat(subnet));
+    expect(await listing('filter')).toEqual(contractFilter());
+  }));
+
+  it('makes a pod\'s traffic to an address outside the overlay arrive from the host\'s address', track(async () => {
+    expect(pod.config.ipMasq).toBe(false); // the CNI bridge plugin adds no masquerade of its own
+    expect(await sourceSeenOutside()).toBe(host().ip);
+    // Replies come back too, though "out" has no route to the pod network: they go to the host's address.
+    const r = await pod.ping(outside().ip, { count: 2, timeoutSec: 5 });
+    expect(r.ok, r.output).toBe(true);
+  }));
+
+  it('keeps the pod\'s own address on traffic to a pod on another host', track(async () => {
+    expect(await sourceSeen(peerPod.ip, peerSources)).toBe(pod.ip);
+  }));
+
+  it('restores the whole rule set within the resync period after it is deleted by hand', track(async () => {
+    const writes = { nat: installs('nat/FLANNEL-POSTRTG'), filter: installs('filter/FLANNEL-FWD') };
+    await iptables(['-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG']);
+    await iptables(['-t', 'nat', '-F', 'FLANNEL-POSTRTG']);
+    await iptables(['-t', 'nat', '-X', 'FLANNEL-POSTRTG']);
+    await iptables(['-D', 'FORWARD', '-m', 'comment', '--comment', 'flanneld forward', '-j', 'FLANNEL-FWD']);
+    await iptables(['-F', 'FLANNEL-FWD']);
+    await iptables(['-X', 'FLANNEL-FWD']);
+    // (No look at the empty tables here: the daemon may already be putting the rules back.)
+    const t0 = Date.now();
+    await waitFor('the nat and filter rules to come back', async () => JSON.stringify(await listing('nat')) === JSON.stringify(contractNat(subnet)) && JSON.stringify(await listing('filter')) === JSON.stringify(contractFilter()), 5000, 50);
+    expect(Date.now() - t0).toBeLessThan(3000); // --iptables-resync 1
+    // Restored by the daemon, each chain rewritten once more.
+    expect(installs('nat/FLANNEL-POSTRTG')).toBe(writes.nat + 1);
+    expect(installs('filter/FLANNEL-FWD')).toBe(writes.filter + 1);
+    expect(await sourceSeenOutside()).toBe(host().ip);
+  }));
+
+  it('repairs a chain whose rules were changed by hand, without duplicating the jump', track(async () => {
+    const writes = { nat: installs('nat/FLANNEL-POSTRTG'), filter: installs('filter/FLANNEL-FWD') };
+    await iptables(['-t', 'nat', '-D', 'FLANNEL-POSTRTG', '-s', NETWORK, '!', '-d', '224.0.0.0/4', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'MASQUERADE', '--random-fully']);
+    await iptables(['-A', 'FLANNEL-FWD', '-s', '192.0.2.0/24', '-j', 'ACCEPT']);
+    await waitFor('the chains to be rewritten', async () => installs('nat/FLANNEL-POSTRTG') > writes.nat && installs('filter/FLANNEL-FWD') > writes.filter, 5000, 50);
+    expect(await listing('nat')).toEqual(contractNat(subnet));
+    expect(await listing('filter')).toEqual(contractFilter());
+  }));
+
+  it('leaves the rules in place on SIGTERM; without them the pod\'s own address shows', track(async () => {
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+    expect(await listing('nat')).toEqual(contractNat(subnet));
+    expect(await listing('filter')).toEqual(contractFilter());
+    // The control: with the jump gone (and no daemon to restore it) the source is the pod's.
+    await iptables(['-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG']);
+    expect(await sourceSeenOutside()).toBe(pod.ip);
+  }));
+});

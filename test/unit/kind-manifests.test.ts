@@ -1,0 +1,325 @@
+/**
+ * kind cannot start on these machines (no container registry for its node
+ * image), so the kind deployment (e2e-kind/) is validated statically here:
+ * - the committed YAML is exactly the rendering of e2e-kind/manifests.ts;
+ * - every document passes the Kubernetes schema of `kubernetes-models` (types,
+ *   enums, required fields) AND a strict check that rejects unknown fields: the
+ *   YAML is type-checked by the TypeScript compiler against the models'
+ *   interfaces (excess-property checks reach every depth), since the schema
+ *   validators accept unknown fields; negative cases prove both catch mistakes;
+ * - the pieces fit together (subnets, ports, probes, mounts, capabilities), and
+ *   the CNI config script builds what the flannel CNI plugin would delegate;
+ * - every shell script of the repository passes shellcheck.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as ts from 'typescript';
+import * as apps from 'kubernetes-models/apps/v1';
+import * as batch from 'kubernetes-models/batch/v1';
+import * as core from 'kubernetes-models/v1';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { CNI_CONF, ETCD_CLIENT_PORT, ETCD_PEER_PORT, HEALTHZ_PORT, renderedFiles } from '../../e2e-kind/manifests';
+import { parseNetworkConfig } from '../../src/config';
+import { formatCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { flannelCniDelegate, parseSubnetEnv } from '../../src/testbed/cni';
+
+const ROOT = resolve(__dirname, '..', '..');
+const KIND = join(ROOT, 'e2e-kind');
+const SCRIPT = join(KIND, 'flanneld-ts-cni.sh');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed YAML, walked by path
+type Doc = Record<string, any>;
+
+const dirs: string[] = [];
+const tempDir = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'flts-kind-'));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+function loadYaml(name: string): Doc[] {
+  const docs = parseAllDocuments(readFileSync(join(KIND, name), 'utf8'));
+  for (const d of docs) if (d.errors.length) throw new Error(`${name}: ${d.errors.map((e) => e.message).join('; ')}`);
+  return docs.map((d) => d.toJS() as Doc).filter((d) => d !== null);
+}
+
+const MODELS: Record<string, Record<string, unknown>> = { v1: core, 'apps/v1': apps, 'batch/v1': batch };
+
+/** The kubernetes-models class for a document; throws for an apiVersion/kind it does not know. */
+function modelOf(doc: Doc): new (data: unknown) => { validate(): void } {
+  const cls = MODELS[doc.apiVersion]?.[doc.kind];
+  if (typeof cls !== 'function') throw new Error(`no Kubernetes model for ${doc.apiVersion} ${doc.kind}`);
+  return cls as new (data: unknown) => { validate(): void };
+}
+
+/** The schema check of kubernetes-models: wrong types, enums, missing required fields. Returns the error or ''. */
+function schemaErrors(doc: Doc): string {
+  try {
+    new (modelOf(doc))(doc).validate();
+    return '';
+  } catch (err) {
+    return String((err as Error).message);
+  }
+}
+
+/** Where the TypeScript interface of a document lives. */
+function typeOf(doc: Doc): { module: string; name: string } {
+  if (doc.apiVersion === 'kind.x-k8s.io/v1alpha4') return { module: './manifests', name: 'KindCluster' };
+  modelOf(doc); // known to the models at all
+  return { module: `kubernetes-models/${doc.apiVersion}/${doc.kind}`, name: `I${doc.kind}` };
+}
+
+/**
+ * The strict check: each document becomes `const docN: I<Kind> = <its JSON>` in a
+ * virtual file beside the manifests, compiled with the TypeScript compiler. An
+ * object literal may only specify known properties, at every depth, so unknown
+ * fields are errors, as are wrong types and missing required fields.
+ */
+function strictErrors(docs: readonly Doc[]): string[] {
+  const file = join(KIND, '__strict_check__.ts');
+  const text = docs
+    .map((d, i) => {
+      const t = typeOf(d);
+      return `import type { ${t.name} as T${i} } from '${t.module}';\nexport const doc${i}: T${i} = ${JSON.stringify(d, null, 2)};\n`;
+    })
+    .join('\n');
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.CommonJS,
+    moduleResolution: ts.ModuleResolutionKind.Node10,
+    types: ['node'],
+    esModuleInterop: true,
+  };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists, readFile } = host;
+  host.getSourceFile = (name, lang, ...rest) => (resolve(name) === file ? ts.createSourceFile(name, text, lang) : getSourceFile.call(host, name, lang, ...rest));
+  host.fileExists = (name) => resolve(name) === file || fileExists.call(host, name);
+  host.readFile = (name) => (resolve(name) === file ? text : readFile.call(host, name));
+  const program = ts.createProgram([file], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const msg = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+    if (!d.file || d.start === undefined) return msg;
+    const { line } = d.file.getLineAndCharacterOfPosition(d.start);
+    return `${msg} (at: ${d.file.text.split('\n')[line]?.trim()})`;
+  });
+}
+
+const clone = (d: Doc): Doc => JSON.parse(JSON.stringify(d)) as Doc;
+
+const files = renderedFiles();
+if (process.env.FLTS_UPDATE_MANIFESTS === '1') {
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(KIND, name), content);
+}
+
+describe('e2e-kind YAML', () => {
+  it.each(Object.keys(files))('%s is the rendering of e2e-kind/manifests.ts', (name) => {
+    const committed = existsSync(join(KIND, name)) ? readFileSync(join(KIND, name), 'utf8') : '';
+    expect(committed, `e2e-kind/${name} is stale: FLTS_UPDATE_MANIFESTS=1 npx vitest run test/unit/kind-manifests.test.ts`).toBe(files[name]);
+  });
+
+  it('passes the Kubernetes schemas and the strict unknown-field check, every document', () => {
+    const k8s = [...loadYaml('flanneld-ts.yaml'), ...loadYaml('test-pods.yaml')];
+    expect(k8s.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
+      'Namespace/flanneld-ts',
+      'ConfigMap/flanneld-ts',
+      'Deployment/flanneld-ts-etcd',
+      'Service/flanneld-ts-etcd',
+      'Job/flanneld-ts-network-config',
+      'DaemonSet/flanneld-ts',
+      'Pod/nginx1',
+      'Pod/nginx2',
+    ]);
+    for (const d of k8s) expect(schemaErrors(d), `${d.kind}/${d.metadata.name}`).toBe('');
+    expect(strictErrors([...k8s, ...loadYaml('kind-config.yaml')])).toEqual([]);
+  });
+
+  it('rejects an unknown field, at any depth and in the kind config (negative cases)', () => {
+    const ds = loadYaml('flanneld-ts.yaml').find((d) => d.kind === 'DaemonSet') as Doc;
+    const typo = clone(ds);
+    typo.spec.template.spec.containers[0].securityContext.capabilitis = { add: ['NET_ADMIN'] };
+    expect(strictErrors([typo]).join('\n')).toMatch(/'"capabilitis"' does not exist in type/);
+    const svc = clone(loadYaml('flanneld-ts.yaml').find((d) => d.kind === 'Service') as Doc);
+    svc.spec.clusterIp = svc.spec.clusterIP;
+    expect(strictErrors([svc]).join('\n')).toMatch(/'"clusterIp"' does not exist in type/);
+    const kind = clone(loadYaml('kind-config.yaml')[0] as Doc);
+    kind.networking.disableDefaultCni = true;
+    expect(strictErrors([kind]).join('\n')).toMatch(/'"disableDefaultCni"' does not exist in type/);
+  });
+
+  it('rejects a wrong type, a bad enum value and a missing required field (negative cases)', () => {
+    const all = loadYaml('flanneld-ts.yaml');
+    const dep = clone(all.find((d) => d.kind === 'Deployment') as Doc);
+    dep.spec.replicas = '1';
+    expect(schemaErrors(dep)).toMatch(/replicas/);
+    expect(strictErrors([dep]).join('\n')).toMatch(/Type 'string' is not assignable to type 'number'/);
+    const pull = clone(all.find((d) => d.kind === 'DaemonSet') as Doc);
+    pull.spec.template.spec.containers[0].imagePullPolicy = 'Sometimes';
+    expect(schemaErrors(pull)).toMatch(/imagePullPolicy|allowed values/);
+    const unnamed = clone(all.find((d) => d.kind === 'DaemonSet') as Doc);
+    delete unnamed.spec.template.spec.containers[0].name;
+    expect(schemaErrors(unnamed)).toMatch(/name/);
+    expect(strictErrors([unnamed]).join('\n')).toMatch(/Property '"name"' is missing/);
+    expect(() => modelOf({ apiVersion: 'apps/v1', kind: 'DeamonSet' })).toThrow('no Kubernetes model for apps/v1 DeamonSet');
+  });
+
+  it('catches an unknown field in e2e-kind/manifests.ts at compile time', () => {
+    // This file is type-checked with the suite (tsc --noEmit): were the field known, the directive would fail.
+    // @ts-expect-error imagePullPolcy is not a Container field
+    const c: core.IContainer = { name: 'x', image: 'flanneld-ts:dev', imagePullPolcy: 'Never' };
+    expect(c.name).toBe('x');
+  });
+});
+
+describe('e2e-kind pieces fit together', () => {
+  const all = loadYaml('flanneld-ts.yaml');
+  const get = (kind: string): Doc => all.find((d) => d.kind === kind) as Doc;
+  const kind = loadYaml('kind-config.yaml')[0] as Doc;
+  const ds = get('DaemonSet');
+  const pod = ds.spec.template.spec;
+  const flanneld = pod.containers.find((c: Doc) => c.name === 'flanneld-ts') as Doc;
+  const hostPaths = new Map<string, string>(pod.volumes.filter((v: Doc) => v.hostPath).map((v: Doc) => [v.name, v.hostPath.path]));
+
+  it('kind: no default CNI, and a pod subnet that is the overlay network', () => {
+    expect(kind.networking.disableDefaultCNI).toBe(true);
+    const netConf = parseNetworkConfig(get('ConfigMap').data['net-conf.json']);
+    expect(formatCidr(netConf.network)).toBe(kind.networking.podSubnet);
+    expect(kind.nodes.filter((n: Doc) => n.role === 'worker').length).toBeGreaterThanOrEqual(2); // nginx1 and nginx2 on different nodes
+  });
+
+  it('etcd: a fixed ClusterIP in the service range, on ports that miss kind\'s own etcd', () => {
+    const svc = get('Service');
+    const range = parseCidr(kind.networking.serviceSubnet);
+    const ip = parseIPv4(svc.spec.clusterIP);
+    expect(ip >>> (32 - range.prefixLen)).toBe(range.ip >>> (32 - range.prefixLen));
+    expect(svc.spec.ports[0].port).toBe(ETCD_CLIENT_PORT);
+    expect([ETCD_CLIENT_PORT, ETCD_PEER_PORT]).not.toContain(2379);
+    expect([ETCD_CLIENT_PORT, ETCD_PEER_PORT]).not.toContain(2380);
+    const etcd = get('Deployment').spec.template.spec;
+    expect(etcd.hostNetwork).toBe(true);
+    expect(svc.spec.selector).toEqual(get('Deployment').spec.template.metadata.labels);
+    const endpoint = `http://${svc.spec.clusterIP}:${svc.spec.ports[0].port}`;
+    expect(flanneld.args).toContain(`--etcd-endpoints=${endpoint}`);
+    expect(get('Job').spec.template.spec.containers[0].command).toContain(`--endpoints=${endpoint}`);
+  });
+
+  it('DaemonSet: host network, NET_ADMIN and NET_RAW only, the flannel and CNI host paths', () => {
+    expect(pod.hostNetwork).toBe(true);
+    expect(flanneld.securityContext.privileged).toBe(false);
+    expect(flanneld.securityContext.capabilities.add.sort()).toEqual(['NET_ADMIN', 'NET_RAW']);
+    expect(hostPaths.get('run-flannel')).toBe('/run/flannel');
+    expect(hostPaths.get('cni-conf')).toBe('/etc/cni/net.d');
+    expect(hostPaths.get('cni-bin')).toBe('/opt/cni/bin');
+    expect(hostPaths.get('xtables-lock')).toBe('/run/xtables.lock');
+    expect(flanneld.volumeMounts.map((m: Doc) => m.mountPath)).toEqual(expect.arrayContaining(['/run/flannel', '/run/xtables.lock']));
+    expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+  });
+
+  it('DaemonSet: ready on /readyz of the --healthz-port it passes', () => {
+    expect(flanneld.args).toContain(`--healthz-port=${HEALTHZ_PORT}`);
+    expect(flanneld.readinessProbe.httpGet).toEqual({ path: '/readyz', port: HEALTHZ_PORT });
+    expect(flanneld.livenessProbe.httpGet).toEqual({ path: '/healthz', port: HEALTHZ_PORT });
+  });
+
+  it('DaemonSet: the CNI script it runs is e2e-kind/flanneld-ts-cni.sh, writing where containerd reads', () => {
+    expect(get('ConfigMap').data['flanneld-ts-cni.sh']).toBe(readFileSync(SCRIPT, 'utf8'));
+    const cni = pod.containers.find((c: Doc) => c.name === 'cni-config') as Doc;
+    expect(cni.command).toEqual(['sh', '/etc/flanneld-ts/flanneld-ts-cni.sh', 'config']);
+    const confDir = cni.volumeMounts.find((m: Doc) => m.name === 'cni-conf').mountPath as string;
+    expect(cni.env).toContainEqual({ name: 'CNI_CONF', value: `${confDir}/${CNI_CONF.split('/').pop()}` });
+    expect(CNI_CONF.startsWith(`${hostPaths.get('cni-conf')}/`)).toBe(true);
+    expect(pod.initContainers[0].command).toEqual(['sh', '/etc/flanneld-ts/flanneld-ts-cni.sh', 'install-plugins']);
+  });
+});
+
+function runScript(args: string[], env: Record<string, string>, input?: string): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync('sh', [SCRIPT, ...args], { env: { PATH: process.env.PATH, ...env }, input, encoding: 'utf8', timeout: 10_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('e2e-kind/flanneld-ts-cni.sh', () => {
+  const env = (masq: boolean, subnet = '10.244.5.1/24', network = '10.244.0.0/16'): string =>
+    `FLANNEL_NETWORK=${network}\nFLANNEL_SUBNET=${subnet}\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=${masq}\n`;
+
+  it.each([
+    [true, '10.244.5.1/24', '10.244.0.0/16'],
+    [false, '10.244.5.1/24', '10.244.0.0/16'],
+    [false, '10.7.255.1/20', '10.7.3.3/12'],
+  ])('writes the bridge delegate the flannel CNI plugin would build (ipmasq %s, %s in %s)', (masq, subnet, network) => {
+    const text = env(masq, subnet, network);
+    const r = runScript(['render'], {}, text);
+    expect(r.code, r.stderr).toBe(0);
+    const list = JSON.parse(r.stdout) as { name: string; cniVersion: string; plugins: Doc[] };
+    const delegate = flannelCniDelegate(parseSubnetEnv(text));
+    expect({ ...list.plugins[0], name: list.name, cniVersion: list.cniVersion }).toEqual(delegate);
+    expect(list.plugins[1]).toEqual({ type: 'portmap', capabilities: { portMappings: true } });
+  });
+
+  it.each([
+    ['FLANNEL_IPMASQ=true\n', 'subnet.env is missing FLANNEL_NETWORK'],
+    [env(true).replace('FLANNEL_MTU=1450', 'FLANNEL_MTU=14a'), 'FLANNEL_MTU: invalid number "14a"'],
+    [env(true).replace('10.244.5.1/24', '"10.244.5.1/24"'), 'FLANNEL_SUBNET: invalid CIDR'],
+    [env(true).replace('10.244.0.0/16', '10.244.0.0/33'), 'FLANNEL_NETWORK: invalid CIDR'],
+  ])('refuses a bad subnet.env, naming the key (%#)', (text, message) => {
+    const r = runScript(['render'], {}, text);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(message);
+  });
+
+  it('config: writes the conflist once subnet.env exists, atomically, and only when it changes', () => {
+    const dir = tempDir();
+    const conf = join(dir, 'net.d', '10-flanneld-ts.conflist');
+    const vars = { SUBNET_ENV: join(dir, 'subnet.env'), CNI_CONF: conf, ONESHOT: '1' };
+    expect(runScript(['config'], vars).code).toBe(1); // no subnet.env yet
+    expect(existsSync(conf)).toBe(false);
+    writeFileSync(vars.SUBNET_ENV, env(true));
+    const first = runScript(['config'], vars);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain('wrote');
+    expect(JSON.parse(readFileSync(conf, 'utf8')).plugins[0].ipam.ranges).toEqual([[{ subnet: '10.244.5.0/24' }]]);
+    const again = runScript(['config'], vars);
+    expect(again.stderr).not.toContain('wrote');
+    expect(readdirSync(join(dir, 'net.d'))).toEqual(['10-flanneld-ts.conflist']);
+  });
+
+  it('install-plugins: copies the four plugins that are missing and keeps those already there', () => {
+    const dir = tempDir();
+    const src = join(dir, 'src');
+    const dst = join(dir, 'bin');
+    mkdirSync(src);
+    mkdirSync(dst);
+    for (const p of ['bridge', 'host-local', 'loopback', 'portmap']) writeFileSync(join(src, p), `#!/bin/sh\necho ${p}\n`);
+    writeFileSync(join(dst, 'loopback'), '#!/bin/sh\necho node-own\n');
+    chmodSync(join(dst, 'loopback'), 0o755);
+    const r = runScript(['install-plugins'], { PLUGIN_SRC: src, CNI_BIN_DIR: dst });
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(dst).sort()).toEqual(['bridge', 'host-local', 'loopback', 'portmap']);
+    expect(readFileSync(join(dst, 'loopback'), 'utf8')).toContain('node-own');
+    expect(readFileSync(join(dst, 'bridge'), 'utf8')).toContain('echo bridge');
+  });
+});
+
+describe('shell scripts', () => {
+  const scripts = ['e2e-kind', 'scripts', 'systemd'].flatMap((d) =>
+    readdirSync(join(ROOT, d))
+      .filter((f) => f.endsWith('.sh'))
+      .map((f) => `${d}/${f}`),
+  );
+
+  it('are all found', () => {
+    expect(scripts).toEqual(expect.arrayContaining(['e2e-kind/run.sh', 'e2e-kind/flanneld-ts-cni.sh', 'scripts/container-e2e.sh', 'scripts/test.sh', 'systemd/install.sh']));
+  });
+
+  it.each(scripts)('%s passes shellcheck', (script) => {
+    const r = spawnSync('shellcheck', ['--external-sources', script], { cwd: ROOT, encoding: 'utf8' });
+    if (r.error) throw new Error(`shellcheck is not installed (scripts/install-deps.sh installs it): ${r.error.message}`);
+    expect(r.stdout + r.stderr, script).toBe('');
+    expect(r.status).toBe(0);
+  });
+});
