@@ -32,12 +32,25 @@ export interface Scene {
   readonly workDir: string;
   etcdctl(args: readonly string[]): Promise<string>;
   putConfig(json: string): Promise<void>;
-  startDaemon(host: string, extraArgs?: readonly string[]): DaemonHandle;
+  /**
+   * Starts bin/flanneld-ts on a host (later flags win, so extraArgs can override the
+   * endpoint). `env` goes through spawn (a secret stays off the command line);
+   * `umask` runs it under that umask; `subnetFile` replaces the default path.
+   */
+  startDaemon(host: string, extraArgs?: readonly string[], opts?: DaemonStartOptions): DaemonHandle;
+  /** Stops every daemon this scene started. */
+  stopDaemons(signal?: NodeJS.Signals): Promise<void>;
   kernel(host: string): Promise<HostKernel>;
   dump(): Promise<string>;
   /** Kernel state of every host, every key in etcd and every daemon's log: what to print when a test fails. */
   report(): Promise<string>;
   destroy(): Promise<void>;
+}
+
+export interface DaemonStartOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly umask?: string;
+  readonly subnetFile?: string;
 }
 
 export interface HostKernel {
@@ -80,13 +93,14 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
     async putConfig(json) {
       await etcdctl(['put', `${PREFIX}/config`, json]);
     },
-    startDaemon(hostName, extraArgs = []) {
+    startDaemon(hostName, extraArgs = [], opts = {}) {
       const host = cluster.member(hostName);
-      const subnetFile = join(workDir, hostName, 'subnet.env');
+      const subnetFile = opts.subnetFile ?? join(workDir, hostName, 'subnet.env');
       const logFile = join(workDir, `${hostName}-${daemons.length}.log`);
       const out = createWriteStream(logFile);
-      const args = ['--etcd-endpoints', endpoint, '--iface', 'eth0', '--subnet-file', subnetFile, ...extraArgs];
-      const child = cluster.spawn(host.netns, process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const argv = [BIN, '--etcd-endpoints', endpoint, '--iface', 'eth0', '--subnet-file', subnetFile, ...extraArgs];
+      const [cmd, cmdArgs] = opts.umask ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, process.execPath, ...argv]] : [process.execPath, argv];
+      const child = cluster.spawn(host.netns, cmd as string, cmdArgs as string[], { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env && { env: { ...process.env, ...opts.env } }) });
       child.stdout?.pipe(out, { end: false });
       child.stderr?.pipe(out, { end: false });
       const exited = new Promise<number>((res) => child.once('exit', (code) => res(code ?? -1)));
@@ -104,6 +118,9 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
       };
       daemons.push(handle);
       return handle;
+    },
+    async stopDaemons(signal = 'SIGKILL') {
+      await Promise.all(daemons.map((d) => d.stop(signal)));
     },
     async kernel(hostName) {
       const ns = cluster.member(hostName).netns;
@@ -133,7 +150,7 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
       return [await dumpState(cluster), `--- etcd\n${keys.slice(0, 20_000)}`, ...logs].join('\n');
     },
     async destroy() {
-      await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
+      await scene.stopDaemons('SIGKILL');
       await etcd.cleanup().catch(() => undefined);
       await cluster.destroy();
       rmSync(workDir, { recursive: true, force: true });

@@ -10,12 +10,7 @@ import { assertPrivateNetns } from '../helpers/private-netns';
 
 const HOSTS = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8'];
 let scene: Scene;
-const daemons: DaemonHandle[] = [];
-const start = (host: string, args: string[] = []): DaemonHandle => {
-  const x = scene.startDaemon(host, args);
-  daemons.push(x);
-  return x;
-};
+const start = (host: string, args: string[] = [], subnetFile?: string): DaemonHandle => scene.startDaemon(host, args, { subnetFile });
 
 beforeAll(async () => {
   assertPrivateNetns();
@@ -59,7 +54,7 @@ describe('ownership', () => {
     const prefix = '/small/network';
     for (const h of HOSTS) await scene.cluster.exec(scene.cluster.member(h).netns, 'ip', ['link', 'del', 'flannel.1']);
     await scene.etcdctl(['put', `${prefix}/config`, '{"Network":"10.8.0.0/16","SubnetLen":40,"Backend":{"Type":"vxlan"}}']);
-    const four = ['h2', 'h3', 'h4', 'h5'].map((h) => start(h, ['--etcd-prefix', prefix, '--subnet-file', `${scene.workDir}/small-${h}/subnet.env`]));
+    const four = ['h2', 'h3', 'h4', 'h5'].map((h) => start(h, ['--etcd-prefix', prefix], `${scene.workDir}/small-${h}/subnet.env`));
     await waitFor('the config error', () => four.every((x) => countLog(x.log(), /invalid network config: SubnetLen: .*got 40 \(at \/small\/network\/config\)/) === 1), 10_000);
     // Room for three subnets only: 10.8.1.0, 10.8.2.0, 10.8.3.0.
     await scene.etcdctl(['put', `${prefix}/config`, '{"Network":"10.8.0.0/16","SubnetMin":"10.8.1.0","SubnetMax":"10.8.3.0","Backend":{"Type":"vxlan"}}']);
@@ -74,7 +69,7 @@ describe('ownership', () => {
     expect(l.log()).toContain('failed to acquire a subnet lease in 10.8.0.0/16: out of subnets');
     // No partial state on the loser: no device, no lease, no subnet file.
     expect((await scene.cluster.exec(l.host.netns, 'ip', ['link', 'show', 'flannel.1'])).code).not.toBe(0);
-    expect(existsSync(`${scene.workDir}/small-${l.host.name}/subnet.env`)).toBe(false);
+    expect(existsSync(l.subnetFile)).toBe(false);
     expect(await scene.etcdctl(['get', '--prefix', `${prefix}/subnets/`])).not.toContain(`"PublicIP":"${l.host.ip}"`);
     expect((await scene.etcdctl(['get', '--prefix', '--keys-only', `${prefix}/subnets/`])).split('\n').filter((x) => x.trim()).sort()).toEqual([
       `${prefix}/subnets/10.8.1.0-24`,
