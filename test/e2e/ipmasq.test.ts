@@ -10,9 +10,10 @@
  */
 import { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { addPod, Pod } from '../../src/testbed/netns-cluster';
 import { createScene, DaemonHandle, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
+import { sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const NETWORK = '10.7.0.0/16';
@@ -26,7 +27,6 @@ let peerPod: Pod;
 let subnet: string;
 const outsideSources: string[] = [];
 const peerSources: string[] = [];
-let failed = false;
 
 const host = () => scene.cluster.member('h1');
 const outside = () => scene.cluster.member('out');
@@ -110,49 +110,35 @@ beforeAll(async () => {
   await listen(peerPod.netns, peerSources);
 }, 90_000);
 
-afterAll(async () => {
-  if (failed && scene) {
-    process.stderr.write(`${await scene.dump()}\n`);
-    for (const t of ['nat', 'filter'] as const) process.stderr.write(`iptables -t ${t} -S:\n${(await listing(t).catch((e) => [String(e)])).join('\n')}\n`);
-    if (daemon) process.stderr.write(`--- ${daemon.logFile}\n${daemon.log()}\n`);
-  }
-  await scene?.destroy();
-}, 60_000);
+sceneLifecycle(() => scene, async () => {
+  const tables = await Promise.all((['nat', 'filter'] as const).map(async (t) => `iptables -t ${t} -S:\n${(await listing(t)).join('\n')}`));
+  return tables.join('\n');
+});
 
-function track(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
-}
 
 describe('--ip-masq on a namespace host', () => {
-  it('says so in subnet.env, so the CNI bridge plugin leaves masquerading to flanneld', track(async () => {
+  it('says so in subnet.env, so the CNI bridge plugin leaves masquerading to flanneld', async () => {
     expect(readFileSync(daemon.subnetFile, 'utf8')).toContain('FLANNEL_IPMASQ=true\n');
-  }));
+  });
 
-  it('installs exactly the contract §8 rules: nat FLANNEL-POSTRTG and filter FLANNEL-FWD', track(async () => {
+  it('installs exactly the contract §8 rules: nat FLANNEL-POSTRTG and filter FLANNEL-FWD', async () => {
     expect(await listing('nat')).toEqual(contractNat(subnet));
     expect(await listing('filter')).toEqual(contractFilter());
-  }));
+  });
 
-  it('makes a pod\'s traffic to an address outside the overlay arrive from the host\'s address', track(async () => {
+  it('makes a pod\'s traffic to an address outside the overlay arrive from the host\'s address', async () => {
     expect(pod.config.ipMasq).toBe(false); // the CNI bridge plugin adds no masquerade of its own
     expect(await sourceSeenOutside()).toBe(host().ip);
     // Replies come back too, though "out" has no route to the pod network: they go to the host's address.
     const r = await pod.ping(outside().ip, { count: 2, timeoutSec: 5 });
     expect(r.ok, r.output).toBe(true);
-  }));
+  });
 
-  it('keeps the pod\'s own address on traffic to a pod on another host', track(async () => {
+  it('keeps the pod\'s own address on traffic to a pod on another host', async () => {
     expect(await sourceSeen(peerPod.ip, peerSources)).toBe(pod.ip);
-  }));
+  });
 
-  it('restores the whole rule set within the resync period after it is deleted by hand', track(async () => {
+  it('restores the whole rule set within the resync period after it is deleted by hand', async () => {
     const writes = { nat: installs('nat/FLANNEL-POSTRTG'), filter: installs('filter/FLANNEL-FWD') };
     await iptables(['-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG']);
     await iptables(['-t', 'nat', '-F', 'FLANNEL-POSTRTG']);
@@ -168,23 +154,23 @@ describe('--ip-masq on a namespace host', () => {
     expect(installs('nat/FLANNEL-POSTRTG')).toBe(writes.nat + 1);
     expect(installs('filter/FLANNEL-FWD')).toBe(writes.filter + 1);
     expect(await sourceSeenOutside()).toBe(host().ip);
-  }));
+  });
 
-  it('repairs a chain whose rules were changed by hand, without duplicating the jump', track(async () => {
+  it('repairs a chain whose rules were changed by hand, without duplicating the jump', async () => {
     const writes = { nat: installs('nat/FLANNEL-POSTRTG'), filter: installs('filter/FLANNEL-FWD') };
     await iptables(['-t', 'nat', '-D', 'FLANNEL-POSTRTG', '-s', NETWORK, '!', '-d', '224.0.0.0/4', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'MASQUERADE', '--random-fully']);
     await iptables(['-A', 'FLANNEL-FWD', '-s', '192.0.2.0/24', '-j', 'ACCEPT']);
     await waitFor('the chains to be rewritten', async () => installs('nat/FLANNEL-POSTRTG') > writes.nat && installs('filter/FLANNEL-FWD') > writes.filter, 5000, 50);
     expect(await listing('nat')).toEqual(contractNat(subnet));
     expect(await listing('filter')).toEqual(contractFilter());
-  }));
+  });
 
-  it('leaves the rules in place on SIGTERM; without them the pod\'s own address shows', track(async () => {
+  it('leaves the rules in place on SIGTERM; without them the pod\'s own address shows', async () => {
     expect(await daemon.stop('SIGTERM')).toBe(0);
     expect(await listing('nat')).toEqual(contractNat(subnet));
     expect(await listing('filter')).toEqual(contractFilter());
     // The control: with the jump gone (and no daemon to restore it) the source is the pod's.
     await iptables(['-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG']);
     expect(await sourceSeenOutside()).toBe(pod.ip);
-  }));
+  });
 });

@@ -52,14 +52,16 @@ export function countLog(log: string, re: RegExp): number {
  * Registers the hooks every e2e file wants: when any test (or the set-up) failed,
  * print the scene's report (kernel state, etcd, daemon logs); always destroy it.
  */
-export function sceneLifecycle(get: () => Scene | undefined): void {
+export function sceneLifecycle(get: () => Scene | undefined, extra?: () => Promise<string>): void {
   let failed = false;
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail') failed = true;
   });
   afterAll(async (suite) => {
     const scene = get();
-    if (scene && (failed || suite.result?.state === 'fail')) process.stderr.write(`${await scene.report()}\n`);
+    if (scene && (failed || suite.result?.state === 'fail')) {
+      process.stderr.write(`${await scene.report()}\n${extra ? await extra().catch((err: unknown) => String(err)) : ''}\n`);
+    }
     await scene?.destroy();
   }, 60_000);
 }

@@ -16,6 +16,7 @@ import { StatusReport } from '../../src/status/report';
 import { EtcdProcess, startEtcd } from '../../src/testbed/etcd-process';
 import { BIN, DaemonHandle, PREFIX, Scene, createScene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
 import { silentLogger } from '../../src/util/log';
+import { sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 assertPrivateNetns();
@@ -57,7 +58,6 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
   const daemons = new Map<string, DaemonHandle>();
   const subnets = new Map<string, string>();
   const macs = new Map<string, string>();
-  let failed = false;
 
   interface Run {
     code: number;
@@ -85,14 +85,6 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
     return doc;
   }
 
-  const track = (fn: () => Promise<void>) => async (): Promise<void> => {
-    try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      throw err;
-    }
-  };
 
   beforeAll(async () => {
     scene = await createScene({ hosts: [...HOSTS] });
@@ -105,15 +97,9 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
     }
   }, 90_000);
 
-  afterAll(async () => {
-    if (failed && scene) {
-      process.stderr.write(`${await scene.dump()}\n${await scene.etcdctl(['get', '--prefix', PREFIX]).catch((e) => String(e))}\n`);
-      for (const d of daemons.values()) process.stderr.write(`--- ${d.logFile}\n${d.log()}\n`);
-    }
-    await scene?.destroy();
-  }, 60_000);
+  sceneLifecycle(() => scene);
 
-  it('reports a healthy cluster: every peer ok, the own lease marked, exit 0', track(async () => {
+  it('reports a healthy cluster: every peer ok, the own lease marked, exit 0', async () => {
     const r = await status('h1');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -127,17 +113,17 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
     expect(r.stdout).not.toContain('\u001b[');
     const brief = await status('h1', ['--brief']);
     expect([brief.code, brief.stdout]).toEqual([0, `OK: 3 leases in 10.7.0.0/16 (1.2% used), this host ${s1}, 2 peers ok\n`]);
-  }));
+  });
 
-  it('prints --json that matches docs/status.schema.json', track(async () => {
+  it('prints --json that matches docs/status.schema.json', async () => {
     const doc = await statusJson('h2');
     expect(doc).toMatchObject({ healthy: true, exitCode: 0, etcd: { endpoints: [scene.endpoint] }, self: { subnet: subnets.get('h2'), matchedBy: 'subnet-file', publicIP: '10.65.154.12', interface: 'eth0' } });
     expect(doc.kernel.peers.map((p) => [p.route, p.neighbor, p.fdb])).toEqual([['ok', 'ok', 'ok'], ['ok', 'ok', 'ok']]);
     expect(doc.kernel.device?.checks.every((c) => c.state === 'ok')).toBe(true);
     expect(doc.leases.every((l) => l.expiresInSeconds !== null && l.expiresInSeconds > 86_000)).toBe(true);
-  }));
+  });
 
-  it('works without root: netlink reads need no privilege, so the kernel is still checked', track(async () => {
+  it('works without root: netlink reads need no privilege, so the kernel is still checked', async () => {
     const r = await status('h1', ['--json'], NOBODY);
     const doc = JSON.parse(r.stdout) as StatusReport;
     expect(schemaErrors(STATUS_SCHEMA, doc)).toEqual([]);
@@ -146,18 +132,18 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
     // The scene keeps subnet files in a root-only directory: nobody finds its lease by the public IP instead.
     expect(doc.self).toMatchObject({ subnet: subnets.get('h1'), matchedBy: 'public-ip', subnetFile: { state: 'unreadable', detail: 'EACCES' } });
     expect(r.code).toBe(0);
-  }));
+  });
 
-  it('from a machine that is not a node (etcd\'s own host): the kernel check says it was skipped and why', track(async () => {
+  it('from a machine that is not a node (etcd\'s own host): the kernel check says it was skipped and why', async () => {
     const r = await status('infra');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("Kernel  skipped: not a flannel node: no flannel.1 device and no lease for this host's public IP 10.65.154.2\n");
     expect(r.stdout).not.toMatch(/^\*/m);
     const off = await status('h1', ['--no-kernel-check', '--brief']);
     expect([off.code, off.stdout]).toEqual([0, `OK: 3 leases in 10.7.0.0/16 (1.2% used), this host ${subnets.get('h1')}, kernel check skipped\n`]);
-  }));
+  });
 
-  it('reports a peer\'s FDB entry deleted by hand as missing, exit 1', track(async () => {
+  it('reports a peer\'s FDB entry deleted by hand as missing, exit 1', async () => {
     // With the daemon running the entry would be back within milliseconds; SIGTERM leaves the kernel state as it is.
     expect(await (daemons.get('h1') as DaemonHandle).stop('SIGTERM')).toBe(0);
     const h1 = scene.cluster.member('h1').netns;
@@ -172,9 +158,9 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
     // Filters: h3 alone is healthy, h2 alone is not.
     expect((await status('h1', ['--brief', '--public-ip', '10.65.154.13'])).code).toBe(0);
     expect((await status('h1', ['--brief', '--subnet', subnets.get('h2') as string])).code).toBe(1);
-  }));
+  });
 
-  it('reports an extra route on flannel.1 as stale', track(async () => {
+  it('reports an extra route on flannel.1 as stale', async () => {
     const add = await scene.cluster.exec(scene.cluster.member('h1').netns, 'ip', ['route', 'add', '10.9.9.0/24', 'dev', 'flannel.1']);
     expect(add.code).toBe(0);
     const r = await status('h1');
@@ -182,9 +168,9 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
     expect(r.stdout).toMatch(/\n  stale +route 10\.9\.9\.0\/24 via 0\.0\.0\.0\n/);
     const doc = await statusJson('h1');
     expect(doc.kernel.stale).toEqual([{ kind: 'route', entry: 'route 10.9.9.0/24 via 0.0.0.0', subnet: '10.9.9.0/24', publicIP: null }]);
-  }));
+  });
 
-  it('shows a garbage lease value as INVALID with the reason, exit 1, every peer still ok', track(async () => {
+  it('shows a garbage lease value as INVALID with the reason, exit 1, every peer still ok', async () => {
     await scene.etcdctl(['put', `${PREFIX}/subnets/10.7.250.0-24`, 'this is not json']);
     try {
       const r = await status('h2');
@@ -197,9 +183,9 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
     } finally {
       await scene.etcdctl(['del', `${PREFIX}/subnets/10.7.250.0-24`]);
     }
-  }));
+  });
 
-  it('--watch prints a new line on every etcd change and exits with the last code on SIGINT', track(async () => {
+  it('--watch prints a new line on every etcd change and exits with the last code on SIGINT', async () => {
     const h2 = daemons.get('h2') as DaemonHandle;
     const argv = [BIN, 'status', '--watch', '--brief', '--etcd-endpoints', scene.endpoint, '--subnet-file', h2.subnetFile];
     const child: ChildProcess = scene.cluster.spawn(scene.cluster.member('h2').netns, process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -216,9 +202,9 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
       await scene.etcdctl(['del', `${PREFIX}/subnets/10.7.251.0-24`]);
     }
     expect(await exited).toBe(1);
-  }));
+  });
 
-  it('exits 3 within 5 s, naming the endpoint and the error, when etcd is stopped or silent', track(async () => {
+  it('exits 3 within 5 s, naming the endpoint and the error, when etcd is stopped or silent', async () => {
     await scene.etcd.stop();
     const r = await status('h2');
     expect(r.code).toBe(3);
@@ -230,5 +216,5 @@ describe('flanneld-ts status on a three-host namespace cluster', () => {
     expect(silent.code).toBe(3);
     expect(silent.stderr).toMatch(/^flanneld-ts status: etcd unreachable: failed to .* at http:\/\/10\.65\.154\.99:2379: .*\n$/);
     expect(silent.ms).toBeLessThan(5_000);
-  }));
+  });
 });
