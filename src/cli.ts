@@ -83,7 +83,7 @@ const RUN_FLAGS = {
   'healthz-port': { type: 'number', default: 0, describe: 'Port of the /healthz, /readyz and /metrics server (0 = off)' },
   'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error' },
   'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
-  'kernel-resync': { type: 'number', default: 10, hidden: true, describe: 'Seconds between full kernel reconciles' },
+  'kernel-resync': { type: 'number', default: 300, hidden: true, describe: 'Seconds between full kernel reconciles (kernel notifications trigger one at once)' },
 } as const;
 
 // What status shares with the daemon (and so, like the daemon, takes from FLANNELD_*): how to find this host's lease.

@@ -342,7 +342,7 @@ export class Daemon {
       log.info({ subnet: formatCidr(old) }, `re-acquired lease ${formatCidr(old)}`);
     }
     this.generation++;
-    this.reconciler?.markDirty();
+    this.reconciler?.markDirty(true);
   }
 
   private sleepUnlessWoken(ms: number, signal: AbortSignal): Promise<void> {

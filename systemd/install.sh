@@ -84,8 +84,9 @@ mkdir -p "$DESTDIR$BINDIR"
 wrapper=$(mktemp)
 cat >"$wrapper" <<EOF
 #!/bin/sh
-# flanneld-ts, installed by systemd/install.sh: run with the Node.js found at install time.
-exec $node $PREFIX/bin/flanneld-ts "\$@"
+# flanneld-ts, installed by systemd/install.sh: run with the Node.js found at install time
+# (first on PATH, so the program's own shebang, which carries its Node flags, finds it).
+PATH=$(dirname "$node"):\$PATH exec $PREFIX/bin/flanneld-ts "\$@"
 EOF
 install -m 0755 "$wrapper" "$DESTDIR$BINDIR/flanneld-ts"
 rm -f "$wrapper"

@@ -97,6 +97,9 @@ export interface LinkChange {
   readonly up?: boolean;
 }
 
+/** Why `Kernel.watch` calls back: someone else changed something, or we just did. */
+export type ChangeCause = 'external' | 'own';
+
 export interface Kernel {
   /** All interfaces with their IPv4 addresses (`ip -4 addr`). */
   listInterfaces(): Promise<InterfaceInfo[]>;
@@ -127,10 +130,15 @@ export interface Kernel {
    */
   apply(index: number, operations: readonly Operation[]): Promise<OperationResult[]>;
   /**
-   * Calls `onChange` (coalescing is the caller's job) whenever the kernel reports a
-   * link, address, route or neighbour change. Returns an unsubscribe function.
+   * Calls `onChange` (coalescing is the caller's job) when the kernel reports a
+   * link, address, route or neighbour change that may concern the devices this
+   * kernel was asked about (`external`; NetlinkKernel drops neighbour and FDB
+   * notifications of other devices), and once after each of our own mutating
+   * calls (`own`): while we change things the notifications are not read, so a
+   * change made by someone else in that moment can only be found by a listing.
+   * Returns an unsubscribe function.
    */
-  watch(onChange: () => void): () => void;
+  watch(onChange: (cause: ChangeCause) => void): () => void;
   close(): void;
 }
 

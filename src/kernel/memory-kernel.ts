@@ -21,7 +21,7 @@ import {
   RouteEntry,
   VxlanSpec,
 } from './kernel';
-import { describeEntry } from './kernel';
+import { ChangeCause, describeEntry } from './kernel';
 
 /** A mutating call, as seen by `failNext` predicates and recorded in `calls`. */
 export type KernelCall =
@@ -51,7 +51,7 @@ export class MemoryKernel implements Kernel {
   readonly calls: KernelCall[] = [];
   private readonly links = new Map<number, Link>();
   private readonly failures: Array<{ predicate: (call: KernelCall) => boolean; error: Error }> = [];
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(cause: ChangeCause) => void>();
   private defaultIndex: number | undefined;
   private nextIndex = 1;
 
@@ -73,13 +73,13 @@ export class MemoryKernel implements Kernel {
   /** Adds or overwrites an entry behind the daemon's back (drift). */
   putEntry(index: number, entry: Entry): void {
     this.store(this.link(index), entry);
-    this.changed();
+    this.changed('external');
   }
 
   /** Removes an entry behind the daemon's back (drift). */
   removeEntry(index: number, entry: Entry): void {
     this.remove(this.link(index), entry);
-    this.changed();
+    this.changed('external');
   }
 
   async listInterfaces(): Promise<InterfaceInfo[]> {
@@ -185,8 +185,8 @@ export class MemoryKernel implements Kernel {
     return results;
   }
 
-  watch(onChange: () => void): () => void {
-    const listener = (): void => onChange();
+  watch(onChange: (cause: ChangeCause) => void): () => void {
+    const listener = (cause: ChangeCause): void => onChange(cause);
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
@@ -245,7 +245,7 @@ export class MemoryKernel implements Kernel {
   }
 
   // Like kernel notifications, listeners hear about a change after the call that made it.
-  private changed(): void {
-    for (const listener of [...this.listeners]) queueMicrotask(listener);
+  private changed(cause: ChangeCause = 'own'): void {
+    for (const listener of [...this.listeners]) queueMicrotask(() => listener(cause));
   }
 }

@@ -20,11 +20,12 @@
  * the dumps of every reconcile pass — are built and read here by hand (a few
  * fixed offsets and attributes) and sent through the package's request layer.
  * Its generic formatter and parser turn every attribute of every message into
- * objects: measured with 5,000 peers, that cost 70 µs of CPU per request and
- * 70–240 ms per 15,000-entry listing, against 25 µs and 20–45 ms by hand
+ * objects: measured with 5,000 peers, that cost 60–70 µs of CPU per request and
+ * 80–240 ms per 15,000-entry listing, against 35 µs and 15–40 ms by hand
  * (`npm run bench` has the end-to-end figures). Links and addresses, a handful
  * per pass, keep the package's typed calls. The watch socket is a raw one: a
- * notification only has to say "something changed", so nothing is parsed.
+ * notification only has to say "something changed", so only its message type
+ * and, for neighbour and FDB changes, its device index are read.
  */
 import { createRtNetlink, Protocol, RawNetlinkSocket, rt, RtNetlinkSocket } from 'netlink';
 import { Cidr, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
@@ -42,7 +43,7 @@ import {
   VxlanSpec,
 } from './kernel';
 import { decodeLinkInfo, encodeVxlanLinkInfo } from './vxlan-linkinfo';
-import { describeEntry } from './kernel';
+import { ChangeCause, describeEntry } from './kernel';
 
 const NLM_F_REPLACE = 0x100;
 const NLM_F_EXCL = 0x200;
@@ -350,7 +351,7 @@ function fdbDumpRequest(index: number): Buffer {
 export class NetlinkKernel implements Kernel {
   private readonly socket: RtNetlinkSocket;
   private watcher: RawNetlinkSocket | undefined;
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(cause: ChangeCause) => void>();
   /** Devices whose entries we were asked to list or change: their neighbour and FDB notifications count. */
   private readonly devices = new Set<number>();
   private tail: Promise<unknown> = Promise.resolve();
@@ -508,10 +509,10 @@ export class NetlinkKernel implements Kernel {
    * learning pod MACs cannot change those devices' entries, and on a busy node it
    * would make every listener re-list thousands of entries several times a minute.
    */
-  watch(onChange: () => void): () => void {
+  watch(onChange: (cause: ChangeCause) => void): () => void {
     if (this.closed) return () => undefined;
     if (!this.watcher) this.watcher = this.openWatcher();
-    const listener = (): void => onChange();
+    const listener = (cause: ChangeCause): void => onChange(cause);
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
@@ -593,9 +594,9 @@ export class NetlinkKernel implements Kernel {
     for (const group of WATCH_GROUPS) watcher.addMembership(group);
     // Errors mean lost notifications, which are news too.
     watcher.on('message', (datagram) => {
-      if (this.concernsManagedDevices(datagram)) this.notify();
+      if (this.concernsManagedDevices(datagram)) this.notify('external');
     });
-    watcher.on('error', () => this.notify());
+    watcher.on('error', () => this.notify('external'));
     return watcher;
   }
 
@@ -614,10 +615,10 @@ export class NetlinkKernel implements Kernel {
   }
 
   // Listener exceptions must not reach the package's native callback (that aborts).
-  private notify(): void {
+  private notify(cause: ChangeCause): void {
     for (const listener of [...this.listeners]) {
       try {
-        listener();
+        listener(cause);
       } catch {
         // A watcher's own failure is its business; the socket must keep reading.
       }
@@ -648,7 +649,7 @@ export class NetlinkKernel implements Kernel {
       } finally {
         if (watcher && watcher === this.watcher) {
           for (const group of WATCH_GROUPS) watcher.addMembership(group);
-          setImmediate(() => this.notify());
+          setImmediate(() => this.notify('own'));
         }
       }
     });

@@ -6,11 +6,12 @@
  * additions and corrections per peer as neighbour → FDB → route, so the kernel
  * never holds a route whose gateway it cannot resolve.
  */
-import { formatCidr, formatIPv4 } from '../net/ipv4';
+import { formatIPv4 } from '../net/ipv4';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
 
 export { describeEntry } from '../kernel/kernel';
 import { DesiredState } from './desired';
+import { KernelIndex, cidrKey } from './kernel-index';
 
 export interface PlannedOperation extends Operation {
   /** Why, for the log: "missing", "wrong mac 6e:..", "stale". */
@@ -38,34 +39,15 @@ function fdbProblem(want: FdbEntry, have: readonly FdbEntry[]): string | undefin
   return undefined;
 }
 
-/** Kernel entries indexed the way desired entries are keyed. */
-interface ActualIndex {
-  routes: Map<string, RouteEntry>;
-  neighbors: Map<number, NeighborEntry>;
-  fdb: Map<string, FdbEntry[]>;
-}
-
-function indexActual(actual: readonly Entry[]): ActualIndex {
-  const idx: ActualIndex = { routes: new Map(), neighbors: new Map(), fdb: new Map() };
-  for (const e of actual) {
-    if (e.kind === 'route') idx.routes.set(formatCidr(e.dst), e);
-    else if (e.kind === 'neighbor') idx.neighbors.set(e.ip, e);
-    else {
-      const list = idx.fdb.get(e.mac);
-      if (list) list.push(e);
-      else idx.fdb.set(e.mac, [e]);
-    }
-  }
-  return idx;
-}
-
-export function planChanges(desired: DesiredState, actual: readonly Entry[]): PlannedOperation[] {
-  const idx = indexActual(actual);
-  const wantRoutes = new Set<string>();
+/** `actual`: the entries on the device, as a list or already indexed. */
+export function planChanges(desired: DesiredState, actual: readonly Entry[] | KernelIndex): PlannedOperation[] {
+  const idx = actual instanceof KernelIndex ? actual : KernelIndex.of(actual);
+  const wantRoutes = new Set<number>();
   const wantNeighbors = new Set<number>();
   const wantFdb = new Map<string, number>();
   const adds: PlannedOperation[] = [];
-  for (const [key, peer] of desired.peers) {
+  for (const peer of desired.peers.values()) {
+    const key = cidrKey(peer.route.dst);
     wantRoutes.add(key);
     wantNeighbors.add(peer.neighbor.ip);
     wantFdb.set(peer.fdb.mac, peer.fdb.dst);

@@ -15,13 +15,21 @@
  * device, reads the entries on it, plans the difference (plan.ts) and applies
  * it. Bursts of events collapse into one pass; restarts, hand-deleted entries,
  * a recreated device and stale entries all heal the same way.
+ *
+ * Reading thousands of entries costs tens of milliseconds, so the entries from
+ * the last listing are kept (KernelIndex) and updated with what we apply. A
+ * pass caused only by lease events plans against that copy; a kernel
+ * notification about someone else's change, a failed operation, the periodic
+ * tick and start-up list the device again. Our own changes are not read back
+ * at once: a verification listing follows `verifyMs` after the last of them.
  */
-import { DeviceState, Kernel } from '../kernel/kernel';
+import { ChangeCause, DeviceState, Kernel } from '../kernel/kernel';
 import { Clock, isAbortError } from '../util/clock';
 import { errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
 import { DEFAULT_BACKOFF, backoffDelay } from '../util/retry';
 import { DesiredState } from './desired';
+import { KernelIndex } from './kernel-index';
 import { PlannedOperation, describeEntry, planChanges } from './plan';
 
 /** Above this many operations in one pass, log a summary instead of one line each. */
@@ -53,13 +61,23 @@ export interface ReconcilerDeps {
   readonly rand: () => number;
   /** Full pass even when nothing reported a change (catches what notifications miss). */
   readonly periodMs: number;
-  /** Wait this long after the first dirty mark so a burst becomes one pass. */
+  /** Wait this long after the last dirty mark so a burst becomes one pass… */
   readonly coalesceMs: number;
+  /** …but never longer than this after the first. */
+  readonly maxCoalesceMs?: number;
+  /** Re-list the device this long after our last change (default 2 s). */
+  readonly verifyMs?: number;
   readonly onPass?: (result: PassResult) => void;
 }
 
 export class Reconciler {
   private dirty = true;
+  /** The next pass must list the device instead of trusting `known`. */
+  private fullNeeded = true;
+  private known: KernelIndex | undefined;
+  private knownDevice: DeviceState | undefined;
+  private lastMark = 0;
+  private verify: AbortController | undefined;
   private wake: (() => void) | undefined;
   private inSync = false;
   private readonly syncWaiters: Array<() => void> = [];
@@ -67,10 +85,24 @@ export class Reconciler {
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
-  /** Something changed (lease event, kernel notification): run a pass soon. */
-  markDirty(): void {
+  /**
+   * Something changed: run a pass soon. `full` when the kernel itself may differ
+   * from what we last saw (someone else's change); lease events need not say so.
+   */
+  markDirty(full = false): void {
     this.dirty = true;
+    if (full) this.fullNeeded = true;
+    this.lastMark = this.deps.clock.now();
     this.wake?.();
+  }
+
+  private onKernelChange(cause: ChangeCause): void {
+    if (cause === 'external') return this.markDirty(true);
+    // Our own change: verify with a listing once we have been quiet for a while.
+    this.verify?.abort();
+    const ctl = new AbortController();
+    this.verify = ctl;
+    this.deps.clock.sleep(this.deps.verifyMs ?? 2000, ctl.signal).then(() => this.markDirty(true), () => undefined);
   }
 
   /** True after a pass that left the kernel matching the desired state. */
@@ -94,7 +126,7 @@ export class Reconciler {
   /** The loop; returns when `signal` aborts. Never rejects. */
   async run(signal: AbortSignal): Promise<void> {
     let failures = 0;
-    const unwatch = this.deps.kernel.watch(() => this.markDirty());
+    const unwatch = this.deps.kernel.watch((cause) => this.onKernelChange(cause));
     try {
       while (!signal.aborted) {
         await this.waitForWork(signal, failures);
@@ -113,6 +145,7 @@ export class Reconciler {
       }
     } finally {
       unwatch();
+      this.verify?.abort();
     }
   }
 
@@ -122,9 +155,18 @@ export class Reconciler {
     const generation = this.deps.generation();
     const desired = this.deps.desired();
     if (!desired) return { planned: 0, failed: 0, peers: 0, durationMs: 0, applied: {}, repairs: 0, generation };
-    const device = await this.deps.ensureDevice();
-    const actual = await this.deps.kernel.listEntries(device.index);
-    const plan = planChanges(desired, actual);
+    // Cleared before reading, so a notification that arrives meanwhile asks for another listing.
+    const full = this.fullNeeded || !this.known || !this.knownDevice;
+    this.fullNeeded = false;
+    let device = this.knownDevice;
+    let known = this.known;
+    if (full || !device || !known) {
+      device = await this.deps.ensureDevice();
+      known = KernelIndex.of(await this.deps.kernel.listEntries(device.index));
+      this.knownDevice = device;
+      this.known = known;
+    }
+    const plan = planChanges(desired, known);
     let failed = 0;
     const applied: Record<string, number> = {};
     if (plan.length > 0) {
@@ -133,7 +175,9 @@ export class Reconciler {
       plan.forEach((op, i) => {
         const key = `${op.op}-${op.entry.kind}-${errors[i] ? 'failed' : 'ok'}`;
         applied[key] = (applied[key] ?? 0) + 1;
+        if (!errors[i]) known.record(op);
       });
+      if (failed > 0) this.fullNeeded = true;
     }
     const repairs = generation === this.syncedGeneration ? plan.length - failed : 0;
     const result = { planned: plan.length, failed, peers: desired.peers.size, durationMs: this.deps.clock.now() - started, applied, repairs, generation };
@@ -148,18 +192,18 @@ export class Reconciler {
     const log = this.deps.log;
     let failed = 0;
     const counts: Record<string, number> = {};
+    const each = plan.length <= LOG_EACH_LIMIT ? 'info' : log.isLevelEnabled('debug') ? 'debug' : undefined;
     plan.forEach((op, i) => {
       const err = errors[i];
-      const what = `${op.op} ${describeEntry(op.entry)}`;
       if (err) {
         failed++;
-        log.warn({ err: err.message, reason: op.reason }, `failed to ${what}: ${err.message}`);
+        log.warn({ err: err.message, reason: op.reason }, `failed to ${op.op} ${describeEntry(op.entry)}: ${err.message}`);
         return;
       }
       const k = `${op.op}-${op.entry.kind}`;
       counts[k] = (counts[k] ?? 0) + 1;
-      if (plan.length <= LOG_EACH_LIMIT) log.info({ reason: op.reason }, `${what} (${op.reason})`);
-      else log.debug({ reason: op.reason }, `${what} (${op.reason})`);
+      // Text for 15,000 operations of a cold start is only built when it is logged.
+      if (each) log[each]({ reason: op.reason }, `${op.op} ${describeEntry(op.entry)} (${op.reason})`);
     });
     if (plan.length > LOG_EACH_LIMIT) log.info({ ...counts, failed }, `applied ${plan.length - failed} kernel changes`);
     return failed;
@@ -180,7 +224,17 @@ export class Reconciler {
       this.wake = undefined;
       ticker.abort();
       signal.removeEventListener('abort', onAbort);
+      // Woken by the tick rather than by a change: look at the kernel itself.
+      if (!this.dirty) this.fullNeeded = true;
     }
-    if (this.deps.coalesceMs > 0 && !signal.aborted) await clock.sleep(this.deps.coalesceMs, signal).catch(() => undefined);
+    // Wait for a quiet moment, so that a storm of lease events becomes one pass.
+    const { coalesceMs } = this.deps;
+    const started = clock.now();
+    const cap = this.deps.maxCoalesceMs ?? coalesceMs * 20;
+    while (coalesceMs > 0 && !signal.aborted) {
+      await clock.sleep(coalesceMs, signal).catch(() => undefined);
+      const now = clock.now();
+      if (now - this.lastMark >= coalesceMs || now - started >= cap) break;
+    }
   }
 }

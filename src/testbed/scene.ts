@@ -98,8 +98,9 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
       const subnetFile = opts.subnetFile ?? join(workDir, hostName, 'subnet.env');
       const logFile = join(workDir, `${hostName}-${daemons.length}.log`);
       const out = createWriteStream(logFile);
-      const argv = [BIN, '--etcd-endpoints', endpoint, '--iface', 'eth0', '--subnet-file', subnetFile, ...extraArgs];
-      const [cmd, cmdArgs] = opts.umask ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, process.execPath, ...argv]] : [process.execPath, argv];
+      // BIN itself, not `node BIN`: its shebang carries the Node flags that ship.
+      const argv = ['--etcd-endpoints', endpoint, '--iface', 'eth0', '--subnet-file', subnetFile, ...extraArgs];
+      const [cmd, cmdArgs] = opts.umask ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, BIN, ...argv]] : [BIN, argv];
       const child = cluster.spawn(host.netns, cmd as string, cmdArgs as string[], { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env && { env: { ...process.env, ...opts.env } }) });
       child.stdout?.pipe(out, { end: false });
       child.stderr?.pipe(out, { end: false });

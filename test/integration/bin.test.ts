@@ -4,7 +4,7 @@ import { createServer, Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { BIN } from '../../src/testbed/scene';
 
-const run = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 10_000 });
+const run = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(BIN, args, { encoding: 'utf8', env: { PATH: process.env.PATH, ...env }, timeout: 10_000 });
 
 describe('bin/flanneld-ts', () => {
   it('prints help and version with exit 0', () => {
@@ -45,7 +45,7 @@ describe('bin/flanneld-ts', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as { port: number }).port;
     try {
-      const child = spawn(process.execPath, [BIN, '--etcd-endpoints', `http://127.0.0.1:${port}`, '--subnet-file', '/nonexistent-dir/subnet.env'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(BIN, ['--etcd-endpoints', `http://127.0.0.1:${port}`, '--subnet-file', '/nonexistent-dir/subnet.env'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
       await new Promise((r) => setTimeout(r, 1500));

@@ -171,7 +171,8 @@ describe('systemd/install.sh into a staging root', () => {
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
     const wrapper = readFileSync(join(dest, 'usr', 'local', 'bin', 'flanneld-ts'), 'utf8');
     expect(wrapper).toMatch(/^#!\/bin\/sh\n/);
-    expect(wrapper).toMatch(/\nexec \/\S+\/node \/opt\/flanneld-ts\/bin\/flanneld-ts "\$@"\n$/);
+    // The node found at install time goes first on PATH; the program's shebang (with its Node flags) runs it.
+    expect(wrapper).toMatch(/\nPATH=\/\S+:\$PATH exec \/opt\/flanneld-ts\/bin\/flanneld-ts "\$@"\n$/);
     expect(statSync(join(dest, 'usr', 'local', 'bin', 'flanneld-ts')).mode & 0o777).toBe(0o755);
     expect(readFileSync(join(dest, 'etc', 'systemd', 'system', 'flanneld-ts.service'), 'utf8')).toBe(readFileSync(UNIT, 'utf8'));
     expect(readFileSync(join(dest, 'etc', 'default', 'flanneld-ts'), 'utf8')).toBe(readFileSync(ENV_EXAMPLE, 'utf8'));
