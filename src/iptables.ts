@@ -62,7 +62,26 @@ export function restoreInput(r: ChainRules): string {
   return [`*${r.table}`, `:${r.chain} - [0:0]`, ...r.rules.map((rule) => `-A ${r.chain} ${rule}`), 'COMMIT', ''].join('\n');
 }
 
-/** True when `iptables -t <table> -S` output holds our chain exactly and the jump. */
+/** `iptables-save` output split by table: "nat" → its lines (the `-A` lines read as `iptables -S` prints them). */
+export function saveSections(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let table: string | undefined;
+  let lines: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) {
+      table = line.slice(1).trim();
+      lines = [];
+    } else if (line.trim() === 'COMMIT' && table !== undefined) {
+      out.set(table, lines.join('\n'));
+      table = undefined;
+    } else if (table !== undefined) {
+      lines.push(line);
+    }
+  }
+  return out;
+}
+
+/** True when `iptables -t <table> -S` (or that table's `iptables-save` section) holds our chain exactly and the jump. */
 export function rulesPresent(r: ChainRules, listing: string): boolean {
   const lines = listing.split('\n').map((l) => l.trim());
   const ours = lines.filter((l) => l.startsWith(`-A ${r.chain} `));
@@ -89,11 +108,20 @@ export class IptablesRules {
 
   /** Installs whatever is missing; returns how many chains were (re)written. Throws HostError. */
   async ensure(network: Cidr, subnet: Cidr): Promise<number> {
+    const sets = this.sets(network, subnet);
+    if (sets.length === 0) return 0;
     let written = 0;
-    for (const r of this.sets(network, subnet)) {
+    // One iptables-save for every table: this runs every --iptables-resync seconds,
+    // and each process the daemon forks costs more than reading the rules.
+    let tables: Map<string, string>;
+    try {
+      tables = saveSections((await run('iptables-save', [])).stdout);
+    } catch (err) {
+      throw new HostError(`failed to read iptables rules (iptables-save): ${errorMessage(err).split('\n')[0]}`, { cause: err });
+    }
+    for (const r of sets) {
       try {
-        const { stdout } = await run('iptables', ['-w', '5', '-t', r.table, '-S']);
-        if (rulesPresent(r, stdout)) continue;
+        if (rulesPresent(r, tables.get(r.table) ?? '')) continue;
         await restore(restoreInput(r));
         const { stdout: after } = await run('iptables', ['-w', '5', '-t', r.table, '-S']);
         if (!after.split('\n').map((l) => l.trim()).includes(jumpRule(r))) {

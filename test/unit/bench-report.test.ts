@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+import { markdownTable, renderReport, resultsTable, targetLines } from '../../src/bench/report';
+import { BenchReport, IdleResult, SizeResult } from '../../src/bench/results';
+import { checkTargets } from '../../src/bench/targets';
+
+const idle = (over: Partial<IdleResult> = {}): IdleResult => ({
+  seconds: 60,
+  selfCpuMs: 30,
+  childCpuMs: 10,
+  cpuPctOfCore: 0.067,
+  etcdRequests: 0,
+  etcdRequestsPerMin: 0,
+  etcdNonKeepAlive: 0,
+  etcdByMethod: {},
+  ...over,
+});
+
+function size(over: Partial<SizeResult> = {}): SizeResult {
+  return {
+    peers: 5000,
+    limit: { runsMs: [600, 610, 640], ms: 610 },
+    coldStart: { ms: 2500, firstLogMs: 250, leaseMs: 400, readyLogMs: 2520, peakRssMB: 110.4 },
+    storm: { ms: 1700, etcdWriteMs: 300 },
+    join: { count: 50, medianMs: 20, p99Ms: 45.5, maxMs: 45.5, samplesMs: [20], etcdPutMedianMs: 2 },
+    leave: { count: 50, medianMs: 19, p99Ms: 40, maxMs: 40 },
+    idle: idle(),
+    idleNoResync: idle({ cpuPctOfCore: 0.02 }),
+    resyncPassCpuMs: 5,
+    warmRestartMs: 900,
+    rssAfterStormMB: 115,
+    machineBusyPct: 55,
+    checks: [],
+    ...over,
+  };
+}
+
+describe('bench targets', () => {
+  it('meets every target of issue 6 at the bounds it states', () => {
+    const checks = checkTargets(size());
+    expect(checks.map((c) => [c.name, c.met])).toEqual([
+      ['cold start', true],
+      ['peak RSS', true],
+      ['join storm', true],
+      ['single join p99', true],
+      ['idle CPU', true],
+      ['idle etcd traffic', true],
+    ]);
+    // 3 × 610 ms + 1 s
+    expect(checks[0]?.figure).toBe('2500 ms vs 3 × 610 ms + 1 s = 2830 ms');
+    expect(checks[2]?.figure).toBe('1700 ms vs 3 × 610 ms = 1830 ms');
+  });
+
+  it('judges cold start, peak RSS and storm only at 5,000 peers, where issue 6 states them', () => {
+    const small = checkTargets(size({ peers: 100, storm: { ms: 5000, etcdWriteMs: 1 } }));
+    expect(small.map((c) => [c.name, c.judged])).toEqual([
+      ['cold start', false],
+      ['peak RSS', false],
+      ['join storm', false],
+      ['single join p99', true],
+      ['idle CPU', true],
+      ['idle etcd traffic', true],
+    ]);
+    expect(targetLines(small).split('\n')[2]).toMatch(/^INFO {4}  100 peers  join storm/);
+    expect(checkTargets(size()).every((c) => c.judged)).toBe(true);
+  });
+
+  it('misses each target just past its bound, saying by how much', () => {
+    const checks = checkTargets(
+      size({
+        coldStart: { ms: 2831, peakRssMB: 120 },
+        storm: { ms: 1831, etcdWriteMs: 300 },
+        join: { count: 50, medianMs: 20, p99Ms: 50, maxMs: 50, samplesMs: [], etcdPutMedianMs: 2 },
+        idle: idle({ cpuPctOfCore: 0.1, etcdNonKeepAlive: 6, etcdByMethod: { 'etcdserverpb.KV/Range': 6, 'etcdserverpb.Lease/LeaseKeepAlive': 1 } }),
+      }),
+    );
+    expect(checks.every((c) => !c.met)).toBe(true);
+    expect(checks.find((c) => c.name === 'idle etcd traffic')?.figure).toBe('6 requests besides keep-alives in 60 s: etcdserverpb.KV/Range 6');
+    expect(checks.find((c) => c.name === 'peak RSS')?.figure).toBe('120.0 MB vs < 120 MB');
+  });
+
+  it('counts lease keep-alives as allowed idle traffic', () => {
+    const c = checkTargets(size({ idle: idle({ etcdRequests: 1, etcdRequestsPerMin: 1, etcdByMethod: { 'etcdserverpb.Lease/LeaseKeepAlive': 1 } }) }));
+    expect(c.find((x) => x.name === 'idle etcd traffic')).toMatchObject({ met: true, figure: '1.0 requests/min, all of them lease keep-alives' });
+  });
+});
+
+describe('bench report', () => {
+  it('pads Markdown tables to the widest cell', () => {
+    expect(markdownTable(['a', 'long header'], [['wide cell', 'x']])).toBe(
+      ['| a         | long header |', '|-----------|-------------|', '| wide cell | x           |'].join('\n'),
+    );
+  });
+
+  it('shows each size with its ratios to the kernel limit', () => {
+    const table = resultsTable([size()]);
+    expect(table).toContain('| 5000  | 610 ms');
+    expect(table).toContain('2500 ms (4.1×)');
+    expect(table).toContain('1700 ms (2.8×)');
+    expect(table).toContain('20.0 ms / 45.5 ms');
+    expect(table).toContain('0.067 %');
+    expect(table).toContain('110.4 MB');
+  });
+
+  it('says MET or MISSED in front of every target', () => {
+    const lines = targetLines(checkTargets(size({ storm: { ms: 5000, etcdWriteMs: 1 } }))).split('\n');
+    expect(lines).toHaveLength(6);
+    expect(lines[2]).toMatch(/^MISSED   5000 peers  join storm +5000 ms vs 3 × 610 ms = 1830 ms$/);
+    expect(lines[0]).toMatch(/^MET {6}5000 peers  cold start/);
+  });
+
+  it('renders the machine, the tables, the targets and any failure', () => {
+    const report: BenchReport = {
+      startedAt: '2026-01-01T00:00:00.000Z',
+      durationS: 300,
+      machine: { cpus: 2, cpuModel: 'AMD EPYC', kernel: '6.18.0', node: 'v20.0.0', etcd: '3.4.23', iproute2: 'iproute2-6.1.0', loadAvgAtStart: '0.1 0.2 0.3' },
+      options: { daemonArgs: ['--kernel-resync', '300'] },
+      sizes: [size()],
+      targets: checkTargets(size()),
+      failures: ['100 peers: join storm of 100: kernel state is wrong: 99 routes on flannel.1, want 100'],
+    };
+    const text = renderReport(report);
+    expect(text).toContain('machine: 2 × AMD EPYC, Linux 6.18.0');
+    expect(text).toContain('daemon flags added to the defaults: --kernel-resync 300');
+    expect(text).toContain('| peers | kernel limit (ip -batch)');
+    expect(text).toContain('cold: first log / lease / ready');
+    expect(text).toContain('FAILED:\n  100 peers: join storm of 100');
+  });
+});
