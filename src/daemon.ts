@@ -91,6 +91,9 @@ export class Daemon {
     const retry = <T>(what: string, fn: () => Promise<T>): Promise<T> => retryTransient(fn, { what, log, clock, rand, signal });
     try {
       this.config = await this.waitForConfig(signal);
+      if (this.config.backend.directRouting) {
+        log.warn('Backend.DirectRouting is not supported by flanneld-ts yet: every peer is reached through VXLAN');
+      }
       const [ifaces, defaultIndex] = await Promise.all([kernel.listInterfaces(), kernel.defaultRouteInterface()]);
       const ext = chooseExternalInterface(ifaces, defaultIndex, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, publicIP: this.opts.publicIP });
       this.publicIP = ext.publicIP;

@@ -175,6 +175,15 @@ describe('Daemon', () => {
     expect(await h.entries()).toHaveLength(3);
   });
 
+  it('says that DirectRouting is not supported and carries on over VXLAN', async () => {
+    const store = new MemoryLeaseStore();
+    store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'));
+    const h = start({ store, config: '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}' });
+    await ready(h);
+    expect(h.logs.join('')).toContain('Backend.DirectRouting is not supported by flanneld-ts yet');
+    expect(await h.entries()).toHaveLength(3);
+  });
+
   it('renews its lease before expiry with a short TTL', async () => {
     const h = start({ args: ['--subnet-lease-ttl', '6'] });
     await ready(h);
