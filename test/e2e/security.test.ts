@@ -256,8 +256,12 @@ describe('etcd over TLS with client certificates', () => {
     const staleInode = statSync(stale).ino;
     const tlsArgs = ['--etcd-cafile', pki.caCert, '--etcd-certfile', pki.clientCert, '--etcd-keyfile', pki.clientKey];
     const byHost = new Map<string, DaemonHandle>();
-    for (const h of HOSTS) byHost.set(h, startDaemon(h, etcd.endpoint, subnetFileFor('tls', h), tlsArgs));
-    await Promise.all([...byHost.values()].map((d) => waitReady(d)));
+    // h2 first: a node reusing its previous subnet has no claim on it until it writes its lease, and h1
+    // (which picks at random among the first 100 free subnets) could otherwise take 10.7.77.0 first.
+    for (const h of ['h2', 'h1']) {
+      byHost.set(h, startDaemon(h, etcd.endpoint, subnetFileFor('tls', h), tlsArgs));
+      await waitReady(byHost.get(h) as DaemonHandle);
+    }
 
     const leases = await etcdctl(etcd, tlsCtlFlags(), ['get', '--prefix', `${PREFIX}/subnets`]);
     await expectOverlay(byHost, leases);
