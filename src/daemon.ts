@@ -65,6 +65,7 @@ export class Daemon {
   private skippedLogged = new Map<string, string>();
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
+  private desiredCache: { generation: number; desired: DesiredState } | undefined;
   /** Generation and arrival time of the oldest lease event not yet in the kernel. */
   private pendingEvent: { generation: number; at: number } | undefined;
   private wakeLeaseLoop: (() => void) | undefined;
@@ -170,10 +171,13 @@ export class Daemon {
     }
   }
 
+  /** Computed once per generation: every reconcile pass and every /readyz probe asks for it. */
   private currentDesired(): DesiredState | undefined {
     if (!this.own) return undefined;
+    if (this.desiredCache?.generation === this.generation) return this.desiredCache.desired;
     const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP }, this.view.leases(), this.config);
     this.logSkipped(desired);
+    this.desiredCache = { generation: this.generation, desired };
     return desired;
   }
 

@@ -13,7 +13,6 @@
  *
  * Cold (first run on a machine: docker.io and debootstrap installed, base image
  * and both images built) this takes a few minutes; warm, about 15 s.
- * FLTS_CONTAINER_E2E=0 skips it outside CI.
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,7 +23,6 @@ import { inHostNamespaces } from '../helpers/host-namespaces';
 
 const SCRIPT = resolve(__dirname, '..', '..', 'scripts', 'container-e2e.sh');
 const TIMEOUT_MS = 25 * 60_000;
-const skip = process.env.FLTS_CONTAINER_E2E === '0' && process.env.CI !== 'true';
 
 function hostNamespaces(): string[] {
   if (process.getuid?.() !== 0) throw new Error('the container e2e needs root (it may start dockerd): run the suite with scripts/test.sh');
@@ -47,7 +45,7 @@ function runScript(logFile: string): Promise<number> {
   });
 }
 
-describe.skipIf(skip)('the flanneld-ts image on a Docker network (scripts/container-e2e.sh)', () => {
+describe('the flanneld-ts image on a Docker network (scripts/container-e2e.sh)', () => {
   it('builds the image and carries pod traffic across three daemon containers', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'flts-container-e2e-'));
     try {
