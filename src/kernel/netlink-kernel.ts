@@ -17,19 +17,14 @@
  * changes ourselves (thousands of notifications), then reports one change.
  *
  * Route, neighbour and FDB messages — the thousands of requests of a storm and
- * the dumps of every reconcile pass — are built and read here by hand (a few
- * fixed offsets and attributes) and sent through the package's request layer.
- * Its generic formatter and parser turn every attribute of every message into
- * objects: measured with 5,000 peers, that cost 60–70 µs of CPU per request and
- * 80–240 ms per 15,000-entry listing, against 35 µs and 15–40 ms by hand
- * (`npm run bench` has the end-to-end figures). Links and addresses, a handful
- * per pass, keep the package's typed calls. The watch socket is a raw one: a
- * notification only has to say "something changed", so only its message type
- * and, for neighbour and FDB changes, its device index are read.
+ * the dumps of every reconcile pass — are built and read by hand in
+ * `rtnl-codec.ts` and sent through the package's request layer; links and
+ * addresses, a handful per pass, keep the package's typed calls. The order and
+ * window of an apply are `apply-order.ts`.
  */
 import { createRtNetlink, Protocol, RawNetlinkSocket, rt, RtNetlinkSocket } from 'netlink';
 import { Cidr, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
-import { macFromBytes, macToBytes, parseMac } from '../net/mac';
+import { macFromBytes, macToBytes } from '../net/mac';
 import { KernelError, errorMessage } from '../util/errors';
 import {
   DeviceState,
@@ -39,55 +34,42 @@ import {
   LinkChange,
   Operation,
   OperationResult,
-  RouteEntry,
   VxlanSpec,
 } from './kernel';
 import { decodeLinkInfo, encodeVxlanLinkInfo } from './vxlan-linkinfo';
+import { runInOrder } from './apply-order';
+import {
+  AF_INET,
+  decodeNeighbor,
+  decodeRoute,
+  encodeOperation,
+  fdbDumpRequest,
+  neighborDumpRequest,
+  NLM_F_CREATE,
+  NLM_F_DUMP,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  NLMSG_HDRLEN,
+  routeDumpRequest,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  RTM_DELNEIGH,
+  RTM_GETNEIGH,
+  RTM_GETROUTE,
+  RTM_NEWNEIGH,
+  RTM_NEWROUTE,
+  RTN_UNICAST,
+} from './rtnl-codec';
 import { ChangeCause, describeEntry } from './kernel';
 
-const NLM_F_REPLACE = 0x100;
-const NLM_F_EXCL = 0x200;
-const NLM_F_CREATE = 0x400;
-const AF_INET = 2;
-const AF_BRIDGE = 7;
-const RT_TABLE_MAIN = 254;
-const RTPROT_KERNEL = 2;
-// What `ip route replace` uses when no `proto` is given.
-const RTPROT_BOOT = 3;
-const RT_SCOPE_UNIVERSE = 0;
-// Deletes with scope NOWHERE match a route of any scope, as `ip route del` does.
-const RT_SCOPE_NOWHERE = 255;
-const RTN_UNICAST = 1;
-// RTNH_F_ONLINK; the package's RouteFlags has no name for it.
-const RTNH_F_ONLINK = 4;
 const MAX_IN_FLIGHT = 64;
 const REQUEST_TIMEOUT_MS = 10_000;
 const REQUEST_RCVBUF = 1 << 20;
 // Asked for; the kernel caps it at net.core.rmem_max.
 const WATCH_RCVBUF = 16 << 20;
 const WATCH_GROUPS = [rt.MulticastGroups.LINK, rt.MulticastGroups.IPV4_IFADDR, rt.MulticastGroups.IPV4_ROUTE, rt.MulticastGroups.NEIGH];
-// rtnetlink message types and attributes (linux/rtnetlink.h, linux/neighbour.h).
-const RTM_NEWROUTE = 24;
-const RTM_DELROUTE = 25;
-const RTM_GETROUTE = 26;
-const RTM_NEWNEIGH = 28;
-const RTM_DELNEIGH = 29;
-const RTM_GETNEIGH = 30;
-const NLM_F_DUMP = 0x300;
-const RTA_DST = 1;
-const RTA_OIF = 4;
-const RTA_GATEWAY = 5;
-const RTA_TABLE = 15;
-const NDA_DST = 1;
-const NDA_LLADDR = 2;
-const NDA_IFINDEX = 8;
-const NUD_PERMANENT = 0x80;
-const NTF_SELF = 0x02;
-// struct nlmsghdr is 16 bytes, struct rtmsg and struct ndmsg 12, struct ifinfomsg 16.
-const NLMSG_HDRLEN = 16;
-const RTMSG_LEN = 12;
+// struct ndmsg is 12 bytes.
 const NDMSG_LEN = 12;
-const IFINFOMSG_LEN = 16;
 const TRANSIENT_ERRNOS = new Set(['EBUSY', 'EAGAIN', 'ENOBUFS', 'EINTR', 'ETIMEDOUT']);
 
 /** The errno name of a failed request: the package rejects with "Request rejected: ENOENT". */
@@ -126,227 +108,6 @@ function macOf(b: Buffer | undefined): string | undefined {
 // package asks the socket for its address (a getsockname and an object) on every request.
 const opts = (flags: number) => ({ flags, timeout: REQUEST_TIMEOUT_MS, localPort: 0 });
 
-function entryKey(entry: Entry): string {
-  if (entry.kind === 'route') return `route ${entry.dst.ip}/${entry.dst.prefixLen}`;
-  return entry.kind === 'neighbor' ? `neighbor ${entry.ip}` : `fdb ${entry.mac}`;
-}
-
-/**
- * Runs `exec(i)` for every operation, at most `window` at a time, starting each as
- * soon as the operations it depends on have completed. Operation j waits for an
- * earlier operation i when they touch the same entry, when j replaces a route and
- * i is a neighbour or FDB operation (the kernel must never need to resolve a
- * gateway it has no entries for), or when j deletes a neighbour or FDB entry and i
- * is a route operation (routes go first on removal). Everything else overlaps.
- * `exec` must not reject. Exported for tests.
- */
-export function runInOrder(operations: readonly Operation[], window: number, exec: (i: number) => Promise<void>): Promise<void> {
-  const n = operations.length;
-  const done = new Uint8Array(n);
-  const sameKeyBefore = new Int32Array(n).fill(-1);
-  const last = new Map<string, number>();
-  const routes: number[] = [];
-  const others: number[] = [];
-  operations.forEach(({ entry }, i) => {
-    const key = entryKey(entry);
-    sameKeyBefore[i] = last.get(key) ?? -1;
-    last.set(key, i);
-    (entry.kind === 'route' ? routes : others).push(i);
-  });
-  // Index of the first operation of each group not yet completed (n when none).
-  let routeAt = 0;
-  let otherAt = 0;
-  const firstPending = (list: number[], at: number): number => (at < list.length ? (list[at] as number) : n);
-  const ready = (i: number): boolean => {
-    const before = sameKeyBefore[i] as number;
-    if (before >= 0 && done[before] === 0) return false;
-    const { op, entry } = operations[i] as Operation;
-    if (entry.kind === 'route') return op === 'delete' || firstPending(others, otherAt) > i;
-    return op === 'replace' || firstPending(routes, routeAt) > i;
-  };
-  // Operations from `next` on were never looked at; `blocked` holds earlier ones that were not ready.
-  let next = 0;
-  let blocked: number[] = [];
-  let inFlight = 0;
-  return new Promise((resolve) => {
-    const start = (i: number): void => {
-      inFlight++;
-      void exec(i).then(() => {
-        done[i] = 1;
-        inFlight--;
-        pump();
-      });
-    };
-    const pump = (): void => {
-      while (routeAt < routes.length && done[routes[routeAt] as number]) routeAt++;
-      while (otherAt < others.length && done[others[otherAt] as number]) otherAt++;
-      const still: number[] = [];
-      for (const i of blocked) {
-        if (inFlight < window && ready(i)) start(i);
-        else still.push(i);
-      }
-      blocked = still;
-      while (next < n && inFlight < window) {
-        const i = next++;
-        if (ready(i)) start(i);
-        else blocked.push(i);
-      }
-      if (next === n && blocked.length === 0 && inFlight === 0) resolve();
-    };
-    pump();
-  });
-}
-
-// An attribute to encode: an IPv4 address (network order), a u32 (host order) or a MAC.
-type Attr = readonly [type: number, kind: 'ipv4' | 'u32', value: number] | readonly [type: number, kind: 'mac', value: string];
-
-// Bytes an attribute takes: its 4-byte header and payload, padded to 4.
-const ATTR_SIZE = { ipv4: 8, u32: 8, mac: 12 } as const;
-
-// A message body in one allocation: the fixed header `fill` writes, then the attributes.
-function message(headerLen: number, fill: (b: Buffer) => void, attrs: readonly Attr[]): Buffer {
-  let size = headerLen;
-  for (const a of attrs) size += ATTR_SIZE[a[1]];
-  const out = Buffer.alloc(size);
-  fill(out);
-  let at = headerLen;
-  for (const a of attrs) {
-    out.writeUInt16LE(a[1] === 'mac' ? 10 : 8, at);
-    out.writeUInt16LE(a[0], at + 2);
-    if (a[1] === 'mac') out.write(parseMac(a[2]).replace(/:/g, ''), at + 4, 6, 'hex');
-    else if (a[1] === 'ipv4') out.writeUInt32BE(a[2] >>> 0, at + 4);
-    else out.writeUInt32LE(a[2] >>> 0, at + 4);
-    at += ATTR_SIZE[a[1]];
-  }
-  return out;
-}
-
-// struct ndmsg { u8 family; u8 pad[3]; s32 ifindex; u16 state; u8 flags; u8 type; }
-function ndmsg(family: number, ifindex: number, state: number, flags: number, attrs: readonly Attr[]): Buffer {
-  return message(NDMSG_LEN, (h) => {
-    h[0] = family;
-    h.writeInt32LE(ifindex, 4);
-    h.writeUInt16LE(state, 8);
-    h[10] = flags;
-  }, attrs);
-}
-
-// struct rtmsg { u8 family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags; } in the main table.
-function rtmsg(dstLen: number, protocol: number, scope: number, type: number, flags: number, attrs: readonly Attr[]): Buffer {
-  return message(RTMSG_LEN, (h) => {
-    h[0] = AF_INET;
-    h[1] = dstLen;
-    h[4] = RT_TABLE_MAIN;
-    h[5] = protocol;
-    h[6] = scope;
-    h[7] = type;
-    h.writeUInt32LE(flags, 8);
-  }, attrs);
-}
-
-// Calls `fn(type, offset, length)` for each attribute of a message body from `at`; stops at a malformed one.
-function eachAttr(data: Buffer, at: number, fn: (type: number, offset: number, length: number) => void): void {
-  while (at + 4 <= data.length) {
-    const len = data.readUInt16LE(at);
-    if (len < 4 || at + len > data.length) return;
-    // The top two bits are the nested / byte-order flags, not part of the type.
-    fn(data.readUInt16LE(at + 2) & 0x3fff, at + 4, len - 4);
-    at += (len + 3) & ~3;
-  }
-}
-
-function macAt(data: Buffer, at: number): string {
-  const h = data.toString('hex', at, at + 6);
-  return `${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}:${h.slice(10, 12)}`;
-}
-
-// One RTM_NEWROUTE of a route dump as a route on `index`, or undefined (another device or table, IPv6, proto kernel).
-function decodeRoute(data: Buffer, index: number): RouteEntry | undefined {
-  if (data.length < RTMSG_LEN || data[0] !== AF_INET || data[5] === RTPROT_KERNEL) return undefined;
-  let table = data[4] as number;
-  let oif: number | undefined;
-  let dst = 0;
-  // A route without a gateway is reported with gateway 0 so it can be compared and removed.
-  let gateway = 0;
-  eachAttr(data, RTMSG_LEN, (type, at, len) => {
-    if (type === RTA_TABLE && len === 4) table = data.readUInt32LE(at);
-    else if (type === RTA_OIF && len === 4) oif = data.readUInt32LE(at);
-    else if (type === RTA_DST && len === 4) dst = data.readUInt32BE(at);
-    else if (type === RTA_GATEWAY && len === 4) gateway = data.readUInt32BE(at);
-  });
-  if (table !== RT_TABLE_MAIN || oif !== index) return undefined;
-  return { kind: 'route', dst: { ip: dst, prefixLen: data[1] as number }, gateway, onlink: (data.readUInt32LE(8) & RTNH_F_ONLINK) !== 0 };
-}
-
-// One RTM_NEWNEIGH of a neighbour (AF_INET) or FDB (AF_BRIDGE) dump as an entry on `index`, or
-// undefined. Incomplete neighbours (no lladdr) and FDB entries without an IPv4 dst have nothing
-// to compare and are left out.
-function decodeNeighbor(data: Buffer, index: number): Entry | undefined {
-  if (data.length < NDMSG_LEN || data.readInt32LE(4) !== index) return undefined;
-  const family = data[0];
-  if (family !== AF_INET && family !== AF_BRIDGE) return undefined;
-  let ip: number | undefined;
-  let mac: string | undefined;
-  eachAttr(data, NDMSG_LEN, (type, at, len) => {
-    if (type === NDA_DST && len === 4) ip = data.readUInt32BE(at);
-    else if (type === NDA_LLADDR && len === 6) mac = macAt(data, at);
-  });
-  if (ip === undefined || mac === undefined) return undefined;
-  const permanent = (data.readUInt16LE(8) & NUD_PERMANENT) !== 0;
-  return family === AF_INET ? { kind: 'neighbor', ip, mac, permanent } : { kind: 'fdb', mac, dst: ip, permanent };
-}
-
-// The request for one operation: message type, flags and body.
-function encodeOperation(index: number, { op, entry }: Operation): { type: number; flags: number; body: Buffer } {
-  const replace = NLM_F_CREATE | NLM_F_REPLACE;
-  switch (entry.kind) {
-    case 'route': {
-      const dst: Attr[] = entry.dst.prefixLen > 0 ? [[RTA_DST, 'ipv4', entry.dst.ip]] : [];
-      if (op === 'delete') {
-        // `ip route del <dst> dev <index>`: scope NOWHERE matches a route of any scope, whatever its gateway.
-        return { type: RTM_DELROUTE, flags: 0, body: rtmsg(entry.dst.prefixLen, 0, RT_SCOPE_NOWHERE, 0, 0, [...dst, [RTA_OIF, 'u32', index]]) };
-      }
-      // `ip route replace <dst> via <gateway> dev <index> [onlink]`
-      const attrs: Attr[] = [...dst, [RTA_GATEWAY, 'ipv4', entry.gateway], [RTA_OIF, 'u32', index]];
-      return { type: RTM_NEWROUTE, flags: replace, body: rtmsg(entry.dst.prefixLen, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, entry.onlink ? RTNH_F_ONLINK : 0, attrs) };
-    }
-    case 'neighbor': {
-      const dst: Attr = [NDA_DST, 'ipv4', entry.ip];
-      // `ip neigh del <ip> dev <index>`
-      if (op === 'delete') return { type: RTM_DELNEIGH, flags: 0, body: ndmsg(AF_INET, index, 0, 0, [dst]) };
-      // `ip neigh replace <ip> lladdr <mac> dev <index> nud permanent`
-      return { type: RTM_NEWNEIGH, flags: replace, body: ndmsg(AF_INET, index, NUD_PERMANENT, 0, [dst, [NDA_LLADDR, 'mac', entry.mac]]) };
-    }
-    case 'fdb': {
-      // With NDA_DST the VXLAN driver removes only that remote of the MAC (`bridge fdb del <mac> dev <index> dst <ip> self`),
-      // so dropping an extra appended remote leaves the wanted one in place.
-      const attrs: Attr[] = [[NDA_LLADDR, 'mac', entry.mac], [NDA_DST, 'ipv4', entry.dst]];
-      if (op === 'delete') return { type: RTM_DELNEIGH, flags: 0, body: ndmsg(AF_BRIDGE, index, 0, NTF_SELF, attrs) };
-      // `bridge fdb replace <mac> dev <index> dst <ip> self permanent`
-      return { type: RTM_NEWNEIGH, flags: replace, body: ndmsg(AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF, attrs) };
-    }
-  }
-}
-
-// Dump requests: every IPv4 route (the kernel filters by device only on strict-checking sockets);
-// the device's IPv4 neighbours (NDA_IFINDEX filters in the kernel); the device's FDB (an ifinfomsg
-// naming the device filters in the kernel, as `bridge fdb show dev <dev>` asks).
-function routeDumpRequest(): Buffer {
-  const h = Buffer.alloc(RTMSG_LEN);
-  h[0] = AF_INET;
-  return h;
-}
-
-function neighborDumpRequest(index: number): Buffer {
-  return ndmsg(AF_INET, 0, 0, 0, [[NDA_IFINDEX, 'u32', index]]);
-}
-
-function fdbDumpRequest(index: number): Buffer {
-  const ifinfo = Buffer.alloc(IFINFOMSG_LEN);
-  ifinfo[0] = AF_BRIDGE;
-  ifinfo.writeInt32LE(index, 4);
-  return ifinfo;
-}
 
 export class NetlinkKernel implements Kernel {
   private readonly socket: RtNetlinkSocket;

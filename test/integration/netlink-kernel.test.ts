@@ -6,7 +6,8 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Entry, Operation } from '../../src/kernel/kernel';
-import { NetlinkKernel, runInOrder } from '../../src/kernel/netlink-kernel';
+import { runInOrder } from '../../src/kernel/apply-order';
+import { NetlinkKernel } from '../../src/kernel/netlink-kernel';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { kernelContract, peerEntries, remove, replace, sortEntries } from '../helpers/kernel-contract';
 import { assertPrivateNetns } from '../helpers/private-netns';
