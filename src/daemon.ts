@@ -131,6 +131,7 @@ export class Daemon {
         desired: () => this.currentDesired(),
         generation: () => this.generation,
         onPass: (result) => this.onPass(result),
+        onOverflow: () => this.deps.observer?.kernelWatchOverflowed(),
         ensureDevice: () => this.ensureDevice(),
         log: log.child({ component: 'reconciler' }),
         clock,

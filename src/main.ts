@@ -36,15 +36,15 @@ function etcdStore(etcd: EtcdOptions, log: Logger, dialTimeoutMs?: number): Etcd
 }
 
 // Loaded on first use: the native netlink module exists only on Linux, and status must run from an operator's laptop too.
-async function openNetlink(): Promise<NetlinkKernel> {
+async function openNetlink(log?: Logger): Promise<NetlinkKernel> {
   if (process.platform !== 'linux') throw new Error(`netlink is Linux-only (this is ${process.platform})`);
   const { NetlinkKernel } = await import('./kernel/netlink-kernel');
-  return new NetlinkKernel();
+  return new NetlinkKernel(log ? { log } : {});
 }
 
 async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   const store = etcdStore(options.etcd, log.child({ component: 'etcd' }));
-  const kernel = await openNetlink();
+  const kernel = await openNetlink(log.child({ component: 'kernel' }));
   const controller = new AbortController();
   const stop = (sig: string): void => {
     if (controller.signal.aborted) return;

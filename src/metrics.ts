@@ -14,6 +14,7 @@ export interface DaemonObserver {
   watchResynced(): void;
   leaseRenewed(ok: boolean): void;
   leaseEventApplied(seconds: number): void;
+  kernelWatchOverflowed(): void;
 }
 
 export class Metrics implements DaemonObserver {
@@ -25,6 +26,7 @@ export class Metrics implements DaemonObserver {
   private readonly repairs = new Counter({ name: 'flanneld_drift_repairs_total', help: 'Kernel entries repaired without a lease change (drift)', registers: [this.registry] });
   private readonly reconnects = new Counter({ name: 'flanneld_etcd_reconnects_total', help: 'etcd watch streams re-established after an outage', registers: [this.registry] });
   private readonly resyncs = new Counter({ name: 'flanneld_watch_resyncs_total', help: 'Full lease re-lists (compaction or watch failure)', registers: [this.registry] });
+  private readonly overflows = new Counter({ name: 'flanneld_kernel_watch_overflows_total', help: 'Times kernel notifications were lost (ENOBUFS: the watch fell behind) and everything was re-listed', registers: [this.registry] });
   private readonly renewals = new Counter({ name: 'flanneld_lease_renewals_total', help: 'Lease renewals, by result', labelNames: ['result'] as const, registers: [this.registry] });
   private readonly passDuration = new Histogram({
     name: 'flanneld_reconcile_duration_seconds',
@@ -74,6 +76,10 @@ export class Metrics implements DaemonObserver {
 
   leaseEventApplied(seconds: number): void {
     this.eventLatency.observe(seconds);
+  }
+
+  kernelWatchOverflowed(): void {
+    this.overflows.inc();
   }
 
   text(): Promise<string> {

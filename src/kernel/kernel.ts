@@ -97,8 +97,11 @@ export interface LinkChange {
   readonly up?: boolean;
 }
 
-/** Why `Kernel.watch` calls back: someone else changed something, or we just did. */
-export type ChangeCause = 'external' | 'own';
+/**
+ * Why `Kernel.watch` calls back: someone else changed something, we just did,
+ * or notifications were lost (the listening socket overflowed: re-read everything).
+ */
+export type ChangeCause = 'external' | 'own' | 'overflow';
 
 export interface Kernel {
   /** All interfaces with their IPv4 addresses (`ip -4 addr`). */
@@ -134,8 +137,9 @@ export interface Kernel {
    * link, address, route or neighbour change that may concern the devices this
    * kernel was asked about (`external`; NetlinkKernel drops neighbour and FDB
    * notifications of other devices), and once after each of our own mutating
-   * calls (`own`): while we change things the notifications are not read, so a
-   * change made by someone else in that moment can only be found by a listing.
+   * calls (`own`; NetlinkKernel tells its own notifications from others', so an
+   * outside change made while we apply is still `external`), and `overflow`
+   * when notifications were lost and everything must be re-read.
    * Returns an unsubscribe function.
    */
   watch(onChange: (cause: ChangeCause) => void): () => void;

@@ -2,19 +2,19 @@
  * The real `Kernel`, over rtnetlink with the `netlink` package (the only module
  * that imports it). Facts it relies on are measured in shared/netlink-notes.md.
  *
- * One socket carries requests, one separate socket listens to multicast groups
- * for `watch`. Public calls are serialised: a dump must not overlap other
- * requests on its socket (the package groups multipart replies per socket, and
- * the kernel runs one dump per socket at a time). Within `apply`, requests are
- * pipelined with at most MAX_IN_FLIGHT outstanding.
+ * One socket carries requests; notifications for `watch` are read by an
+ * `ip monitor` child process (`kernel-watch.ts` says why: an overflowing socket
+ * of the package aborts the process). Public calls are serialised: a dump must
+ * not overlap other requests on its socket (the package groups multipart replies
+ * per socket, and the kernel runs one dump per socket at a time). Within
+ * `apply`, requests are pipelined with at most MAX_IN_FLIGHT outstanding: the
+ * same overflow on the request socket (too many acks at once) would abort too.
+ * Measured: 300 requests in flight on a default 208 KiB receive buffer abort;
+ * 200 do not.
  *
- * Why the window and the paused watch matter: when a socket's receive queue
- * overflows, the package's native poll handler fails while building the ENOBUFS
- * error and aborts the process (`terminate called after throwing an instance of
- * 'Napi::Error'`), which no JavaScript handler can catch. Measured: 300 requests
- * in flight on a default 208 KiB receive buffer abort; 200 do not. So requests
- * stay windowed, and the watch socket leaves its groups while we make a burst of
- * changes ourselves (thousands of notifications), then reports one change.
+ * The watch keeps listening while we change things: `change-filter.ts` tells our
+ * own notifications from someone else's, so an outside change made during one
+ * of our applies is reported at once.
  *
  * Route, neighbour and FDB messages — the thousands of requests of a storm and
  * the dumps of every reconcile pass — are built and read by hand in
@@ -22,10 +22,13 @@
  * addresses, a handful per pass, keep the package's typed calls. The order and
  * window of an apply are `apply-order.ts`.
  */
-import { createRtNetlink, Protocol, RawNetlinkSocket, rt, RtNetlinkSocket } from 'netlink';
+import { createRtNetlink, rt, RtNetlinkSocket } from 'netlink';
 import { Cidr, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
 import { macFromBytes, macToBytes } from '../net/mac';
 import { KernelError, errorMessage } from '../util/errors';
+import { Logger } from '../util/log';
+import { ChangeFilter } from './change-filter';
+import { KernelWatch } from './kernel-watch';
 import {
   DeviceState,
   Entry,
@@ -49,11 +52,9 @@ import {
   NLM_F_DUMP,
   NLM_F_EXCL,
   NLM_F_REPLACE,
-  NLMSG_HDRLEN,
   routeDumpRequest,
   RT_SCOPE_UNIVERSE,
   RT_TABLE_MAIN,
-  RTM_DELNEIGH,
   RTM_GETNEIGH,
   RTM_GETROUTE,
   RTM_NEWNEIGH,
@@ -65,11 +66,6 @@ import { ChangeCause, describeEntry } from './kernel';
 const MAX_IN_FLIGHT = 64;
 const REQUEST_TIMEOUT_MS = 10_000;
 const REQUEST_RCVBUF = 1 << 20;
-// Asked for; the kernel caps it at net.core.rmem_max.
-const WATCH_RCVBUF = 16 << 20;
-const WATCH_GROUPS = [rt.MulticastGroups.LINK, rt.MulticastGroups.IPV4_IFADDR, rt.MulticastGroups.IPV4_ROUTE, rt.MulticastGroups.NEIGH];
-// struct ndmsg is 12 bytes.
-const NDMSG_LEN = 12;
 const TRANSIENT_ERRNOS = new Set(['EBUSY', 'EAGAIN', 'ENOBUFS', 'EINTR', 'ETIMEDOUT']);
 
 /** The errno name of a failed request: the package rejects with "Request rejected: ENOENT". */
@@ -108,17 +104,26 @@ function macOf(b: Buffer | undefined): string | undefined {
 // package asks the socket for its address (a getsockname and an object) on every request.
 const opts = (flags: number) => ({ flags, timeout: REQUEST_TIMEOUT_MS, localPort: 0 });
 
+export interface NetlinkKernelOptions {
+  /** Where the watch logs that its `ip monitor` died or came back. */
+  readonly log?: Logger;
+  /** The iproute2 `ip` to run for the watch (tests point it elsewhere). */
+  readonly ipCommand?: string;
+}
 
 export class NetlinkKernel implements Kernel {
   private readonly socket: RtNetlinkSocket;
-  private watcher: RawNetlinkSocket | undefined;
+  private watcher: KernelWatch | undefined;
+  /** True once the watch's child listens; a listing made before then may have missed a change. */
+  private listening = false;
+  private listedDeaf = false;
   private readonly listeners = new Set<(cause: ChangeCause) => void>();
-  /** Devices whose entries we were asked to list or change: their neighbour and FDB notifications count. */
-  private readonly devices = new Set<number>();
+  /** Devices whose entries we list or change, and the changes we are making. */
+  private readonly filter = new ChangeFilter();
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
 
-  constructor() {
+  constructor(private readonly options: NetlinkKernelOptions = {}) {
     this.socket = createRtNetlink({ recvBufferSize: REQUEST_RCVBUF, sendBufferSize: 0 });
     // An unheard 'error' event would throw inside the package's native callback.
     this.socket.socket.on('error', () => undefined);
@@ -169,7 +174,7 @@ export class NetlinkKernel implements Kernel {
 
   /** `ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> local <ip> dev <underlay> dstport <port> nolearning [gbp]` */
   createVxlan(spec: VxlanSpec, mac: string): Promise<DeviceState> {
-    return this.mutate(`create VXLAN device ${spec.name}`, async () => {
+    return this.mutate(`create VXLAN device ${spec.name}`, spec.name, async () => {
       const linkinfo = encodeVxlanLinkInfo(spec);
       const attrs = { ifname: spec.name, linkinfo, mtu: spec.mtu, address: macToBytes(mac) };
       await this.socket.newLink({}, attrs, opts(NLM_F_CREATE | NLM_F_EXCL));
@@ -181,13 +186,15 @@ export class NetlinkKernel implements Kernel {
 
   /** `ip link del dev <index>` */
   deleteLink(index: number): Promise<void> {
-    this.devices.delete(index);
-    return this.mutate(`delete link ifindex ${index}`, () => ignoring(['ENODEV'], () => this.socket.delLink({ index }, {}, opts(0))));
+    return this.mutate(`delete link ifindex ${index}`, index, async () => {
+      await ignoring(['ENODEV'], () => this.socket.delLink({ index }, {}, opts(0)));
+      this.filter.forget(index);
+    });
   }
 
   /** `ip link set dev <index> [mtu <mtu>] [up|down]` */
   setLink(index: number, change: LinkChange): Promise<void> {
-    return this.mutate(`set link ifindex ${index}`, async () => {
+    return this.mutate(`set link ifindex ${index}`, index, async () => {
       const up = change.up === undefined ? {} : { flags: change.up ? { up: true as const } : {}, change: { up: true as const } };
       await this.socket.setLink({ index, ...up }, change.mtu === undefined ? {} : { mtu: change.mtu }, opts(0));
     });
@@ -195,7 +202,7 @@ export class NetlinkKernel implements Kernel {
 
   /** `ip addr replace <cidr> dev <index>` */
   addAddress(index: number, address: Cidr): Promise<void> {
-    return this.mutate(`add address to ifindex ${index}`, async () => {
+    return this.mutate(`add address to ifindex ${index}`, index, async () => {
       const ip = ipv4ToBytes(address.ip);
       const data = { family: AF_INET, prefixlen: address.prefixLen, index, scope: RT_SCOPE_UNIVERSE };
       await this.socket.newAddress(data, { local: ip, address: ip }, opts(NLM_F_CREATE | NLM_F_REPLACE));
@@ -204,7 +211,7 @@ export class NetlinkKernel implements Kernel {
 
   /** `ip addr del <cidr> dev <index>` */
   deleteAddress(index: number, address: Cidr): Promise<void> {
-    return this.mutate(`delete address from ifindex ${index}`, () => {
+    return this.mutate(`delete address from ifindex ${index}`, index, () => {
       const ip = ipv4ToBytes(address.ip);
       const data = { family: AF_INET, prefixlen: address.prefixLen, index };
       return ignoring(['EADDRNOTAVAIL', 'ENODEV'], () => this.socket.delAddress(data, { local: ip, address: ip }, opts(0)));
@@ -213,8 +220,9 @@ export class NetlinkKernel implements Kernel {
 
   /** `ip route show table main dev <dev>` + `ip neigh show dev <dev>` + `bridge fdb show dev <dev>` */
   listEntries(index: number): Promise<Entry[]> {
-    this.devices.add(index);
     return this.exclusive(`list entries of ifindex ${index}`, async () => {
+      await this.manage(index);
+      if (this.watcher && !this.listening) this.listedDeaf = true;
       const out: Entry[] = [];
       for (const m of await this.dump(RTM_GETROUTE, routeDumpRequest())) {
         const e = m.type === RTM_NEWROUTE ? decodeRoute(m.data, index) : undefined;
@@ -236,11 +244,10 @@ export class NetlinkKernel implements Kernel {
    */
   async apply(index: number, operations: readonly Operation[]): Promise<OperationResult[]> {
     if (operations.length === 0) return [];
-    this.devices.add(index);
     const failures = new Map<number, unknown>();
     let name = `ifindex ${index}`;
     try {
-      await this.mutate('apply operations', async () => {
+      await this.mutate('apply operations', index, async () => {
         await runInOrder(operations, MAX_IN_FLIGHT, (i) =>
           Promise.resolve()
             .then(() => this.send(index, operations[i] as Operation))
@@ -252,7 +259,7 @@ export class NetlinkKernel implements Kernel {
             ),
         );
         if (failures.size > 0) name = await this.linkName(index);
-      });
+      }, operations);
     } catch (err) {
       operations.forEach((_, i) => failures.has(i) || failures.set(i, err));
     }
@@ -264,15 +271,17 @@ export class NetlinkKernel implements Kernel {
   }
 
   /**
-   * `ip monitor link address route neigh`, less the neighbour and FDB changes of
-   * devices other than those whose entries were listed or changed through this
-   * module (once there are any): ARP churn on the underlay or a CNI bridge
-   * learning pod MACs cannot change those devices' entries, and on a busy node it
-   * would make every listener re-list thousands of entries several times a minute.
+   * `ip monitor link address route neigh`, less the route and neighbour changes
+   * of devices other than those whose entries were listed or changed through
+   * this module (once there are any): a route storm on the underlay, ARP churn or
+   * a CNI bridge learning pod MACs cannot change those devices' entries, and on
+   * a busy node it would make every listener re-list thousands of entries
+   * several times a minute. Notifications of our own changes are 'own' (one call
+   * after each change), everyone else's 'external', lost ones 'overflow'.
    */
   watch(onChange: (cause: ChangeCause) => void): () => void {
     if (this.closed) return () => undefined;
-    if (!this.watcher) this.watcher = this.openWatcher();
+    if (!this.watcher) this.openWatcher();
     const listener = (cause: ChangeCause): void => onChange(cause);
     this.listeners.add(listener);
     return () => {
@@ -280,11 +289,12 @@ export class NetlinkKernel implements Kernel {
       if (this.listeners.size === 0 && this.watcher) {
         this.watcher.close();
         this.watcher = undefined;
+        this.listening = false;
       }
     };
   }
 
-  /** Closes both sockets; nothing keeps the event loop alive afterwards. */
+  /** Closes the socket and stops the watch; nothing keeps the event loop alive afterwards. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -349,30 +359,39 @@ export class NetlinkKernel implements Kernel {
     }
   }
 
-  // `ip monitor`'s socket: joined to the link, IPv4 address, IPv4 route and neighbour groups.
-  private openWatcher(): RawNetlinkSocket {
-    const watcher = new RawNetlinkSocket(Protocol.ROUTE, { recvBufferSize: WATCH_RCVBUF, sendBufferSize: 0 });
-    for (const group of WATCH_GROUPS) watcher.addMembership(group);
-    // Errors mean lost notifications, which are news too.
-    watcher.on('message', (datagram) => {
-      if (this.concernsManagedDevices(datagram)) this.notify('external');
-    });
-    watcher.on('error', () => this.notify('external'));
-    return watcher;
+  // `ip monitor link address route neigh` in a child process, each line judged by the filter.
+  private openWatcher(): void {
+    this.listening = false;
+    this.listedDeaf = false;
+    let restarted = false;
+    this.watcher = new KernelWatch(
+      {
+        onChange: (change) => {
+          const verdict = this.filter.classify(change, Date.now());
+          if (verdict === 'external') this.notify('external');
+        },
+        onOverflow: () => this.notify('overflow'),
+        onReady: () => {
+          // Whatever happened while it was starting (or dead) may have been missed: re-list.
+          if (restarted || this.listedDeaf) this.notify('external');
+          restarted = true;
+          this.listening = true;
+          this.listedDeaf = false;
+        },
+        onDown: () => {
+          this.listening = false;
+        },
+      },
+      this.options.log,
+      this.options.ipCommand,
+    );
   }
 
-  // False only when every message of the datagram is a neighbour or FDB change on another device.
-  private concernsManagedDevices(datagram: Buffer): boolean {
-    if (this.devices.size === 0) return true;
-    for (let at = 0; at + NLMSG_HDRLEN <= datagram.length; ) {
-      const len = datagram.readUInt32LE(at);
-      const type = datagram.readUInt16LE(at + 4);
-      if (len < NLMSG_HDRLEN || (type !== RTM_NEWNEIGH && type !== RTM_DELNEIGH) || at + NLMSG_HDRLEN + NDMSG_LEN > datagram.length) return true;
-      // struct ndmsg's ifindex, 4 bytes into the body.
-      if (this.devices.has(datagram.readInt32LE(at + NLMSG_HDRLEN + 4))) return true;
-      at += (len + 3) & ~3;
-    }
-    return false;
+  // Starts counting `index`'s route and neighbour notifications (its name is what `ip monitor` prints).
+  private async manage(index: number): Promise<string | undefined> {
+    const name = await this.lookupName(index);
+    if (name !== undefined) this.filter.manage(index, name);
+    return name;
   }
 
   // Listener exceptions must not reach the package's native callback (that aborts).
@@ -400,19 +419,26 @@ export class NetlinkKernel implements Kernel {
     return run;
   }
 
-  // A change of ours: the watch socket leaves its groups meanwhile, then reports one change.
-  private mutate<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  // A change of ours to device `device` (a name, or an index whose name we look up): its link and
+  // address notifications, or those of `operations` on it, are ours; one 'own' follows the change.
+  private mutate<T>(what: string, device: string | number, fn: () => Promise<T>, operations?: readonly Operation[]): Promise<T> {
     return this.exclusive(what, async () => {
-      const watcher = this.watcher;
-      if (watcher) for (const group of WATCH_GROUPS) watcher.dropMembership(group);
+      const name = typeof device === 'string' ? device : operations ? await this.manage(device) : await this.lookupName(device);
+      const keys = name === undefined ? [] : this.filter.expect(name, operations, Date.now());
       try {
         return await fn();
       } finally {
-        if (watcher && watcher === this.watcher) {
-          for (const group of WATCH_GROUPS) watcher.addMembership(group);
-          setImmediate(() => this.notify('own'));
-        }
+        this.filter.done(keys, Date.now());
+        if (this.watcher) setImmediate(() => this.notify('own'));
       }
     });
+  }
+
+  // The device's name, known or asked for; undefined when it does not exist.
+  private async lookupName(index: number): Promise<string | undefined> {
+    const known = this.filter.nameOf(index);
+    if (known !== undefined) return known;
+    const [link] = await this.socket.getLink({ index }, {}, opts(0)).catch(() => []);
+    return link?.attrs.ifname;
   }
 }

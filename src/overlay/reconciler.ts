@@ -68,7 +68,12 @@ export interface ReconcilerDeps {
   /** Re-list the device this long after our last change (default 2 s). */
   readonly verifyMs?: number;
   readonly onPass?: (result: PassResult) => void;
+  /** Kernel notifications were lost (the watch overflowed); a full pass follows. */
+  readonly onOverflow?: () => void;
 }
+
+/** Overflows closer together than this are one episode: logged once. */
+const OVERFLOW_EPISODE_MS = 60_000;
 
 export class Reconciler {
   private dirty = true;
@@ -81,6 +86,7 @@ export class Reconciler {
   private wake: (() => void) | undefined;
   private inSync = false;
   private readonly syncWaiters: Array<() => void> = [];
+  private lastOverflow = -Infinity;
   private syncedGeneration = -1;
 
   constructor(private readonly deps: ReconcilerDeps) {}
@@ -97,12 +103,23 @@ export class Reconciler {
   }
 
   private onKernelChange(cause: ChangeCause): void {
-    if (cause === 'external') return this.markDirty(true);
+    if (cause === 'overflow') this.overflowed();
+    if (cause !== 'own') return this.markDirty(true);
     // Our own change: verify with a listing once we have been quiet for a while.
     this.verify?.abort();
     const ctl = new AbortController();
     this.verify = ctl;
     this.deps.clock.sleep(this.deps.verifyMs ?? 2000, ctl.signal).then(() => this.markDirty(true), () => undefined);
+  }
+
+  // ENOBUFS: the kernel dropped notifications, so anything may have changed (netlink(7): resync).
+  private overflowed(): void {
+    const now = this.deps.clock.now();
+    if (now - this.lastOverflow > OVERFLOW_EPISODE_MS) {
+      this.deps.log.warn('kernel notifications were lost (the watch\'s receive queue overflowed); re-listing the overlay device, and logging no further overflow until 60 s pass without one');
+    }
+    this.lastOverflow = now;
+    this.deps.onOverflow?.();
   }
 
   /** True after a pass that left the kernel matching the desired state. */

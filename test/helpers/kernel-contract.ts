@@ -4,7 +4,7 @@
  * cannot drift from the real thing.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceState, Entry, FdbEntry, Kernel, NeighborEntry, Operation, RouteEntry, VxlanSpec } from '../../src/kernel/kernel';
+import { ChangeCause, DeviceState, Entry, FdbEntry, Kernel, NeighborEntry, Operation, RouteEntry, VxlanSpec } from '../../src/kernel/kernel';
 import { formatIPv4, parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { KernelError } from '../../src/util/errors';
 
@@ -13,6 +13,8 @@ export interface KernelFixture {
   /** An up interface holding `localIP`, carrying the IPv4 default route. */
   readonly underlayIndex: number;
   readonly localIP: number;
+  /** Makes `op` on the device behind the kernel object's back: iproute2 for the real one. */
+  changeOutside(device: DeviceState, op: Operation): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -39,6 +41,15 @@ function entryKey(e: Entry): string {
 /** Entries in a stable order, for comparisons that do not care about listing order. */
 export function sortEntries(entries: readonly Entry[]): Entry[] {
   return [...entries].sort((a, b) => entryKey(a).localeCompare(entryKey(b)));
+}
+
+/** Resolves once `check` holds, polling every 20 ms; rejects with `what` after `timeoutMs`. */
+async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 function waitForChange(kernel: Kernel, cause: () => Promise<void>, timeoutMs = 3_000): Promise<void> {
@@ -246,6 +257,34 @@ export function kernelContract(name: string, setup: () => Promise<KernelFixture>
       await f.kernel.deleteAddress(d.index, { ip: ip('10.7.6.0'), prefixLen: 32 });
       await new Promise((r) => setTimeout(r, 50));
       expect(calls).toBe(0);
+    });
+
+    it('watch reports an outside change as external and our apply as our own', async () => {
+      const d = await device();
+      const causes: ChangeCause[] = [];
+      const off = f.kernel.watch((cause) => causes.push(cause));
+      try {
+        // Also waits until the watch listens: an outside change is repeated until one is heard.
+        for (let n = 1; !causes.includes('external'); n++) {
+          if (n > 50) throw new Error('no outside change was reported as external');
+          const probe: RouteEntry = { kind: 'route', dst: parseCidr(`10.99.${n}.0/24`), gateway: ip(`10.99.${n}.0`), onlink: true };
+          await f.changeOutside(d, replace(probe));
+          await until('the outside route is reported', () => causes.includes('external'), 200).catch(() => undefined);
+        }
+        const [neighbor, fdb, route] = peerEntries(41, '02:00:0a:07:29:00', '10.65.154.41');
+        causes.length = 0;
+        await applyOk(d.index, [neighbor, fdb, route].map(replace));
+        await until('our apply is reported', () => causes.includes('own'));
+        // Our own notifications may still be on their way; none of them may count as external.
+        await new Promise((r) => setTimeout(r, 300));
+        expect(causes.filter((c) => c !== 'own')).toEqual([]);
+        causes.length = 0;
+        await f.changeOutside(d, remove(route));
+        await until('an outside delete is reported as external', () => causes.includes('external'));
+        expect(causes).not.toContain('own');
+      } finally {
+        off();
+      }
     });
 
     it('deleteLink removes the device; deleting it again succeeds', async () => {

@@ -14,7 +14,16 @@ function memoryKernel(): MemoryKernel {
   return kernel;
 }
 
-kernelContract('MemoryKernel', async () => ({ kernel: memoryKernel(), underlayIndex: 2, localIP, cleanup: async () => undefined }));
+kernelContract('MemoryKernel', async () => {
+  const kernel = memoryKernel();
+  return {
+    kernel,
+    underlayIndex: 2,
+    localIP,
+    changeOutside: async (device, { op, entry }) => (op === 'replace' ? kernel.putEntry(device.index, entry) : kernel.removeEntry(device.index, entry)),
+    cleanup: async () => undefined,
+  };
+});
 
 describe('MemoryKernel test conveniences', () => {
   const spec = { name: 'flannel.1', vni: 1, localIP, underlayIndex: 2, port: 8472, learning: false, gbp: false, mtu: 1450 };
