@@ -76,6 +76,11 @@ export class MemoryKernel implements Kernel {
     this.changed('external');
   }
 
+  /** Tells watchers that notifications were lost, as a kernel watch that overflowed does. */
+  loseNotifications(): void {
+    this.changed('overflow');
+  }
+
   /** Removes an entry behind the daemon's back (drift). */
   removeEntry(index: number, entry: Entry): void {
     this.remove(this.link(index), entry);

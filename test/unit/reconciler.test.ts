@@ -9,7 +9,7 @@ import { desiredState } from '../../src/overlay/desired';
 import { PassResult, Reconciler } from '../../src/overlay/reconciler';
 import { waitFor } from '../../src/testbed/scene';
 import { systemClock } from '../../src/util/clock';
-import { silentLogger } from '../../src/util/log';
+import { createLogger, Logger, silentLogger } from '../../src/util/log';
 
 const config = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
 const self = { subnet: parseCidr('10.7.5.0/24'), publicIP: parseIPv4('10.65.154.11') };
@@ -18,7 +18,7 @@ const lease = (n: number): Lease => ({ subnet: parseCidr(`10.7.${n}.0/24`), publ
 const stops: AbortController[] = [];
 afterEach(() => stops.splice(0).forEach((c) => c.abort()));
 
-async function setup(opts: { verifyMs?: number; coalesceMs?: number } = {}) {
+async function setup(opts: { verifyMs?: number; coalesceMs?: number; log?: Logger; onOverflow?: () => void } = {}) {
   const mem = new MemoryKernel();
   mem.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [] });
   const dev = await mem.createVxlan({ name: 'flannel.1', vni: 1, localIP: self.publicIP, underlayIndex: 2, port: 8472, learning: false, gbp: false, mtu: 1450 }, '02:00:00:00:00:05');
@@ -40,7 +40,8 @@ async function setup(opts: { verifyMs?: number; coalesceMs?: number } = {}) {
     desired: () => desiredState(self, leases, config),
     generation: () => generation,
     ensureDevice: async () => dev,
-    log: silentLogger(),
+    log: opts.log ?? silentLogger(),
+    ...(opts.onOverflow && { onOverflow: opts.onOverflow }),
     clock: systemClock,
     rand: () => 0.5,
     periodMs: 60_000,
@@ -80,6 +81,21 @@ describe('Reconciler', () => {
     await waitFor('repaired', async () => (await t.entries()).length === 3, 2000, 5);
     expect(t.lists()).toBe(before + 1);
     expect(t.passes.at(-1)?.repairs).toBe(1);
+  });
+
+  it('after lost notifications (overflow): counts each, logs once per episode, lists and repairs', async () => {
+    const lines: string[] = [];
+    let overflows = 0;
+    const t = await setup({ log: createLogger('info', { write: (l: string) => void lines.push(l) }), onOverflow: () => overflows++ });
+    t.join(10);
+    await waitFor('peer', async () => (await t.entries()).length === 3, 2000, 5);
+    const before = t.lists();
+    // Nothing else happens: only the overflow says the kernel may have changed.
+    t.mem.loseNotifications();
+    t.mem.loseNotifications();
+    await waitFor('listed again', () => t.lists() > before, 2000, 5);
+    expect(overflows).toBe(2);
+    expect(lines.filter((l) => l.includes('kernel notifications were lost'))).toHaveLength(1);
   });
 
   it('verifies its own changes with one listing after a quiet period', async () => {
