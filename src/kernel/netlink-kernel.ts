@@ -25,7 +25,8 @@
 import { createRtNetlink, rt, RtNetlinkSocket } from 'netlink';
 import { Cidr, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
 import { macFromBytes, macToBytes } from '../net/mac';
-import { KernelError, errorMessage } from '../util/errors';
+import { KernelError } from '../util/errors';
+import { ignoring, errnoName, kernelError } from './netlink-errors';
 import { Logger } from '../util/log';
 import { ChangeFilter } from './change-filter';
 import { KernelWatch } from './kernel-watch';
@@ -66,31 +67,6 @@ import { ChangeCause, describeEntry } from './kernel';
 const MAX_IN_FLIGHT = 64;
 const REQUEST_TIMEOUT_MS = 10_000;
 const REQUEST_RCVBUF = 1 << 20;
-const TRANSIENT_ERRNOS = new Set(['EBUSY', 'EAGAIN', 'ENOBUFS', 'EINTR', 'ETIMEDOUT']);
-
-/** The errno name of a failed request: the package rejects with "Request rejected: ENOENT". */
-export function errnoName(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return code;
-  const message = errorMessage(err);
-  if (message.includes('Timeout has been reached')) return 'ETIMEDOUT';
-  return /Request rejected: (\S+)/.exec(message)?.[1];
-}
-
-function kernelError(what: string, err: unknown): KernelError {
-  const errno = errnoName(err);
-  const transient = errno !== undefined && TRANSIENT_ERRNOS.has(errno);
-  return new KernelError(`failed to ${what}: ${errno ?? errorMessage(err)}`, errno, transient, { cause: err });
-}
-
-// Runs `request`, counting the listed errnos (the thing is already gone) as success.
-async function ignoring(errnos: readonly string[], request: () => Promise<unknown>): Promise<void> {
-  try {
-    await request();
-  } catch (err) {
-    if (!errnos.includes(errnoName(err) ?? '')) throw err;
-  }
-}
 
 function ipOf(b: Buffer | undefined): number | undefined {
   return b && b.length === 4 ? ipv4FromBytes(b) : undefined;
