@@ -175,7 +175,7 @@ export class Daemon {
   private currentDesired(): DesiredState | undefined {
     if (!this.own) return undefined;
     if (this.desiredCache?.generation === this.generation) return this.desiredCache.desired;
-    const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP }, this.view.leases(), this.config);
+    const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac }, this.view.leases(), this.config);
     this.logSkipped(desired);
     this.desiredCache = { generation: this.generation, desired };
     return desired;

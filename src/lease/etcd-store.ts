@@ -341,6 +341,7 @@ export class EtcdLeaseStore implements LeaseStore {
     return decodeLease(key, key.slice(this.subnets.length), kv.value, {
       etcdLease: kv.lease === '0' ? undefined : kv.lease,
       modRevision: kv.mod_revision,
+      createRevision: kv.create_revision,
     });
   }
 

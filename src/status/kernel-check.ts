@@ -82,7 +82,7 @@ function staleProblem(s: StaleEntry, device: string): Problem {
 /** Per peer: route, neighbour and FDB `ok`, `missing` or what is wrong; stale entries; the device's checks. */
 export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; problems: Problem[] } {
   const name = `flannel.${facts.config.backend.vni}`;
-  const self = { subnet: facts.own?.subnet ?? { ip: -1, prefixLen: -1 }, publicIP: facts.publicIP ?? -1 };
+  const self = { subnet: facts.own?.subnet ?? { ip: -1, prefixLen: -1 }, publicIP: facts.publicIP ?? -1, vtepMAC: facts.own?.vtepMAC };
   const desired = desiredState(self, facts.leases, facts.config);
   const plan = planChanges(desired, facts.device ? facts.entries : []);
   const fixes = new Map(plan.filter((op) => op.op === 'replace').map((op) => [entryKey(op.entry), op.reason]));

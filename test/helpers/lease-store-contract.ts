@@ -160,6 +160,25 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(put!.revision < del!.revision && del!.revision < bogus!.revision).toBe(true);
     });
 
+    it('list and watch carry each key\'s create revision, kept across later puts', async () => {
+      const dir = subnetsPrefix(fx.prefix);
+      await fx.raw.put(`${dir}10.7.1.0-24`, valueFor('10.65.0.1'));
+      await fx.raw.put(`${dir}10.7.2.0-24`, valueFor('10.65.0.2'));
+      await fx.raw.put(`${dir}10.7.1.0-24`, valueFor('10.65.0.1', 'aa:bb:cc:dd:ee:01'));
+      const snap = await fx.store.list();
+      const created = new Map(snap.records.flatMap((r) => (r.kind === 'lease' ? [[formatCidr(r.lease.subnet), r.lease] as const] : [])));
+      const first = created.get('10.7.1.0/24');
+      const second = created.get('10.7.2.0/24');
+      expect(BigInt(first?.createRevision ?? '0')).toBeGreaterThan(0n);
+      expect(BigInt(first?.createRevision ?? '0')).toBeLessThan(BigInt(second?.createRevision ?? '0'));
+      expect(BigInt(first?.modRevision ?? '0')).toBeGreaterThan(BigInt(second?.modRevision ?? '0'));
+      const w = watchInto(snap.revision + 1n);
+      await fx.raw.put(`${dir}10.7.2.0-24`, valueFor('10.65.0.2', 'aa:bb:cc:dd:ee:02'));
+      await until('one event', () => w.events.length >= 1);
+      const ev = w.events[0];
+      expect(ev?.type === 'put' && ev.record.kind === 'lease' && ev.record.lease.createRevision).toBe(second?.createRevision);
+    });
+
     it('watch resolves when its signal aborts', async () => {
       const snap = await fx.store.list();
       const ac = new AbortController();
