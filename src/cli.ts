@@ -37,6 +37,8 @@ export interface DaemonOptions {
   /** Hidden: period of the full kernel reconcile in ms. */
   readonly resyncMs: number;
   readonly logLevel: string;
+  /** `--allow-wide-network`: accept a Network prefix shorter than /8. */
+  readonly allowWideNetwork: boolean;
 }
 
 /** `flanneld-ts status`: what to read, how to show it, and what to keep. */
@@ -52,6 +54,7 @@ export interface StatusOptions {
   readonly color: boolean | undefined;
   readonly kernelCheck: boolean;
   readonly filter: { readonly subnet: Cidr | undefined; readonly publicIP: number | undefined };
+  readonly allowWideNetwork: boolean;
 }
 
 export type Command =
@@ -82,6 +85,7 @@ const RUN_FLAGS = {
   'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'Address of the /healthz, /readyz and /metrics server' },
   'healthz-port': { type: 'number', default: 0, describe: 'Port of the /healthz, /readyz and /metrics server (0 = off)' },
   'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error' },
+  'allow-wide-network': { type: 'boolean', default: false, describe: 'Accept a Network prefix shorter than /8 in the network config' },
   'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
   'kernel-resync': { type: 'number', default: 300, hidden: true, describe: 'Seconds between full kernel reconciles (kernel notifications trigger one at once)' },
 } as const;
@@ -92,6 +96,7 @@ const STATUS_FLAGS = {
   'iface-regex': RUN_FLAGS['iface-regex'],
   'subnet-file': { ...RUN_FLAGS['subnet-file'], describe: 'The subnet file the daemon writes; names this host\'s lease' },
   'subnet-lease-renew-margin': { ...RUN_FLAGS['subnet-lease-renew-margin'], describe: 'Warn about leases expiring within this many minutes (1-1439)' },
+  'allow-wide-network': { ...RUN_FLAGS['allow-wide-network'], describe: 'Judge a Network prefix shorter than /8 as the daemon started with this flag does' },
 } as const;
 
 // The view of one invocation; never from the environment (a FLANNELD_PUBLIC_IP meant for the daemon must not filter status).
@@ -223,6 +228,7 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
     leaseTTLSeconds: ttl,
     resyncMs: resync * 1000,
     logLevel: level,
+    allowWideNetwork: argv['allow-wide-network'] === true,
   };
 }
 
@@ -254,6 +260,7 @@ function statusOptionsFrom(argv: Record<string, unknown>): StatusOptions {
     color: typeof argv.color === 'boolean' ? argv.color : undefined,
     kernelCheck: argv['kernel-check'] !== false,
     filter: { subnet, publicIP },
+    allowWideNetwork: argv['allow-wide-network'] === true,
   };
 }
 

@@ -14,6 +14,10 @@ export interface DaemonObserver {
   watchResynced(): void;
   leaseRenewed(ok: boolean): void;
   leaseEventApplied(seconds: number): void;
+  /** Leases not programmed right now (invalid values, dangerous subnets, refused by the kernel…). */
+  peersSkipped?(count: number): void;
+  /** The kernel refused a lease's entries for good; counted once per lease and value. */
+  leaseRefused?(): void;
 }
 
 export class Metrics implements DaemonObserver {
@@ -26,6 +30,8 @@ export class Metrics implements DaemonObserver {
   private readonly reconnects = new Counter({ name: 'flanneld_etcd_reconnects_total', help: 'etcd watch streams re-established after an outage', registers: [this.registry] });
   private readonly resyncs = new Counter({ name: 'flanneld_watch_resyncs_total', help: 'Full lease re-lists (compaction or watch failure)', registers: [this.registry] });
   private readonly renewals = new Counter({ name: 'flanneld_lease_renewals_total', help: 'Lease renewals, by result', labelNames: ['result'] as const, registers: [this.registry] });
+  private readonly skipped = new Gauge({ name: 'flanneld_peers_skipped', help: 'Valid leases not programmed as peers (bad PublicIP or VtepMAC, over the underlay, refused by the kernel…)', registers: [this.registry] });
+  private readonly refusals = new Counter({ name: 'flanneld_kernel_refusals_total', help: 'Leases whose entries the kernel refused for good (EINVAL, ENOTSUP…); each is then skipped', registers: [this.registry] });
   private readonly passDuration = new Histogram({
     name: 'flanneld_reconcile_duration_seconds',
     help: 'Duration of one reconcile pass (read kernel, plan, apply)',
@@ -74,6 +80,14 @@ export class Metrics implements DaemonObserver {
 
   leaseEventApplied(seconds: number): void {
     this.eventLatency.observe(seconds);
+  }
+
+  peersSkipped(count: number): void {
+    this.skipped.set(count);
+  }
+
+  leaseRefused(): void {
+    this.refusals.inc();
   }
 
   text(): Promise<string> {

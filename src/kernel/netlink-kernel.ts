@@ -43,6 +43,8 @@ import {
   VxlanSpec,
 } from './kernel';
 import { decodeLinkInfo, encodeVxlanLinkInfo } from './vxlan-linkinfo';
+import { dumpHostRoutes } from './host-routes';
+import type { HostNetwork } from './kernel';
 import { ChangeCause, describeEntry } from './kernel';
 
 const NLM_F_REPLACE = 0x100;
@@ -653,5 +655,11 @@ export class NetlinkKernel implements Kernel {
         }
       }
     });
+  }
+
+  /** `ip -4 addr` + `ip -4 route show table all` (host-routes.ts reads the routes). */
+  async readHostNetwork(): Promise<HostNetwork> {
+    const interfaces = await this.listInterfaces();
+    return { interfaces, routes: await this.exclusive('list host routes', () => dumpHostRoutes(this.socket)) };
   }
 }

@@ -43,13 +43,13 @@ export function unreachableMessage(err: unknown): string {
 }
 
 function analyzeOptions(opts: StatusOptions): AnalyzeOptions {
-  return { endpoints: opts.etcd.endpoints, prefix: opts.etcd.prefix, iface: opts.iface, ifaceRegex: opts.ifaceRegex, renewMarginMs: opts.renewMarginMinutes * 60_000, filter: opts.filter };
+  return { endpoints: opts.etcd.endpoints, prefix: opts.etcd.prefix, iface: opts.iface, ifaceRegex: opts.ifaceRegex, renewMarginMs: opts.renewMarginMinutes * 60_000, filter: opts.filter, allowWideNetwork: opts.allowWideNetwork };
 }
 
 async function refresh(opts: StatusOptions, deps: StatusDeps): Promise<StatusReport> {
   const facts = await collectFacts(
     { store: deps.store, kernel: opts.kernelCheck ? deps.kernel : undefined, readFile: deps.readFile, clock: deps.clock },
-    { subnetFile: opts.subnetFile, etcdBudgetMs: ETCD_BUDGET_MS, endpoints: opts.etcd.endpoints },
+    { subnetFile: opts.subnetFile, etcdBudgetMs: ETCD_BUDGET_MS, endpoints: opts.etcd.endpoints, allowWideNetwork: opts.allowWideNetwork },
   );
   return analyzeStatus(facts, analyzeOptions(opts));
 }
