@@ -179,6 +179,24 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(ev?.type === 'put' && ev.record.kind === 'lease' && ev.record.lease.createRevision).toBe(second?.createRevision);
     });
 
+    it('list works whatever the value sizes: five 1 MB junk values are invalid leases beside the valid one', async () => {
+      const dir = subnetsPrefix(fx.prefix);
+      await fx.raw.put(`${dir}10.7.1.0-24`, valueFor('10.65.0.1'));
+      for (let i = 0; i < 5; i++) await fx.raw.put(`${dir}10.7.${10 + i}.0-24`, 'x'.repeat(1_000_000));
+      const snap = await fx.store.list();
+      expect(snap.records.filter((r) => r.kind === 'lease')).toHaveLength(1);
+      const invalid = snap.records.flatMap((r) => (r.kind === 'invalid' ? [r.invalid.reason] : []));
+      expect(invalid).toEqual(Array(5).fill('value is 1000000 bytes (limit 65536)'));
+    }, 30_000);
+
+    it('list returns every key of a prefix larger than one page, at one revision', async () => {
+      const dir = subnetsPrefix(fx.prefix);
+      await Promise.all(Array.from({ length: 1100 }, (_, i) => fx.raw.put(`${dir}10.${70 + (i >> 8)}.${i & 255}.0-24`, valueFor('10.65.0.1'))));
+      const snap = await fx.store.list();
+      expect(snap.records).toHaveLength(1100);
+      expect(new Set(snap.records.map((r) => r.key)).size).toBe(1100);
+    }, 60_000);
+
     it('watch resolves when its signal aborts', async () => {
       const snap = await fx.store.list();
       const ac = new AbortController();
