@@ -16,6 +16,8 @@ export interface EtcdOptions {
   readonly caFile?: string | undefined;
   readonly username?: string | undefined;
   readonly password?: string | undefined;
+  /** `--etcd-password-file`: read once by main (etcd-credentials.ts), never logged. */
+  readonly passwordFile?: string | undefined;
 }
 
 export interface DaemonOptions {
@@ -69,7 +71,8 @@ const ETCD_FLAGS = {
   'etcd-certfile': { type: 'string', describe: 'TLS client certificate for etcd' },
   'etcd-cafile': { type: 'string', describe: 'CA bundle that signed the etcd server certificate' },
   'etcd-username': { type: 'string', describe: 'etcd username' },
-  'etcd-password': { type: 'string', describe: 'etcd password (never logged)' },
+  'etcd-password': { type: 'string', describe: 'etcd password (never logged; visible in ps: prefer --etcd-password-file or FLANNELD_ETCD_PASSWORD)' },
+  'etcd-password-file': { type: 'string', describe: 'File holding the etcd password (read once, never logged)' },
 } as const;
 
 const RUN_FLAGS = {
@@ -165,7 +168,10 @@ export function etcdOptionsFrom(argv: Record<string, unknown>): EtcdOptions {
   if ((keyFile === undefined) !== (certFile === undefined)) {
     throw new UsageError('--etcd-keyfile and --etcd-certfile go together: give both or neither');
   }
-  return { endpoints, prefix: String(argv['etcd-prefix']), keyFile, certFile, caFile: str('etcd-cafile'), username: str('etcd-username'), password: str('etcd-password') };
+  const password = str('etcd-password');
+  const passwordFile = str('etcd-password-file');
+  if (password !== undefined && passwordFile !== undefined) throw new UsageError('--etcd-password and --etcd-password-file: give one, not both');
+  return { endpoints, prefix: String(argv['etcd-prefix']), keyFile, certFile, caFile: str('etcd-cafile'), username: str('etcd-username'), password, passwordFile };
 }
 
 function renewMarginFrom(argv: Record<string, unknown>): number {

@@ -16,6 +16,7 @@ import { systemClock } from './util/clock';
 import { StoreUnavailableError, UsageError, errorMessage } from './util/errors';
 import { Logger, createLogger, silentLogger } from './util/log';
 import { notifySystemd } from './util/sd-notify';
+import { etcdPassword, plaintextCredentialsWarning } from './etcd-credentials';
 import { tryParseIPv4 } from './net/ipv4';
 import { startHealthServer } from './health';
 import { Metrics } from './metrics';
@@ -31,7 +32,7 @@ function etcdStore(etcd: EtcdOptions, log: Logger, dialTimeoutMs?: number): Etcd
     endpoints: etcd.endpoints,
     prefix: etcd.prefix,
     tls: { keyFile: etcd.keyFile, certFile: etcd.certFile, caFile: etcd.caFile },
-    auth: etcd.username !== undefined ? { username: etcd.username, password: etcd.password ?? '' } : undefined,
+    auth: etcd.username !== undefined ? { username: etcd.username, password: etcdPassword(etcd) ?? '' } : undefined,
     ...(dialTimeoutMs === undefined ? {} : { dialTimeoutMs }),
     log,
   });
@@ -68,6 +69,8 @@ export async function etcdAddresses(endpoints: readonly string[]): Promise<numbe
 
 async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   const store = etcdStore(options.etcd, log.child({ component: 'etcd' }));
+  const plaintext = plaintextCredentialsWarning(options.etcd);
+  if (plaintext !== undefined) log.warn(plaintext);
   const kernel = await openNetlink();
   const controller = new AbortController();
   const stop = (sig: string): void => {
@@ -112,6 +115,8 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
 async function runStatusCommand(options: StatusOptions): Promise<number> {
   // Short per-call deadlines: status must answer (exit 3) within seconds, never hang on a dead endpoint.
   const store = etcdStore(options.etcd, silentLogger(), ETCD_CALL_TIMEOUT_MS);
+  const plaintext = plaintextCredentialsWarning(options.etcd);
+  if (plaintext !== undefined) process.stderr.write(`flanneld-ts status: warning: ${plaintext}\n`);
   let opening: Promise<NetlinkKernel> | undefined;
   const controller = new AbortController();
   const stop = (): void => controller.abort();
