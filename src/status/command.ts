@@ -12,6 +12,7 @@ import { AnalyzeOptions, analyzeStatus } from './analyze';
 import { KernelReader, StatusStore, collectFacts } from './collect';
 import { renderBrief, renderJson } from './render';
 import { renderTable } from './render-table';
+import { escapeStrings } from './escape';
 import { StatusReport } from './report';
 
 /** Deadline of each etcd call status makes (EtcdLeaseStore's dialTimeoutMs). */
@@ -56,8 +57,8 @@ async function refresh(opts: StatusOptions, deps: StatusDeps): Promise<StatusRep
 
 function render(report: StatusReport, opts: StatusOptions, color: boolean): string {
   if (opts.format === 'json') return `${renderJson(report, opts.watch)}\n`;
-  if (opts.format === 'brief') return `${opts.watch ? `${report.generatedAt} ` : ''}${renderBrief(report, color)}\n`;
-  return renderTable(report, color);
+  if (opts.format === 'brief') return `${opts.watch ? `${report.generatedAt} ` : ''}${renderBrief(escapeStrings(report), color)}\n`;
+  return renderTable(escapeStrings(report), color);
 }
 
 /**
