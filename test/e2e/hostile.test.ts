@@ -32,9 +32,9 @@ async function sh(h: string, cmd: string, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** Every route of every table, minus what is on flannel.1 (ours to change): must not move. */
+/** Every IPv4 route of every table, minus what is on flannel.1 (ours to change): must not move. */
 async function underlayRoutes(h: string): Promise<string> {
-  const routes = JSON.parse(await sh(h, 'ip', ['-j', 'route', 'show', 'table', 'all'])) as Array<{ dev?: string }>;
+  const routes = JSON.parse(await sh(h, 'ip', ['-4', '-j', 'route', 'show', 'table', 'all'])) as Array<{ dev?: string }>;
   return JSON.stringify(routes.filter((r) => r.dev !== 'flannel.1'));
 }
 

@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonOptions, parseCommandLine } from '../../src/cli';
 import { Daemon } from '../../src/daemon';
+import { Metrics } from '../../src/metrics';
 import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
 import { MemoryLeaseStore } from '../../src/lease/memory-store';
@@ -41,7 +42,7 @@ function peerValue(ip: string, mac: string): string {
   return encodeLeaseValue({ publicIP: parseIPv4(ip), vni: 1, vtepMAC: mac });
 }
 
-function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string } = {}): Harness {
+function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; observer?: Metrics } = {}): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'flts-daemon-'));
   const subnetFile = opts.subnetFile ?? join(dir, 'subnet.env');
   const store = opts.store ?? new MemoryLeaseStore();
@@ -55,7 +56,7 @@ function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: s
   if (cmd.command !== 'run') throw new Error('not run');
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
-  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink) });
+  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink), ...(opts.observer && { observer: opts.observer }) });
   const ctl = new AbortController();
   const done = daemon.run(ctl.signal).catch((err: unknown) => err);
   const h: Harness = {
@@ -221,7 +222,8 @@ describe('Daemon against hostile or careless data', () => {
   });
 
   it('drops a peer whose entry the kernel refuses for good (all three entries), logs once, stays ready and retries once the value changes', async () => {
-    const h = start();
+    const metrics = new Metrics({ processMetrics: false });
+    const h = start({ observer: metrics });
     await ready(h);
     const refusal = new KernelError('failed to replace fdb: EOPNOTSUPP', 'EOPNOTSUPP', false);
     h.kernel.failNext((c) => c.method === 'apply' && c.operation.entry.kind === 'fdb' && c.operation.entry.mac === '02:00:00:00:00:50', refusal);
@@ -233,6 +235,9 @@ describe('Daemon against hostile or careless data', () => {
     await new Promise((r) => setTimeout(r, 700));
     expect(count(h, /not programming lease 10.7.50.0/g)).toBe(1);
     expect(count(h, /"msg":"failed to replace/g)).toBe(0);
+    const text = await metrics.text();
+    expect(text).toMatch(/^flanneld_kernel_refusals_total 1$/m);
+    expect(text).toMatch(/^flanneld_peers_skipped 1$/m);
     // A new value is tried again (and this time the kernel takes it).
     h.store.putRaw(`${PFX}10.7.50.0-24`, peerValue('10.65.154.51', '02:00:00:00:00:50'));
     await waitFor('retried with the new value', async () => (await h.entries()).length === 6, 3000, 10);
