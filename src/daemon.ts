@@ -20,7 +20,7 @@ import { randomMac } from './net/mac';
 import { DesiredState, desiredState } from './overlay/desired';
 import { HostSnapshot, PassResult, Reconciler } from './overlay/reconciler';
 import { RefusedLeases } from './overlay/refused';
-import { networkProblem, underlayProblem } from './overlay/underlay';
+import { networkProblem, underlayChecker } from './overlay/underlay';
 import { describeEntry } from './kernel/kernel';
 import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
 import { Clock } from './util/clock';
@@ -189,10 +189,10 @@ export class Daemon {
     if (host) this.host = host;
     const seen = this.host;
     if (this.desiredCache?.generation === this.generation && this.desiredCache.host === seen) return this.desiredCache.desired;
-    const underlay = seen && { host: seen.network, overlayIndex: seen.overlayIndex, network: this.config.network, etcdAddresses: this.deps.etcdAddresses ?? [] };
+    const underlay = seen && underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: this.config.network, etcdAddresses: this.deps.etcdAddresses ?? [] });
     this.refused.forget(this.view.leases());
     const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac }, this.view.leases(), this.config, (lease) =>
-      (underlay && underlayProblem(lease.subnet, underlay)) ?? this.refused.reason(lease),
+      underlay?.(lease.subnet) ?? this.refused.reason(lease),
     );
     this.logSkipped(desired);
     this.desiredCache = { generation: this.generation, host: seen, desired };

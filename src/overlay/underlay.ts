@@ -36,26 +36,37 @@ function describeRoute(ctx: UnderlayContext, r: HostRoute): string {
   return `${kind} ${formatCidr(r.dst)} dev ${deviceNames(ctx, r)}${table}`;
 }
 
-/** Why a peer with this subnet would hijack part of the underlay, or undefined when it would not. */
-export function underlayProblem(subnet: Cidr, ctx: UnderlayContext): string | undefined {
-  const s = formatCidr(subnet);
-  for (const iface of ctx.host.interfaces) {
-    if (iface.index === ctx.overlayIndex) continue;
-    const a = iface.addresses.find((x) => cidrContains(subnet, x.ip));
-    if (a) return `subnet ${s} contains address ${formatIPv4(a.ip)} of ${iface.name} on this host`;
-  }
-  const etcd = ctx.etcdAddresses.find((ip) => cidrContains(subnet, ip));
-  if (etcd !== undefined) return `subnet ${s} contains etcd endpoint ${formatIPv4(etcd)}`;
-  for (const r of ctx.host.routes) {
-    if (r.table === RT_TABLE_LOCAL || r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)) continue;
-    if (r.gateway !== undefined && r.gateway !== 0 && cidrContains(subnet, r.gateway)) {
-      return `subnet ${s} contains gateway ${formatIPv4(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
+/**
+ * A check for many subnets against one reading of the host: the host's routes
+ * are filtered once (routes on the overlay device and the local table dropped),
+ * so thousands of peers against thousands of our own routes stay cheap.
+ * The check says why a peer with that subnet would hijack part of the
+ * underlay, or undefined when it would not.
+ */
+export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr) => string | undefined {
+  const addresses = ctx.host.interfaces.filter((i) => i.index !== ctx.overlayIndex).flatMap((i) => i.addresses.map((a) => ({ ip: a.ip, name: i.name })));
+  const foreign = ctx.host.routes.filter((r) => r.table !== RT_TABLE_LOCAL && !(r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)));
+  return (subnet) => {
+    const s = formatCidr(subnet);
+    const a = addresses.find((x) => cidrContains(subnet, x.ip));
+    if (a) return `subnet ${s} contains address ${formatIPv4(a.ip)} of ${a.name} on this host`;
+    const etcd = ctx.etcdAddresses.find((ip) => cidrContains(subnet, ip));
+    if (etcd !== undefined) return `subnet ${s} contains etcd endpoint ${formatIPv4(etcd)}`;
+    for (const r of foreign) {
+      if (r.gateway !== undefined && r.gateway !== 0 && cidrContains(subnet, r.gateway)) {
+        return `subnet ${s} contains gateway ${formatIPv4(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
+      }
+      if (r.dst.prefixLen === 0 || !cidrOverlaps(subnet, r.dst)) continue;
+      if (r.protocol !== RTPROT_KERNEL && cidrContainsCidr(r.dst, ctx.network)) continue;
+      return `subnet ${s} overlaps ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
     }
-    if (r.dst.prefixLen === 0 || !cidrOverlaps(subnet, r.dst)) continue;
-    if (r.protocol !== RTPROT_KERNEL && cidrContainsCidr(r.dst, ctx.network)) continue;
-    return `subnet ${s} overlaps ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
-  }
-  return undefined;
+    return undefined;
+  };
+}
+
+/** Why a peer with this subnet would hijack part of the underlay, or undefined when it would not (one subnet; see underlayChecker). */
+export function underlayProblem(subnet: Cidr, ctx: UnderlayContext): string | undefined {
+  return underlayChecker(ctx)(subnet);
 }
 
 export interface NetworkHostFacts {

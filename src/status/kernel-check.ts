@@ -10,7 +10,7 @@ import { deviceMismatch } from '../kernel/vxlan-device';
 import { Lease } from '../lease/lease';
 import { Cidr, cidrContains, formatCidr, formatIPv4, makeCidr } from '../net/ipv4';
 import { desiredState } from '../overlay/desired';
-import { underlayProblem } from '../overlay/underlay';
+import { underlayChecker } from '../overlay/underlay';
 import { PlannedOperation, planChanges } from '../overlay/plan';
 import { DeviceCheck, DeviceReport, KernelReport, PeerRow, Problem, StaleEntry } from './report';
 
@@ -87,10 +87,10 @@ function staleProblem(s: StaleEntry, device: string): Problem {
 export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; problems: Problem[] } {
   const name = `flannel.${facts.config.backend.vni}`;
   const self = { subnet: facts.own?.subnet ?? { ip: -1, prefixLen: -1 }, publicIP: facts.publicIP ?? -1, vtepMAC: facts.own?.vtepMAC };
-  const underlay = { host: { interfaces: facts.interfaces, routes: facts.routes ?? [] }, overlayIndex: facts.device?.index, network: facts.config.network, etcdAddresses: facts.etcdAddresses ?? [] };
+  const underlay = underlayChecker({ host: { interfaces: facts.interfaces, routes: facts.routes ?? [] }, overlayIndex: facts.device?.index, network: facts.config.network, etcdAddresses: facts.etcdAddresses ?? [] });
   const dangerous = new Set<string>();
   const desired = desiredState(self, facts.leases, facts.config, (lease) => {
-    const why = underlayProblem(lease.subnet, underlay);
+    const why = underlay(lease.subnet);
     if (why !== undefined) dangerous.add(formatCidr(lease.subnet));
     return why;
   });
