@@ -47,18 +47,19 @@ export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr) => string 
   const addresses = ctx.host.interfaces.filter((i) => i.index !== ctx.overlayIndex).flatMap((i) => i.addresses.map((a) => ({ ip: a.ip, name: i.name })));
   const foreign = ctx.host.routes.filter((r) => r.table !== RT_TABLE_LOCAL && !(r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)));
   return (subnet) => {
-    const s = formatCidr(subnet);
+    // Only text for a refusal: most subnets pass and need none.
+    const s = (): string => formatCidr(subnet);
     const a = addresses.find((x) => cidrContains(subnet, x.ip));
-    if (a) return `subnet ${s} contains address ${formatIPv4(a.ip)} of ${a.name} on this host`;
+    if (a) return `subnet ${s()} contains address ${formatIPv4(a.ip)} of ${a.name} on this host`;
     const etcd = ctx.etcdAddresses.find((ip) => cidrContains(subnet, ip));
-    if (etcd !== undefined) return `subnet ${s} contains etcd endpoint ${formatIPv4(etcd)}`;
+    if (etcd !== undefined) return `subnet ${s()} contains etcd endpoint ${formatIPv4(etcd)}`;
     for (const r of foreign) {
       if (r.gateway !== undefined && r.gateway !== 0 && cidrContains(subnet, r.gateway)) {
-        return `subnet ${s} contains gateway ${formatIPv4(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
+        return `subnet ${s()} contains gateway ${formatIPv4(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
       }
       if (r.dst.prefixLen === 0 || !cidrOverlaps(subnet, r.dst)) continue;
       if (r.protocol !== RTPROT_KERNEL && cidrContainsCidr(r.dst, ctx.network)) continue;
-      return `subnet ${s} overlaps ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
+      return `subnet ${s()} overlaps ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
     }
     return undefined;
   };
