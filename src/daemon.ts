@@ -21,7 +21,7 @@ import { DesiredState, desiredState } from './overlay/desired';
 import { HostSnapshot, PassResult, Reconciler } from './overlay/reconciler';
 import { RefusedLeases } from './overlay/refused';
 import { networkProblem, underlayChecker } from './overlay/underlay';
-import { describeEntry } from './kernel/kernel';
+import { Entry, describeEntry } from './kernel/kernel';
 import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
 import { Clock } from './util/clock';
 import { ConfigError, errorMessage } from './util/errors';
@@ -210,7 +210,7 @@ export class Daemon {
   }
 
   /** The kernel refused entries of these peers for good: drop the whole peer (all three entries) until its lease changes. */
-  private onRefused(refused: ReadonlyArray<{ operation: { entry: Parameters<typeof describeEntry>[0] }; error: Error }>): void {
+  private onRefused(refused: ReadonlyArray<{ operation: { entry: Entry }; error: Error }>): void {
     const peers = this.currentDesired()?.peers;
     if (!peers) return;
     let added = 0;
