@@ -16,6 +16,8 @@ export interface EtcdOptions {
   readonly caFile?: string | undefined;
   readonly username?: string | undefined;
   readonly password?: string | undefined;
+  /** `--etcd-password-file`: read once by main (etcd-credentials.ts), never logged. */
+  readonly passwordFile?: string | undefined;
 }
 
 export interface DaemonOptions {
@@ -37,6 +39,8 @@ export interface DaemonOptions {
   /** Hidden: period of the full kernel reconcile in ms. */
   readonly resyncMs: number;
   readonly logLevel: string;
+  /** `--allow-wide-network`: accept a Network prefix shorter than /8. */
+  readonly allowWideNetwork: boolean;
 }
 
 /** `flanneld-ts status`: what to read, how to show it, and what to keep. */
@@ -52,6 +56,7 @@ export interface StatusOptions {
   readonly color: boolean | undefined;
   readonly kernelCheck: boolean;
   readonly filter: { readonly subnet: Cidr | undefined; readonly publicIP: number | undefined };
+  readonly allowWideNetwork: boolean;
 }
 
 export type Command =
@@ -66,7 +71,8 @@ const ETCD_FLAGS = {
   'etcd-certfile': { type: 'string', describe: 'TLS client certificate for etcd' },
   'etcd-cafile': { type: 'string', describe: 'CA bundle that signed the etcd server certificate' },
   'etcd-username': { type: 'string', describe: 'etcd username' },
-  'etcd-password': { type: 'string', describe: 'etcd password (never logged)' },
+  'etcd-password': { type: 'string', describe: 'etcd password (never logged; visible in ps: prefer --etcd-password-file or FLANNELD_ETCD_PASSWORD)' },
+  'etcd-password-file': { type: 'string', describe: 'File holding the etcd password (read once, never logged)' },
 } as const;
 
 const RUN_FLAGS = {
@@ -82,6 +88,7 @@ const RUN_FLAGS = {
   'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'Address of the /healthz, /readyz and /metrics server' },
   'healthz-port': { type: 'number', default: 0, describe: 'Port of the /healthz, /readyz and /metrics server (0 = off)' },
   'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error' },
+  'allow-wide-network': { type: 'boolean', default: false, describe: 'Accept a Network prefix shorter than /8 in the network config' },
   'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
   'kernel-resync': { type: 'number', default: 300, hidden: true, describe: 'Seconds between full kernel reconciles (kernel notifications trigger one at once)' },
 } as const;
@@ -92,6 +99,7 @@ const STATUS_FLAGS = {
   'iface-regex': RUN_FLAGS['iface-regex'],
   'subnet-file': { ...RUN_FLAGS['subnet-file'], describe: 'The subnet file the daemon writes; names this host\'s lease' },
   'subnet-lease-renew-margin': { ...RUN_FLAGS['subnet-lease-renew-margin'], describe: 'Warn about leases expiring within this many minutes (1-1439)' },
+  'allow-wide-network': { ...RUN_FLAGS['allow-wide-network'], describe: 'Judge a Network prefix shorter than /8 as the daemon started with this flag does' },
 } as const;
 
 // The view of one invocation; never from the environment (a FLANNELD_PUBLIC_IP meant for the daemon must not filter status).
@@ -160,7 +168,10 @@ export function etcdOptionsFrom(argv: Record<string, unknown>): EtcdOptions {
   if ((keyFile === undefined) !== (certFile === undefined)) {
     throw new UsageError('--etcd-keyfile and --etcd-certfile go together: give both or neither');
   }
-  return { endpoints, prefix: String(argv['etcd-prefix']), keyFile, certFile, caFile: str('etcd-cafile'), username: str('etcd-username'), password: str('etcd-password') };
+  const password = str('etcd-password');
+  const passwordFile = str('etcd-password-file');
+  if (password !== undefined && passwordFile !== undefined) throw new UsageError('--etcd-password and --etcd-password-file: give one, not both');
+  return { endpoints, prefix: String(argv['etcd-prefix']), keyFile, certFile, caFile: str('etcd-cafile'), username: str('etcd-username'), password, passwordFile };
 }
 
 function renewMarginFrom(argv: Record<string, unknown>): number {
@@ -223,6 +234,7 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
     leaseTTLSeconds: ttl,
     resyncMs: resync * 1000,
     logLevel: level,
+    allowWideNetwork: argv['allow-wide-network'] === true,
   };
 }
 
@@ -254,6 +266,7 @@ function statusOptionsFrom(argv: Record<string, unknown>): StatusOptions {
     color: typeof argv.color === 'boolean' ? argv.color : undefined,
     kernelCheck: argv['kernel-check'] !== false,
     filter: { subnet, publicIP },
+    allowWideNetwork: argv['allow-wide-network'] === true,
   };
 }
 

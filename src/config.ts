@@ -27,6 +27,22 @@ export interface NetworkConfig {
 }
 
 export const DEFAULT_VXLAN_PORT = 8472;
+/** Bytes VXLAN over IPv4 adds (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14): device MTU = underlay MTU - 50. */
+export const VXLAN_OVERHEAD = 50;
+// Linux: IFNAMSIZ is 16 with the terminating NUL, so "flannel." leaves 7 digits.
+const IFNAMSIZ = 16;
+const MAX_VNI = 10 ** (IFNAMSIZ - 1 - 'flannel.'.length) - 1;
+// The kernel accepts a link MTU from 68 (the IPv4 minimum) to 65535 ("MTU must be between 68 and 65535").
+const MIN_DEVICE_MTU = 68;
+const MAX_MTU = 65535;
+const MIN_BACKEND_MTU = MIN_DEVICE_MTU + VXLAN_OVERHEAD;
+/** Networks wider than this need `--allow-wide-network` (0.0.0.0/0 would make the FORWARD rules accept everything). */
+export const WIDEST_NETWORK_PREFIX = 8;
+
+export interface ParseConfigOptions {
+  /** `--allow-wide-network`: accept a Network prefix shorter than /8. */
+  readonly allowWideNetwork?: boolean;
+}
 
 
 function optInt(obj: JsonObject, name: string, path: string, min: number, max: number): number | undefined {
@@ -69,11 +85,19 @@ function parseBackend(raw: unknown): BackendConfig {
   if (type.toLowerCase() !== 'vxlan') {
     throw new ConfigError('Backend.Type', `unsupported backend ${JSON.stringify(type)}; flanneld-ts supports only "vxlan"`);
   }
+  const vni = optInt(b, 'VNI', 'Backend.VNI', 0, 0xffffff) ?? 1;
+  if (vni > MAX_VNI) {
+    throw new ConfigError('Backend.VNI', `${vni} is too large: the device name flannel.${vni} would exceed the kernel's ${IFNAMSIZ - 1} characters (at most ${MAX_VNI})`);
+  }
+  const mtu = optInt(b, 'MTU', 'Backend.MTU', 0, MAX_MTU) ?? 0;
+  if (mtu !== 0 && mtu < MIN_BACKEND_MTU) {
+    throw new ConfigError('Backend.MTU', `${mtu} is too small: the device MTU would be ${mtu} - ${VXLAN_OVERHEAD}, below the kernel's minimum of ${MIN_DEVICE_MTU} (give ${MIN_BACKEND_MTU} to ${MAX_MTU}, or 0 for the interface's)`);
+  }
   return {
     type: 'vxlan',
-    vni: optInt(b, 'VNI', 'Backend.VNI', 0, 0xffffff) ?? 1,
+    vni,
     port: optInt(b, 'Port', 'Backend.Port', 0, 65535) || DEFAULT_VXLAN_PORT,
-    mtu: optInt(b, 'MTU', 'Backend.MTU', 0, 65535) ?? 0,
+    mtu,
     gbp: optBool(b, 'GBP', 'Backend.GBP') ?? false,
     learning: optBool(b, 'Learning', 'Backend.Learning') ?? false,
     directRouting: optBool(b, 'DirectRouting', 'Backend.DirectRouting') ?? false,
@@ -81,7 +105,7 @@ function parseBackend(raw: unknown): BackendConfig {
 }
 
 /** Parses and validates the config JSON text. Throws ConfigError naming the field. */
-export function parseNetworkConfig(text: string): NetworkConfig {
+export function parseNetworkConfig(text: string, opts: ParseConfigOptions = {}): NetworkConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -106,6 +130,9 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   }
   if (network.prefixLen > 28) {
     throw new ConfigError('Network', `prefix /${network.prefixLen} is too small (at most /28)`);
+  }
+  if (network.prefixLen < WIDEST_NETWORK_PREFIX && opts.allowWideNetwork !== true) {
+    throw new ConfigError('Network', `${formatCidr(network)} is wider than /${WIDEST_NETWORK_PREFIX}; start flanneld-ts with --allow-wide-network if that is really meant`);
   }
   let subnetLen = optInt(obj, 'SubnetLen', 'SubnetLen', 0, 32);
   if (subnetLen === undefined || subnetLen === 0) {

@@ -5,7 +5,7 @@
  * → renewal. Everything it talks to comes in through DaemonDeps.
  */
 import { DaemonOptions } from './cli';
-import { NetworkConfig, parseNetworkConfig } from './config';
+import { NetworkConfig, VXLAN_OVERHEAD, parseNetworkConfig } from './config';
 import { IptablesRules } from './iptables';
 import { DaemonObserver } from './metrics';
 import { chooseExternalInterface } from './kernel/interfaces';
@@ -18,7 +18,10 @@ import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
 import { randomMac } from './net/mac';
 import { DesiredState, desiredState } from './overlay/desired';
-import { PassResult, Reconciler } from './overlay/reconciler';
+import { HostSnapshot, PassResult, Reconciler } from './overlay/reconciler';
+import { RefusedLeases } from './overlay/refused';
+import { networkProblem, underlayChecker } from './overlay/underlay';
+import { Entry, describeEntry } from './kernel/kernel';
 import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
 import { Clock } from './util/clock';
 import { ConfigError, errorMessage } from './util/errors';
@@ -36,6 +39,8 @@ export interface DaemonDeps {
   readonly onReady?: (status: DaemonStatus) => void;
   /** Metrics; optional so tests and embedders need not care. */
   readonly observer?: DaemonObserver;
+  /** IPv4 addresses of the etcd endpoints (resolved by main): no peer subnet or Network may contain one. */
+  readonly etcdAddresses?: readonly number[];
 }
 
 /** What health endpoints and tests look at. */
@@ -65,7 +70,10 @@ export class Daemon {
   private skippedLogged = new Map<string, string>();
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
-  private desiredCache: { generation: number; desired: DesiredState } | undefined;
+  private desiredCache: { generation: number; host: HostSnapshot | undefined; desired: DesiredState } | undefined;
+  /** The host's addresses and routes from the last listing pass. */
+  private host: HostSnapshot | undefined;
+  private readonly refused = new RefusedLeases();
   /** Generation and arrival time of the oldest lease event not yet in the kernel. */
   private pendingEvent: { generation: number; at: number } | undefined;
   private wakeLeaseLoop: (() => void) | undefined;
@@ -91,15 +99,14 @@ export class Daemon {
     const { store, kernel, clock, rand, log } = this.deps;
     const retry = <T>(what: string, fn: () => Promise<T>): Promise<T> => retryTransient(fn, { what, log, clock, rand, signal });
     try {
-      this.config = await this.waitForConfig(signal);
+      const { config, ext } = await this.waitForConfig(signal);
+      this.config = config;
       if (this.config.backend.directRouting) {
         log.warn('Backend.DirectRouting is not supported by flanneld-ts yet: every peer is reached through VXLAN');
       }
-      const [ifaces, defaultIndex] = await Promise.all([kernel.listInterfaces(), kernel.defaultRouteInterface()]);
-      const ext = chooseExternalInterface(ifaces, defaultIndex, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, publicIP: this.opts.publicIP });
       this.publicIP = ext.publicIP;
       const b = this.config.backend;
-      this.spec = { name: `flannel.${b.vni}`, vni: b.vni, localIP: ext.publicIP, underlayIndex: ext.iface.index, port: b.port, learning: b.learning, gbp: b.gbp, mtu: (b.mtu || ext.iface.mtu) - 50 };
+      this.spec = { name: `flannel.${b.vni}`, vni: b.vni, localIP: ext.publicIP, underlayIndex: ext.iface.index, port: b.port, learning: b.learning, gbp: b.gbp, mtu: (b.mtu || ext.iface.mtu) - VXLAN_OVERHEAD };
       log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), mtu: this.spec.mtu }, `using interface ${ext.iface.name} with public IP ${formatIPv4(ext.publicIP)}`);
       const first = await ensureVxlanDevice(kernel, this.spec, log, () => randomMac(this.deps.randomBytes));
       this.mac = first.device.mac;
@@ -128,7 +135,8 @@ export class Daemon {
       this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()));
       const reconciler = new Reconciler({
         kernel,
-        desired: () => this.currentDesired(),
+        desired: (host) => this.currentDesired(host),
+        onRefused: (refused) => this.onRefused(refused),
         generation: () => this.generation,
         onPass: (result) => this.onPass(result),
         onOverflow: () => this.deps.observer?.kernelWatchOverflowed(),
@@ -172,13 +180,23 @@ export class Daemon {
     }
   }
 
-  /** Computed once per generation: every reconcile pass and every /readyz probe asks for it. */
-  private currentDesired(): DesiredState | undefined {
+  /**
+   * Computed once per generation and host reading: every reconcile pass and
+   * every /readyz probe asks for it. Peers are checked against the host's own
+   * network as the last listing pass saw it, and leases the kernel refused stay out.
+   */
+  private currentDesired(host?: HostSnapshot): DesiredState | undefined {
     if (!this.own) return undefined;
-    if (this.desiredCache?.generation === this.generation) return this.desiredCache.desired;
-    const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP }, this.view.leases(), this.config);
+    if (host) this.host = host;
+    const seen = this.host;
+    if (this.desiredCache?.generation === this.generation && this.desiredCache.host === seen) return this.desiredCache.desired;
+    const underlay = seen && underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: this.config.network, etcdAddresses: this.deps.etcdAddresses ?? [] });
+    this.refused.forget(this.view.leases());
+    const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac }, this.view.leases(), this.config, (lease) =>
+      underlay?.(lease.subnet) ?? this.refused.reason(lease),
+    );
     this.logSkipped(desired);
-    this.desiredCache = { generation: this.generation, desired };
+    this.desiredCache = { generation: this.generation, host: seen, desired };
     return desired;
   }
 
@@ -189,6 +207,27 @@ export class Daemon {
       if (this.skippedLogged.get(subnet) !== reason) this.log.warn({ subnet, reason }, `not programming lease ${subnet}: ${reason}`);
     }
     this.skippedLogged = now;
+    this.deps.observer?.peersSkipped?.(desired.skipped.length);
+  }
+
+  /** The kernel refused entries of these peers for good: drop the whole peer (all three entries) until its lease changes. */
+  private onRefused(refused: ReadonlyArray<{ operation: { entry: Entry }; error: Error }>): void {
+    const peers = this.currentDesired()?.peers;
+    if (!peers) return;
+    let added = 0;
+    for (const { operation, error } of refused) {
+      const entry = operation.entry;
+      const peer = [...peers.values()].find((p) => (entry.kind === 'route' ? p.route.dst.ip === entry.dst.ip : entry.kind === 'neighbor' ? p.neighbor.ip === entry.ip : p.fdb.mac === entry.mac));
+      const lease = peer && this.view.leases().find((l) => l.subnet.ip === peer.subnet.ip && l.subnet.prefixLen === peer.subnet.prefixLen);
+      if (!lease) continue;
+      if (this.refused.add(lease, `the kernel refused its ${describeEntry(entry)}: ${error.message}`)) {
+        added++;
+        this.deps.observer?.leaseRefused?.();
+      }
+    }
+    if (added === 0) return;
+    this.generation++;
+    this.reconciler?.markDirty();
   }
 
   private ownKey(): string {
@@ -220,7 +259,25 @@ export class Daemon {
     if (written) this.log.info({ file: this.opts.subnetFile }, `wrote ${this.opts.subnetFile}`);
   }
 
-  private async waitForConfig(signal: AbortSignal): Promise<NetworkConfig> {
+  /**
+   * The config, checked against this host too: a Network containing the public
+   * IP, an address of the external interface or an etcd endpoint would route the
+   * underlay into the overlay, so it is treated like an invalid config.
+   */
+  private async checkedConfig(text: string): Promise<{ config: NetworkConfig; ext: ReturnType<typeof chooseExternalInterface> }> {
+    const config = parseNetworkConfig(text, { allowWideNetwork: this.opts.allowWideNetwork });
+    const { kernel } = this.deps;
+    const [ifaces, defaultIndex] = await Promise.all([kernel.listInterfaces(), kernel.defaultRouteInterface()]);
+    const ext = chooseExternalInterface(ifaces, defaultIndex, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, publicIP: this.opts.publicIP });
+    const problem = networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses: this.deps.etcdAddresses ?? [] });
+    if (problem !== undefined) throw new ConfigError('Network', problem);
+    if (config.backend.mtu === 0 && ext.iface.mtu - VXLAN_OVERHEAD < 68) {
+      throw new ConfigError('Backend.MTU', `the MTU of ${ext.iface.name} (${ext.iface.mtu}) leaves less than 68 for flannel.${config.backend.vni}; set Backend.MTU`);
+    }
+    return { config, ext };
+  }
+
+  private async waitForConfig(signal: AbortSignal): Promise<{ config: NetworkConfig; ext: ReturnType<typeof chooseExternalInterface> }> {
     const { store, clock, rand, log } = this.deps;
     const key = configKey(this.opts.etcd.prefix);
     let lastProblem = '';
@@ -231,9 +288,9 @@ export class Daemon {
         problem = `network config ${key} not found in etcd; waiting for it (checking every second)`;
       } else {
         try {
-          const config = parseNetworkConfig(text);
+          const checked = await this.checkedConfig(text);
           if (lastProblem !== '') log.info({ key }, `network config ${key} is now valid`);
-          return config;
+          return checked;
         } catch (err) {
           if (!(err instanceof ConfigError)) throw err;
           problem = `${err.message} (at ${key}); waiting for a corrected config`;

@@ -5,6 +5,7 @@
  * problems found), 2 usage error, 3 etcd unreachable (status).
  */
 import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import { Command, DaemonOptions, EtcdOptions, StatusOptions, parseCommandLine } from './cli';
 import { Daemon } from './daemon';
@@ -15,6 +16,8 @@ import { systemClock } from './util/clock';
 import { StoreUnavailableError, UsageError, errorMessage } from './util/errors';
 import { Logger, createLogger, silentLogger } from './util/log';
 import { notifySystemd } from './util/sd-notify';
+import { etcdPassword, plaintextCredentialsWarning } from './etcd-credentials';
+import { tryParseIPv4 } from './net/ipv4';
 import { startHealthServer } from './health';
 import { Metrics } from './metrics';
 
@@ -29,7 +32,7 @@ function etcdStore(etcd: EtcdOptions, log: Logger, dialTimeoutMs?: number): Etcd
     endpoints: etcd.endpoints,
     prefix: etcd.prefix,
     tls: { keyFile: etcd.keyFile, certFile: etcd.certFile, caFile: etcd.caFile },
-    auth: etcd.username !== undefined ? { username: etcd.username, password: etcd.password ?? '' } : undefined,
+    auth: etcd.username !== undefined ? { username: etcd.username, password: etcdPassword(etcd) ?? '' } : undefined,
     ...(dialTimeoutMs === undefined ? {} : { dialTimeoutMs }),
     log,
   });
@@ -42,8 +45,32 @@ async function openNetlink(log?: Logger): Promise<NetlinkKernel> {
   return new NetlinkKernel(log ? { log } : {});
 }
 
+/**
+ * The IPv4 addresses of the etcd endpoints, looked up once at start: no peer
+ * subnet or Network may contain one. A name that does not resolve now is left
+ * out (etcd itself reports it as unreachable).
+ */
+export async function etcdAddresses(endpoints: readonly string[]): Promise<number[]> {
+  const out = new Set<number>();
+  for (const ep of endpoints) {
+    const host = new URL(ep).hostname.replace(/^\[|\]$/g, '');
+    const literal = tryParseIPv4(host);
+    if (literal !== undefined) out.add(literal);
+    else {
+      const found = await lookup(host, { all: true, family: 4 }).catch(() => []);
+      for (const a of found) {
+        const ip = tryParseIPv4(a.address);
+        if (ip !== undefined) out.add(ip);
+      }
+    }
+  }
+  return [...out];
+}
+
 async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   const store = etcdStore(options.etcd, log.child({ component: 'etcd' }));
+  const plaintext = plaintextCredentialsWarning(options.etcd);
+  if (plaintext !== undefined) log.warn(plaintext);
   const kernel = await openNetlink(log.child({ component: 'kernel' }));
   const controller = new AbortController();
   const stop = (sig: string): void => {
@@ -64,6 +91,7 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
     randomBytes,
     log,
     observer: metrics,
+    etcdAddresses: await etcdAddresses(options.etcd.endpoints),
     onReady: (st) => void notifySystemd({ ready: true, status: `subnet ${st.subnet}, ${st.peers} peers programmed` }, log),
   });
   const health = metrics
@@ -87,6 +115,8 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
 async function runStatusCommand(options: StatusOptions): Promise<number> {
   // Short per-call deadlines: status must answer (exit 3) within seconds, never hang on a dead endpoint.
   const store = etcdStore(options.etcd, silentLogger(), ETCD_CALL_TIMEOUT_MS);
+  const plaintext = plaintextCredentialsWarning(options.etcd);
+  if (plaintext !== undefined) process.stderr.write(`flanneld-ts status: warning: ${plaintext}\n`);
   let opening: Promise<NetlinkKernel> | undefined;
   const controller = new AbortController();
   const stop = (): void => controller.abort();

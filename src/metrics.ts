@@ -15,6 +15,10 @@ export interface DaemonObserver {
   leaseRenewed(ok: boolean): void;
   leaseEventApplied(seconds: number): void;
   kernelWatchOverflowed(): void;
+  /** Leases not programmed right now (invalid values, dangerous subnets, refused by the kernel…). */
+  peersSkipped?(count: number): void;
+  /** The kernel refused a lease's entries for good; counted once per lease and value. */
+  leaseRefused?(): void;
 }
 
 export class Metrics implements DaemonObserver {
@@ -28,6 +32,8 @@ export class Metrics implements DaemonObserver {
   private readonly resyncs = new Counter({ name: 'flanneld_watch_resyncs_total', help: 'Full lease re-lists (compaction or watch failure)', registers: [this.registry] });
   private readonly overflows = new Counter({ name: 'flanneld_kernel_watch_overflows_total', help: 'Times kernel notifications were lost (ENOBUFS: the watch fell behind) and everything was re-listed', registers: [this.registry] });
   private readonly renewals = new Counter({ name: 'flanneld_lease_renewals_total', help: 'Lease renewals, by result', labelNames: ['result'] as const, registers: [this.registry] });
+  private readonly skipped = new Gauge({ name: 'flanneld_peers_skipped', help: 'Valid leases not programmed as peers (bad PublicIP or VtepMAC, over the underlay, refused by the kernel…)', registers: [this.registry] });
+  private readonly refusals = new Counter({ name: 'flanneld_kernel_refusals_total', help: 'Leases whose entries the kernel refused for good (EINVAL, ENOTSUP…); each is then skipped', registers: [this.registry] });
   private readonly passDuration = new Histogram({
     name: 'flanneld_reconcile_duration_seconds',
     help: 'Duration of one reconcile pass (read kernel, plan, apply)',
@@ -80,6 +86,14 @@ export class Metrics implements DaemonObserver {
 
   kernelWatchOverflowed(): void {
     this.overflows.inc();
+  }
+
+  peersSkipped(count: number): void {
+    this.skipped.set(count);
+  }
+
+  leaseRefused(): void {
+    this.refusals.inc();
   }
 
   text(): Promise<string> {

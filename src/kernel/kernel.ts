@@ -102,12 +102,35 @@ export interface LinkChange {
  * or notifications were lost (the listening socket overflowed: re-read everything).
  */
 export type ChangeCause = 'external' | 'own' | 'overflow';
+/** One IPv4 route of any table (`ip -4 route show table all`), as far as ownership checks need it. */
+export interface HostRoute {
+  readonly dst: Cidr;
+  readonly table: number;
+  /** RTPROT_*: 2 = kernel (a connected route), 3 = boot (`ip route add`, and our own routes). */
+  readonly protocol: number;
+  /** RT_SCOPE_*: 253 = link (connected), 0 = universe. */
+  readonly scope: number;
+  /** RTN_*: 1 = unicast, 2 = local, 3 = broadcast, 6 = blackhole, 7 = unreachable… */
+  readonly type: number;
+  /** Output devices (several for a multipath route, none for a blackhole). */
+  readonly devices: readonly number[];
+  readonly gateway?: number | undefined;
+}
+
+/** What the host's own network looks like: read once per reconcile pass to keep peers off the underlay. */
+export interface HostNetwork {
+  readonly interfaces: readonly InterfaceInfo[];
+  readonly routes: readonly HostRoute[];
+}
+
 
 export interface Kernel {
   /** All interfaces with their IPv4 addresses (`ip -4 addr`). */
   listInterfaces(): Promise<InterfaceInfo[]>;
   /** Index of the interface of the IPv4 default route in the main table (`ip route show default`), if any. */
   defaultRouteInterface(): Promise<number | undefined>;
+  /** Every interface with its addresses and every IPv4 route of every table (`ip -4 addr; ip -4 route show table all`). */
+  readHostNetwork(): Promise<HostNetwork>;
   /** The link called `name` (`ip -d link show <name>`), or undefined. */
   getDevice(name: string): Promise<DeviceState | undefined>;
   /** `ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> local <ip> dev <underlay> dstport <port> nolearning`; fails if it exists. */

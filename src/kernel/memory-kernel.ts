@@ -11,6 +11,8 @@ import {
   DeviceState,
   Entry,
   FdbEntry,
+  HostNetwork,
+  HostRoute,
   InterfaceAddress,
   InterfaceInfo,
   Kernel,
@@ -54,11 +56,18 @@ export class MemoryKernel implements Kernel {
   private readonly listeners = new Set<(cause: ChangeCause) => void>();
   private defaultIndex: number | undefined;
   private nextIndex = 1;
+  private readonly hostRoutes: HostRoute[] = [];
 
   /** Adds a plain (non-VXLAN) interface, e.g. the underlay. */
   addInterface(info: InterfaceInfo, mac = '02:00:00:00:00:01'): void {
     this.links.set(info.index, { info, kind: '', mac, routes: new Map(), neighbors: new Map(), fdb: new Map() });
     this.nextIndex = Math.max(this.nextIndex, info.index + 1);
+  }
+
+  /** Adds a route that is not on any device's entry list (another daemon's, the operator's). */
+  addHostRoute(route: HostRoute): void {
+    this.hostRoutes.push(route);
+    this.changed('external');
   }
 
   setDefaultRoute(index: number | undefined): void {
@@ -89,6 +98,20 @@ export class MemoryKernel implements Kernel {
 
   async listInterfaces(): Promise<InterfaceInfo[]> {
     return [...this.links.values()].map((l) => ({ ...l.info, addresses: [...l.info.addresses] }));
+  }
+
+  /** Connected routes for every non-/32 address, the routes on each device, the added host routes and the default route. */
+  async readHostNetwork(): Promise<HostNetwork> {
+    const interfaces = await this.listInterfaces();
+    const routes: HostRoute[] = [...this.hostRoutes];
+    for (const link of this.links.values()) {
+      for (const a of link.info.up ? link.info.addresses : []) {
+        if (a.prefixLen < 32) routes.push({ dst: makeCidr(a.ip, a.prefixLen), table: 254, protocol: 2, scope: 253, type: 1, devices: [link.info.index] });
+      }
+      for (const r of link.routes.values()) routes.push({ dst: r.dst, table: 254, protocol: 3, scope: 0, type: 1, devices: [link.info.index], gateway: r.gateway });
+    }
+    if (this.defaultIndex !== undefined) routes.push({ dst: makeCidr(0, 0), table: 254, protocol: 3, scope: 0, type: 1, devices: [this.defaultIndex] });
+    return { interfaces, routes };
   }
 
   async defaultRouteInterface(): Promise<number | undefined> {

@@ -62,6 +62,8 @@ import {
   RTM_NEWROUTE,
   RTN_UNICAST,
 } from './rtnl-codec';
+import { dumpHostRoutes } from './host-routes';
+import type { HostNetwork } from './kernel';
 import { ChangeCause, describeEntry } from './kernel';
 
 const MAX_IN_FLIGHT = 64;
@@ -416,5 +418,11 @@ export class NetlinkKernel implements Kernel {
     if (known !== undefined) return known;
     const [link] = await this.socket.getLink({ index }, {}, opts(0)).catch(() => []);
     return link?.attrs.ifname;
+  }
+
+  /** `ip -4 addr` + `ip -4 route show table all` (host-routes.ts reads the routes). */
+  async readHostNetwork(): Promise<HostNetwork> {
+    const interfaces = await this.listInterfaces();
+    return { interfaces, routes: await this.exclusive('list host routes', () => dumpHostRoutes(this.socket)) };
   }
 }

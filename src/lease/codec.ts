@@ -90,6 +90,7 @@ export interface KeyMeta {
   readonly etcdLease?: string | undefined;
   readonly expiresAt?: number | undefined;
   readonly modRevision?: string | undefined;
+  readonly createRevision?: string | undefined;
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   EtcdAuthenticationFailedError,
   EtcdLeaseInvalidError,
   EtcdPermissionDeniedError,
+  GRPCResourceExhastedError,
   IDuplexStream,
   IEvent,
   IKeyValue,
@@ -49,6 +50,15 @@ export interface EtcdStoreOptions {
 
 const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 const WATCH_BACKOFF = { initialMs: 200, maxMs: 5_000 };
+/**
+ * The lease list is read in pages of at most this many keys, at one revision,
+ * and no answer may exceed MAX_RECEIVE_BYTES: junk values (etcd takes up to
+ * 1.5 MiB each by default) cannot push a listing past gRPC's limit. A page that
+ * is still too large is asked again with half the keys; a single value too large
+ * to receive becomes an invalid lease named by its key.
+ */
+const LIST_PAGE_KEYS = 500;
+const MAX_RECEIVE_BYTES = 16 * 1024 * 1024;
 // Enough to read a thousand leases' TTLs in a few round trips without flooding etcd.
 const EXPIRY_CALLS_IN_FLIGHT = 32;
 
@@ -81,6 +91,7 @@ export function etcdClientOptions(opts: Pick<EtcdStoreOptions, 'endpoints' | 'tl
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.max_reconnect_backoff_ms': 2_000,
+      'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
     },
   };
   if (caFile || keyFile) {
@@ -121,8 +132,46 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   async list(): Promise<LeaseSnapshot> {
-    const res = await this.call('list leases', () => this.client.getAll().prefix(this.subnets).exec());
-    return { records: res.kvs.map((kv) => this.decode(kv)), revision: BigInt(res.header.revision) };
+    const { start, end } = Range.prefix(this.subnets);
+    const records: LeaseRecord[] = [];
+    let key = start;
+    let revision: string | undefined;
+    let limit = LIST_PAGE_KEYS;
+    for (;;) {
+      const at = revision;
+      let res;
+      try {
+        res = await this.client.kv.range({ key, range_end: end, limit, ...(at === undefined ? {} : { revision: at }) });
+      } catch (err) {
+        if (!(err instanceof GRPCResourceExhastedError)) throw this.fail('list leases', err);
+        if (limit > 1) {
+          limit = Math.max(1, limit >> 1);
+          continue;
+        }
+        // One value alone is over the limit: name its key, skip it.
+        const only = await this.call('list leases', () => this.client.kv.range({ key, range_end: end, limit: 1, keys_only: true, ...(at === undefined ? {} : { revision: at }) }));
+        const kv = only.kvs[0];
+        if (!kv) throw this.fail('list leases', err);
+        revision ??= only.header.revision;
+        records.push(this.tooLarge(kv));
+        key = Buffer.concat([kv.key, Buffer.from([0])]);
+        continue;
+      }
+      revision ??= res.header.revision;
+      records.push(...res.kvs.map((kv) => this.decode(kv)));
+      const last = res.kvs[res.kvs.length - 1];
+      if (!res.more || !last) break;
+      key = Buffer.concat([last.key, Buffer.from([0])]);
+      limit = LIST_PAGE_KEYS;
+    }
+    return { records, revision: BigInt(revision) };
+  }
+
+  private tooLarge(kv: IKeyValue): LeaseRecord {
+    const key = kv.key.toString();
+    const record = decodeLease(key, key.slice(this.subnets.length), '');
+    const reason = `value is larger than ${MAX_RECEIVE_BYTES / (1024 * 1024)} MiB (too large to read)`;
+    return { kind: 'invalid', key, invalid: { key, reason, subnet: record.kind === 'invalid' ? record.invalid.subnet : record.kind === 'lease' ? record.lease.subnet : record.subnet } };
   }
 
   /** One `LeaseTimeToLive` call per distinct lease, at most EXPIRY_CALLS_IN_FLIGHT at a time. */
@@ -341,6 +390,7 @@ export class EtcdLeaseStore implements LeaseStore {
     return decodeLease(key, key.slice(this.subnets.length), kv.value, {
       etcdLease: kv.lease === '0' ? undefined : kv.lease,
       modRevision: kv.mod_revision,
+      createRevision: kv.create_revision,
     });
   }
 

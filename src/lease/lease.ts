@@ -17,6 +17,8 @@ export interface Lease {
   readonly expiresAt?: number | undefined;
   /** etcd mod revision of the key (for compare-and-swap). */
   readonly modRevision?: string | undefined;
+  /** etcd create revision of the key: the older lease keeps a VtepMAC two leases claim. */
+  readonly createRevision?: string | undefined;
 }
 
 /** A key under `<prefix>/subnets/` whose key or value did not decode. Logged once, skipped, shown by status. */

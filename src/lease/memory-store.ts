@@ -14,6 +14,8 @@ interface Entry {
   readonly value: string;
   readonly lease: string | undefined;
   readonly modRevision: bigint;
+  /** The revision that created the key (kept by later puts, as in etcd). */
+  readonly createRevision: bigint;
 }
 
 interface Change {
@@ -240,7 +242,7 @@ export class MemoryLeaseStore implements LeaseStore {
   private commit(changes: readonly Change[]): void {
     const revision = ++this.revision;
     for (const { key, entry } of changes) {
-      const stored = entry ? { value: entry.value, lease: entry.lease, modRevision: revision } : undefined;
+      const stored = entry ? { value: entry.value, lease: entry.lease, modRevision: revision, createRevision: this.kv.get(key)?.createRevision ?? revision } : undefined;
       if (stored) this.kv.set(key, stored);
       else this.kv.delete(key);
       this.history.push({ key, entry: stored, revision });
@@ -278,6 +280,6 @@ export class MemoryLeaseStore implements LeaseStore {
 
   private decode(key: string, entry: Entry): LeaseRecord {
     // Like EtcdLeaseStore: no expiresAt (a range read does not carry lease TTLs).
-    return decodeLease(key, key.slice(this.subnets.length), entry.value, { etcdLease: entry.lease, modRevision: String(entry.modRevision) });
+    return decodeLease(key, key.slice(this.subnets.length), entry.value, { etcdLease: entry.lease, modRevision: String(entry.modRevision), createRevision: String(entry.createRevision) });
   }
 }

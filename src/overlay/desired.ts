@@ -3,9 +3,10 @@
  * the config. See reconciler.ts for the design note on the three entries per peer.
  */
 import { NetworkConfig } from '../config';
-import { Cidr, cidrContainsCidr, cidrEquals, formatCidr, formatIPv4 } from '../net/ipv4';
+import { Cidr, cidrContains, cidrContainsCidr, cidrEquals, formatCidr, formatIPv4 } from '../net/ipv4';
 import { Lease } from '../lease/lease';
 import { FdbEntry, NeighborEntry, RouteEntry } from '../kernel/kernel';
+import { LINK_LOCAL, publicIPProblem, vtepMacProblem } from '../net/address-kind';
 
 /** The three entries one remote lease calls for. */
 export interface PeerEntries {
@@ -25,6 +26,8 @@ export interface DesiredState {
 export interface SelfInfo {
   readonly subnet: Cidr;
   readonly publicIP: number;
+  /** This node's VTEP MAC: no peer is ever programmed with it. */
+  readonly vtepMAC?: string | undefined;
 }
 
 /** Why a lease is not programmed as a peer, or undefined when it is. */
@@ -36,6 +39,11 @@ export function peerSkipReason(self: SelfInfo, lease: Lease, config: NetworkConf
   if (lease.subnet.prefixLen !== config.subnetLen) return `subnet length is not /${config.subnetLen}`;
   if (lease.publicIP === self.publicIP) return `PublicIP ${formatIPv4(lease.publicIP)} is this node's own`;
   if (lease.vni !== config.backend.vni) return `VNI ${lease.vni} differs from ours (${config.backend.vni})`;
+  const ipProblem = publicIPProblem(lease.publicIP, cidrContains(LINK_LOCAL, self.publicIP));
+  if (ipProblem !== undefined) return ipProblem;
+  const macProblem = vtepMacProblem(lease.vtepMAC);
+  if (macProblem !== undefined) return macProblem;
+  if (self.vtepMAC !== undefined && lease.vtepMAC === self.vtepMAC) return `VtepMAC ${lease.vtepMAC} is this node's own`;
   return undefined;
 }
 
@@ -49,31 +57,53 @@ export function peerEntries(lease: Lease & { vtepMAC: string }): PeerEntries {
   };
 }
 
+/** Older first: by etcd create revision (a lease without one is newest), then by subnet. */
+export function olderFirst(a: Lease, b: Lease): number {
+  const ra = a.createRevision === undefined ? undefined : BigInt(a.createRevision);
+  const rb = b.createRevision === undefined ? undefined : BigInt(b.createRevision);
+  if (ra !== rb) {
+    if (ra === undefined) return 1;
+    if (rb === undefined) return -1;
+    return ra < rb ? -1 : 1;
+  }
+  return a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen;
+}
+
 /**
  * One neighbour, FDB entry and route per remote vxlan lease; never our own.
- * Two leases with one VtepMAC would fight over one FDB entry: the lower subnet wins
- * and the other is skipped with a reason (both nodes' traffic cannot be right).
+ * Two leases with one VtepMAC would fight over one FDB entry: the MAC stays with
+ * the lease etcd created first (an established peer keeps its traffic when a new
+ * key copies its MAC) and the newcomer is skipped with a reason.
+ * `extraSkip` adds reasons that need more than the leases (the host's routes,
+ * entries the kernel refused); a lease it refuses never owns a MAC.
  */
-export function desiredState(self: SelfInfo, leases: Iterable<Lease>, config: NetworkConfig): DesiredState {
+export function desiredState(
+  self: SelfInfo,
+  leases: Iterable<Lease>,
+  config: NetworkConfig,
+  extraSkip?: (lease: Lease) => string | undefined,
+): DesiredState {
   const peers = new Map<string, PeerEntries>();
-  const skipped: Array<{ subnet: string; reason: string }> = [];
+  const reasons = new Map<Lease, string>();
   const macOwner = new Map<string, string>();
-  const sorted = [...leases].sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen);
-  for (const lease of sorted) {
-    const subnet = formatCidr(lease.subnet);
-    const reason = peerSkipReason(self, lease, config);
+  const all = [...leases];
+  for (const lease of [...all].sort(olderFirst)) {
+    const reason = peerSkipReason(self, lease, config) ?? extraSkip?.(lease);
     if (reason !== undefined) {
-      if (reason !== 'own lease') skipped.push({ subnet, reason });
+      reasons.set(lease, reason);
       continue;
     }
     const mac = lease.vtepMAC as string;
     const owner = macOwner.get(mac);
-    if (owner !== undefined) {
-      skipped.push({ subnet, reason: `VtepMAC ${mac} is already used by ${owner}` });
-      continue;
-    }
-    macOwner.set(mac, subnet);
-    peers.set(subnet, peerEntries({ ...lease, vtepMAC: mac }));
+    if (owner !== undefined) reasons.set(lease, `VtepMAC ${mac} is already used by ${owner}, which etcd created earlier`);
+    else macOwner.set(mac, formatCidr(lease.subnet));
+  }
+  const skipped: Array<{ subnet: string; reason: string }> = [];
+  for (const lease of all.sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen)) {
+    const subnet = formatCidr(lease.subnet);
+    const reason = reasons.get(lease);
+    if (reason === undefined) peers.set(subnet, peerEntries({ ...lease, vtepMAC: lease.vtepMAC as string }));
+    else if (reason !== 'own lease') skipped.push({ subnet, reason });
   }
   return { peers, skipped };
 }

@@ -23,7 +23,7 @@
  * tick and start-up list the device again. Our own changes are not read back
  * at once: a verification listing follows `verifyMs` after the last of them.
  */
-import { ChangeCause, DeviceState, Kernel } from '../kernel/kernel';
+import { ChangeCause, DeviceState, HostNetwork, Kernel } from '../kernel/kernel';
 import { Clock, isAbortError } from '../util/clock';
 import { errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
@@ -48,10 +48,30 @@ export interface PassResult {
   readonly generation: number;
 }
 
+/** The host's addresses and routes as the last full pass read them, and which device is ours. */
+export interface HostSnapshot {
+  readonly network: HostNetwork;
+  readonly overlayIndex: number;
+}
+
+/** Errnos that say the kernel will never accept this entry: retrying cannot help. */
+const REFUSED_ERRNOS = new Set(['EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EAFNOSUPPORT', 'EPROTONOSUPPORT']);
+
+/** True when the kernel refused an operation for a reason a retry cannot fix. */
+export function isRefusal(err: Error): boolean {
+  const errno = (err as { errno?: unknown }).errno;
+  return typeof errno === 'string' && REFUSED_ERRNOS.has(errno);
+}
+
 export interface ReconcilerDeps {
   readonly kernel: Kernel;
-  /** The current desired state; undefined while the daemon cannot know it yet. */
-  readonly desired: () => DesiredState | undefined;
+  /**
+   * The current desired state, checked against the host's own network when
+   * `host` is given; undefined while the daemon cannot know it yet.
+   */
+  readonly desired: (host?: HostSnapshot) => DesiredState | undefined;
+  /** The kernel refused these replace operations for good (EINVAL, ENOTSUP…): the daemon drops their peers. */
+  readonly onRefused?: (refused: ReadonlyArray<{ readonly operation: PlannedOperation; readonly error: Error }>) => void;
   /** Changes whenever the desired state may have changed (lease events, resyncs, own lease). */
   readonly generation: () => number;
   /** Creates, adopts or repairs the overlay device and returns it. */
@@ -81,6 +101,7 @@ export class Reconciler {
   private fullNeeded = true;
   private known: KernelIndex | undefined;
   private knownDevice: DeviceState | undefined;
+  private host: HostSnapshot | undefined;
   private lastMark = 0;
   private verify: AbortController | undefined;
   private wake: (() => void) | undefined;
@@ -170,8 +191,7 @@ export class Reconciler {
   async reconcileOnce(): Promise<PassResult> {
     const started = this.deps.clock.now();
     const generation = this.deps.generation();
-    const desired = this.deps.desired();
-    if (!desired) return { planned: 0, failed: 0, peers: 0, durationMs: 0, applied: {}, repairs: 0, generation };
+    if (!this.deps.desired(this.host)) return { planned: 0, failed: 0, peers: 0, durationMs: 0, applied: {}, repairs: 0, generation };
     // Cleared before reading, so a notification that arrives meanwhile asks for another listing.
     const full = this.fullNeeded || !this.known || !this.knownDevice;
     this.fullNeeded = false;
@@ -180,15 +200,28 @@ export class Reconciler {
     if (full || !device || !known) {
       device = await this.deps.ensureDevice();
       known = KernelIndex.of(await this.deps.kernel.listEntries(device.index));
+      // Read once per listing pass: peers are checked against the host's own addresses and routes.
+      this.host = { network: await this.deps.kernel.readHostNetwork(), overlayIndex: device.index };
       this.knownDevice = device;
       this.known = known;
     }
+    const desired = this.deps.desired(this.host) as DesiredState;
     const plan = planChanges(desired, known);
     let failed = 0;
     const applied: Record<string, number> = {};
     if (plan.length > 0) {
       const errors = (await this.deps.kernel.apply(device.index, plan)).map((r) => r.error);
-      failed = this.logResults(plan, errors);
+      // Refusals go to the daemon, which logs them once per lease and drops that lease's peer.
+      const reported = new Set<number>();
+      const onRefused = this.deps.onRefused;
+      if (onRefused) {
+        plan.forEach((op, i) => {
+          const error = errors[i];
+          if (error && op.op === 'replace' && isRefusal(error)) reported.add(i);
+        });
+        if (reported.size > 0) onRefused([...reported].map((i) => ({ operation: plan[i] as PlannedOperation, error: errors[i] as Error })));
+      }
+      failed = this.logResults(plan, errors, reported);
       plan.forEach((op, i) => {
         const key = `${op.op}-${op.entry.kind}-${errors[i] ? 'failed' : 'ok'}`;
         applied[key] = (applied[key] ?? 0) + 1;
@@ -205,7 +238,8 @@ export class Reconciler {
     return result;
   }
 
-  private logResults(plan: readonly PlannedOperation[], errors: ReadonlyArray<Error | undefined>): number {
+  /** Logs each change (or a summary) and returns how many failed; `reported` failures were logged by the daemon. */
+  private logResults(plan: readonly PlannedOperation[], errors: ReadonlyArray<Error | undefined>, reported: ReadonlySet<number>): number {
     const log = this.deps.log;
     let failed = 0;
     const counts: Record<string, number> = {};
@@ -214,6 +248,7 @@ export class Reconciler {
       const err = errors[i];
       if (err) {
         failed++;
+        if (reported.has(i)) return;
         log.warn({ err: err.message, reason: op.reason }, `failed to ${op.op} ${describeEntry(op.entry)}: ${err.message}`);
         return;
       }

@@ -5,7 +5,7 @@
 import { NetworkConfig, parseNetworkConfig } from '../config';
 import { configKey } from '../lease/codec';
 import { Lease } from '../lease/lease';
-import { Cidr, cidrOverlaps, formatCidr, formatIPv4, parseCidr } from '../net/ipv4';
+import { Cidr, cidrOverlaps, formatCidr, formatIPv4, parseCidr, tryParseIPv4 } from '../net/ipv4';
 import { ConfigError } from '../util/errors';
 import { StatusFacts } from './collect';
 import { checkKernel } from './kernel-check';
@@ -27,14 +27,16 @@ export interface AnalyzeOptions {
   readonly ifaceRegex: readonly string[];
   readonly renewMarginMs: number;
   readonly filter: StatusFilter;
+  /** `--allow-wide-network`, as the daemon was started. */
+  readonly allowWideNetwork?: boolean;
 }
 
-function parseConfig(text: string | undefined, prefix: string): { config?: NetworkConfig; problem?: Problem } {
+function parseConfig(text: string | undefined, prefix: string, allowWideNetwork: boolean): { config?: NetworkConfig; problem?: Problem } {
   const key = configKey(prefix);
   const problem = (message: string): { problem: Problem } => ({ problem: { severity: 'error', kind: 'config', subnets: [], publicIPs: [], message } });
   if (text === undefined) return problem(`network config ${key} not found in etcd`);
   try {
-    return { config: parseNetworkConfig(text) };
+    return { config: parseNetworkConfig(text, { allowWideNetwork }) };
   } catch (err) {
     if (err instanceof ConfigError) return problem(`${err.message} (at ${key})`);
     throw err;
@@ -77,7 +79,7 @@ function applyFilter(report: Omit<StatusReport, 'healthy' | 'exitCode'>, filter:
 /** The report for `facts`. Exit code 1 when any error-level problem survives the filters. */
 export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusReport {
   const { records } = facts.store;
-  const { config, problem: configProblem } = parseConfig(facts.store.configText, opts.prefix);
+  const { config, problem: configProblem } = parseConfig(facts.store.configText, opts.prefix, opts.allowWideNetwork === true);
   const self = analyzeSelf({ records, config, kernel: facts.kernel, subnetFile: facts.subnetFile, iface: opts.iface, ifaceRegex: opts.ifaceRegex });
   const pool = analyzePool({ records, config, expiries: facts.store.expiries, now: facts.now, renewMarginMs: opts.renewMarginMs, ownKey: self.own?.key });
   const leases: Lease[] = records.flatMap((r) => (r.kind === 'lease' ? [r.lease] : []));
@@ -90,7 +92,11 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
     const ip = self.publicIP === undefined ? '' : ` ${formatIPv4(self.publicIP)}`;
     kernel = skipped(`not a flannel node: no flannel.${config.backend.vni} device and no lease for this host's public IP${ip}`);
   } else {
-    kernel = checkKernel({ config, device: k.device, entries: k.entries, interfaces: k.interfaces, own: self.own, publicIP: self.publicIP, iface: self.iface, leases });
+    const etcdAddresses = opts.endpoints.flatMap((ep) => {
+      const ip = tryParseIPv4(/^https?:\/\/([^:/]+)/.exec(ep)?.[1] ?? '');
+      return ip === undefined ? [] : [ip];
+    });
+    kernel = checkKernel({ config, device: k.device, entries: k.entries, interfaces: k.interfaces, own: self.own, publicIP: self.publicIP, iface: self.iface, leases, routes: k.routes, etcdAddresses });
   }
   const all = [...(configProblem ? [configProblem] : []), ...self.problems, ...pool.problems, ...kernel.problems];
   const problems = [...all.filter((p) => p.severity === 'error'), ...all.filter((p) => p.severity === 'warning')];

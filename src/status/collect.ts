@@ -5,7 +5,7 @@
  * decides what the facts mean.
  */
 import { parseNetworkConfig } from '../config';
-import { DeviceState, Entry, InterfaceInfo, Kernel } from '../kernel/kernel';
+import { DeviceState, Entry, HostRoute, InterfaceInfo, Kernel } from '../kernel/kernel';
 import { LeaseRecord } from '../lease/lease';
 import { LeaseStore } from '../lease/store';
 import { Clock } from '../util/clock';
@@ -15,7 +15,7 @@ import { StoreUnavailableError, errorMessage } from '../util/errors';
 export type StatusStore = Pick<LeaseStore, 'getConfig' | 'list' | 'leaseExpiries' | 'watch'>;
 
 /** The reads status makes of the kernel. */
-export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries'>;
+export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries' | 'readHostNetwork'>;
 
 export interface StoreFacts {
   readonly configText: string | undefined;
@@ -34,6 +34,8 @@ export type KernelFacts =
       /** The overlay device `flannel.<VNI>` (undefined when absent or when the VNI is unknown). */
       readonly device: DeviceState | undefined;
       readonly entries: readonly Entry[];
+      /** Every IPv4 route of the host, for the underlay checks the daemon makes. */
+      readonly routes: readonly HostRoute[];
     };
 
 export type SubnetFileFacts = { readonly path: string } & ({ readonly text: string } | { readonly error: string });
@@ -61,6 +63,7 @@ export interface CollectOptions {
   readonly etcdBudgetMs: number;
   /** For messages: the endpoints the store talks to. */
   readonly endpoints: readonly string[];
+  readonly allowWideNetwork?: boolean;
 }
 
 /** The config, one range read of the leases, and the expiry of each etcd lease. */
@@ -81,7 +84,8 @@ export async function collectKernelFacts(open: () => Promise<KernelReader>, devi
       deviceName === undefined ? Promise.resolve(undefined) : kernel.getDevice(deviceName),
     ]);
     const entries = device ? await kernel.listEntries(device.index) : [];
-    return { kind: 'read', interfaces, defaultIndex, device, entries };
+    const { routes } = await kernel.readHostNetwork();
+    return { kind: 'read', interfaces, defaultIndex, device, entries, routes };
   } catch (err) {
     return { kind: 'unavailable', reason: `failed to read kernel state: ${errorMessage(err)}` };
   }
@@ -108,7 +112,7 @@ export async function collectFacts(deps: CollectDeps, opts: CollectOptions): Pro
   });
   let vni: number | undefined;
   try {
-    vni = store.configText === undefined ? undefined : parseNetworkConfig(store.configText).backend.vni;
+    vni = store.configText === undefined ? undefined : parseNetworkConfig(store.configText, { allowWideNetwork: opts.allowWideNetwork === true }).backend.vni;
   } catch {
     // analyze.ts reports the bad config; without a VNI there is no device name to look up.
   }

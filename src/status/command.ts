@@ -12,6 +12,7 @@ import { AnalyzeOptions, analyzeStatus } from './analyze';
 import { KernelReader, StatusStore, collectFacts } from './collect';
 import { renderBrief, renderJson } from './render';
 import { renderTable } from './render-table';
+import { escapeStrings } from './escape';
 import { StatusReport } from './report';
 
 /** Deadline of each etcd call status makes (EtcdLeaseStore's dialTimeoutMs). */
@@ -43,21 +44,21 @@ export function unreachableMessage(err: unknown): string {
 }
 
 function analyzeOptions(opts: StatusOptions): AnalyzeOptions {
-  return { endpoints: opts.etcd.endpoints, prefix: opts.etcd.prefix, iface: opts.iface, ifaceRegex: opts.ifaceRegex, renewMarginMs: opts.renewMarginMinutes * 60_000, filter: opts.filter };
+  return { endpoints: opts.etcd.endpoints, prefix: opts.etcd.prefix, iface: opts.iface, ifaceRegex: opts.ifaceRegex, renewMarginMs: opts.renewMarginMinutes * 60_000, filter: opts.filter, allowWideNetwork: opts.allowWideNetwork };
 }
 
 async function refresh(opts: StatusOptions, deps: StatusDeps): Promise<StatusReport> {
   const facts = await collectFacts(
     { store: deps.store, kernel: opts.kernelCheck ? deps.kernel : undefined, readFile: deps.readFile, clock: deps.clock },
-    { subnetFile: opts.subnetFile, etcdBudgetMs: ETCD_BUDGET_MS, endpoints: opts.etcd.endpoints },
+    { subnetFile: opts.subnetFile, etcdBudgetMs: ETCD_BUDGET_MS, endpoints: opts.etcd.endpoints, allowWideNetwork: opts.allowWideNetwork },
   );
   return analyzeStatus(facts, analyzeOptions(opts));
 }
 
 function render(report: StatusReport, opts: StatusOptions, color: boolean): string {
   if (opts.format === 'json') return `${renderJson(report, opts.watch)}\n`;
-  if (opts.format === 'brief') return `${opts.watch ? `${report.generatedAt} ` : ''}${renderBrief(report, color)}\n`;
-  return renderTable(report, color);
+  if (opts.format === 'brief') return `${opts.watch ? `${report.generatedAt} ` : ''}${renderBrief(escapeStrings(report), color)}\n`;
+  return renderTable(escapeStrings(report), color);
 }
 
 /**

@@ -5,11 +5,12 @@
  * would keep the device. Pure.
  */
 import { NetworkConfig } from '../config';
-import { DeviceState, Entry, InterfaceInfo, VxlanSpec, describeEntry } from '../kernel/kernel';
+import { DeviceState, Entry, HostRoute, InterfaceInfo, VxlanSpec, describeEntry } from '../kernel/kernel';
 import { deviceMismatch } from '../kernel/vxlan-device';
 import { Lease } from '../lease/lease';
 import { Cidr, cidrContains, formatCidr, formatIPv4, makeCidr } from '../net/ipv4';
 import { desiredState } from '../overlay/desired';
+import { underlayChecker } from '../overlay/underlay';
 import { PlannedOperation, planChanges } from '../overlay/plan';
 import { DeviceCheck, DeviceReport, KernelReport, PeerRow, Problem, StaleEntry } from './report';
 
@@ -23,6 +24,9 @@ export interface KernelCheckFacts {
   readonly publicIP: number | undefined;
   readonly iface: InterfaceInfo | undefined;
   readonly leases: readonly Lease[];
+  /** The host's routes (every table) and the etcd endpoints' addresses: peers over the underlay are refused as the daemon refuses them. */
+  readonly routes?: readonly HostRoute[];
+  readonly etcdAddresses?: readonly number[];
 }
 
 function entryKey(e: Entry): string {
@@ -82,8 +86,14 @@ function staleProblem(s: StaleEntry, device: string): Problem {
 /** Per peer: route, neighbour and FDB `ok`, `missing` or what is wrong; stale entries; the device's checks. */
 export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; problems: Problem[] } {
   const name = `flannel.${facts.config.backend.vni}`;
-  const self = { subnet: facts.own?.subnet ?? { ip: -1, prefixLen: -1 }, publicIP: facts.publicIP ?? -1 };
-  const desired = desiredState(self, facts.leases, facts.config);
+  const self = { subnet: facts.own?.subnet ?? { ip: -1, prefixLen: -1 }, publicIP: facts.publicIP ?? -1, vtepMAC: facts.own?.vtepMAC };
+  const underlay = underlayChecker({ host: { interfaces: facts.interfaces, routes: facts.routes ?? [] }, overlayIndex: facts.device?.index, network: facts.config.network, etcdAddresses: facts.etcdAddresses ?? [] });
+  const dangerous = new Set<string>();
+  const desired = desiredState(self, facts.leases, facts.config, (lease) => {
+    const why = underlay(lease.subnet);
+    if (why !== undefined) dangerous.add(formatCidr(lease.subnet));
+    return why;
+  });
   const plan = planChanges(desired, facts.device ? facts.entries : []);
   const fixes = new Map(plan.filter((op) => op.op === 'replace').map((op) => [entryKey(op.entry), op.reason]));
   const byName = new Map(facts.leases.map((l) => [formatCidr(l.subnet), l]));
@@ -113,6 +123,7 @@ export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; pr
   for (const row of peers) {
     const p = peerProblem(row);
     if (p) problems.push(p);
+    if (dangerous.has(row.subnet)) problems.push({ severity: 'error', kind: 'underlay', subnets: [row.subnet], publicIPs: [row.publicIP], message: `peers on this host do not program lease ${row.subnet}: ${row.skipReason}` });
   }
   problems.push(...stale.map((s) => staleProblem(s, name)));
   return { report: { state: 'checked', skipReason: null, device, peers, stale }, problems };

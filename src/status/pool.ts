@@ -6,7 +6,7 @@ import { NetworkConfig, subnetCapacity, subnetFitsConfig } from '../config';
 import { recordSubnet } from '../lease/codec';
 import { Lease, LeaseRecord } from '../lease/lease';
 import { Cidr, cidrContainsCidr, cidrLast, formatCidr, formatIPv4 } from '../net/ipv4';
-import { peerSkipReason } from '../overlay/desired';
+import { olderFirst, peerSkipReason } from '../overlay/desired';
 import { LeaseRow, PoolReport, Problem } from './report';
 
 export interface LeaseFacts {
@@ -107,7 +107,8 @@ function clashProblems(leases: readonly Lease[]): Problem[] {
     out.push(problem('error', 'duplicate-public-ip', g, `PublicIP ${formatIPv4((g[0] as Lease).publicIP)} holds ${g.length} leases: ${names(g)}`));
   }
   for (const g of group((l) => (l.backendType === 'vxlan' ? l.vtepMAC : undefined))) {
-    out.push(problem('error', 'duplicate-vtep-mac', g, `VtepMAC ${(g[0] as Lease).vtepMAC} is in ${g.length} leases: ${names(g)} (peers program only the first)`));
+    const keeper = formatCidr(([...g].sort(olderFirst)[0] as Lease).subnet);
+    out.push(problem('error', 'duplicate-vtep-mac', g, `VtepMAC ${(g[0] as Lease).vtepMAC} is in ${g.length} leases: ${names(g)} (peers program only ${keeper}, which etcd created first)`));
   }
   // Sorted by start address, a lease overlaps an earlier one exactly when it starts before the furthest end so far.
   let widest: Lease | undefined;

@@ -25,7 +25,8 @@ export type ProblemKind =
   | 'own-lease'
   | 'device'
   | 'drift'
-  | 'stale';
+  | 'stale'
+  | 'underlay';
 
 /** One finding. Errors make the exit code 1; warnings are shown but leave it 0. */
 export interface Problem {

@@ -151,6 +151,19 @@ export function kernelContract(name: string, setup: () => Promise<KernelFixture>
       expect(await f.kernel.defaultRouteInterface()).toBe(f.underlayIndex);
     });
 
+    it('readHostNetwork reports the connected route, the default route and our routes with their devices', async () => {
+      const d = await device();
+      const [n, fdb, route] = peerEntries(31, '02:00:0a:07:1f:00', '10.65.154.31');
+      await applyOk(d.index, [replace(n), replace(fdb), replace(route)]);
+      const host = await f.kernel.readHostNetwork();
+      expect(host.interfaces.find((i) => i.index === f.underlayIndex)?.addresses).toContainEqual({ ip: f.localIP, prefixLen: 24, scope: 0 });
+      const main = host.routes.filter((r) => r.table === 254);
+      const connected = main.find((r) => r.dst.prefixLen === 24 && r.devices.includes(f.underlayIndex) && r.protocol === 2);
+      expect(connected).toMatchObject({ dst: { ip: (f.localIP & 0xffffff00) >>> 0, prefixLen: 24 }, scope: 253, type: 1 });
+      expect(main.some((r) => r.dst.prefixLen === 0 && r.devices.includes(f.underlayIndex))).toBe(true);
+      expect(main.find((r) => r.devices.includes(d.index))).toMatchObject({ dst: route.dst, gateway: route.gateway, protocol: 3, type: 1 });
+    });
+
     it('replaces, lists and deletes route, neighbour and FDB entries', async () => {
       const d = await device();
       const a = peerEntries(12, '02:00:0a:07:0c:00', '10.65.154.20');

@@ -160,6 +160,43 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(put!.revision < del!.revision && del!.revision < bogus!.revision).toBe(true);
     });
 
+    it('list and watch carry each key\'s create revision, kept across later puts', async () => {
+      const dir = subnetsPrefix(fx.prefix);
+      await fx.raw.put(`${dir}10.7.1.0-24`, valueFor('10.65.0.1'));
+      await fx.raw.put(`${dir}10.7.2.0-24`, valueFor('10.65.0.2'));
+      await fx.raw.put(`${dir}10.7.1.0-24`, valueFor('10.65.0.1', 'aa:bb:cc:dd:ee:01'));
+      const snap = await fx.store.list();
+      const created = new Map(snap.records.flatMap((r) => (r.kind === 'lease' ? [[formatCidr(r.lease.subnet), r.lease] as const] : [])));
+      const first = created.get('10.7.1.0/24');
+      const second = created.get('10.7.2.0/24');
+      expect(BigInt(first?.createRevision ?? '0')).toBeGreaterThan(0n);
+      expect(BigInt(first?.createRevision ?? '0')).toBeLessThan(BigInt(second?.createRevision ?? '0'));
+      expect(BigInt(first?.modRevision ?? '0')).toBeGreaterThan(BigInt(second?.modRevision ?? '0'));
+      const w = watchInto(snap.revision + 1n);
+      await fx.raw.put(`${dir}10.7.2.0-24`, valueFor('10.65.0.2', 'aa:bb:cc:dd:ee:02'));
+      await until('one event', () => w.events.length >= 1);
+      const ev = w.events[0];
+      expect(ev?.type === 'put' && ev.record.kind === 'lease' && ev.record.lease.createRevision).toBe(second?.createRevision);
+    });
+
+    it('list works whatever the value sizes: five 1 MB junk values are invalid leases beside the valid one', async () => {
+      const dir = subnetsPrefix(fx.prefix);
+      await fx.raw.put(`${dir}10.7.1.0-24`, valueFor('10.65.0.1'));
+      for (let i = 0; i < 5; i++) await fx.raw.put(`${dir}10.7.${10 + i}.0-24`, 'x'.repeat(1_000_000));
+      const snap = await fx.store.list();
+      expect(snap.records.filter((r) => r.kind === 'lease')).toHaveLength(1);
+      const invalid = snap.records.flatMap((r) => (r.kind === 'invalid' ? [r.invalid.reason] : []));
+      expect(invalid).toEqual(Array(5).fill('value is 1000000 bytes (limit 65536)'));
+    }, 30_000);
+
+    it('list returns every key of a prefix larger than one page, at one revision', async () => {
+      const dir = subnetsPrefix(fx.prefix);
+      await Promise.all(Array.from({ length: 1100 }, (_, i) => fx.raw.put(`${dir}10.${70 + (i >> 8)}.${i & 255}.0-24`, valueFor('10.65.0.1'))));
+      const snap = await fx.store.list();
+      expect(snap.records).toHaveLength(1100);
+      expect(new Set(snap.records.map((r) => r.key)).size).toBe(1100);
+    }, 60_000);
+
     it('watch resolves when its signal aborts', async () => {
       const snap = await fx.store.list();
       const ac = new AbortController();

@@ -9,13 +9,14 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonOptions, parseCommandLine } from '../../src/cli';
 import { Daemon } from '../../src/daemon';
+import { Metrics } from '../../src/metrics';
 import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
 import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { parseIPv4 } from '../../src/net/ipv4';
 import { waitFor } from '../../src/testbed/scene';
 import { systemClock } from '../../src/util/clock';
-import { OutOfSubnetsError } from '../../src/util/errors';
+import { KernelError, OutOfSubnetsError } from '../../src/util/errors';
 import { createLogger } from '../../src/util/log';
 
 const CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}';
@@ -41,7 +42,7 @@ function peerValue(ip: string, mac: string): string {
   return encodeLeaseValue({ publicIP: parseIPv4(ip), vni: 1, vtepMAC: mac });
 }
 
-function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string } = {}): Harness {
+function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; observer?: Metrics } = {}): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'flts-daemon-'));
   const subnetFile = opts.subnetFile ?? join(dir, 'subnet.env');
   const store = opts.store ?? new MemoryLeaseStore();
@@ -55,7 +56,7 @@ function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: s
   if (cmd.command !== 'run') throw new Error('not run');
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
-  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink) });
+  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink), ...(opts.observer && { observer: opts.observer }) });
   const ctl = new AbortController();
   const done = daemon.run(ctl.signal).catch((err: unknown) => err);
   const h: Harness = {
@@ -190,4 +191,82 @@ describe('Daemon', () => {
     await waitFor('renewal', () => h.logs.join('').includes('renewed lease'), 6000, 50);
     expect(h.store.leaseIds()).toHaveLength(1);
   }, 10_000);
+});
+
+describe('Daemon against hostile or careless data', () => {
+  const count = (h: Harness, re: RegExp): number => h.logs.join('').match(re)?.length ?? 0;
+
+  it('skips peers over the underlay, with a bad PublicIP or VtepMAC, or with its own MAC; logs each once', async () => {
+    const store = new MemoryLeaseStore();
+    store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'));
+    const kernel = new MemoryKernel();
+    kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('10.65.154.11'), prefixLen: 24, scope: 0 }] });
+    kernel.setDefaultRoute(2);
+    kernel.addHostRoute({ dst: { ip: parseIPv4('10.7.77.0'), prefixLen: 24 }, table: 254, protocol: 4, scope: 0, type: 1, devices: [2], gateway: parseIPv4('10.65.154.1') });
+    const h = start({ store, kernel, config: '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}' });
+    await ready(h);
+    store.putRaw(`${PFX}10.7.77.0-24`, peerValue('10.65.154.77', '02:00:00:00:00:77'));
+    store.putRaw(`${PFX}10.7.40.0-24`, peerValue('127.0.0.1', '02:00:00:00:00:40'));
+    store.putRaw(`${PFX}10.7.41.0-24`, peerValue('10.65.154.41', 'ff:ff:ff:ff:ff:ff'));
+    store.putRaw(`${PFX}10.7.42.0-24`, peerValue('10.65.154.42', h.daemon.status().vtepMAC as string));
+    store.putRaw(`${PFX}10.7.43.0-24`, peerValue('10.65.154.43', '02:00:00:00:00:12'));
+    await waitFor('all logged', () => count(h, /not programming lease/g) >= 5, 3000, 10);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(count(h, /not programming lease 10.7.77.0\/24: subnet 10.7.77.0\/24 overlaps route 10.7.77.0\/24 dev eth0, which flanneld-ts did not make/g)).toBe(1);
+    expect(count(h, /not programming lease 10.7.40.0\/24: PublicIP 127.0.0.1 is not a unicast host address/g)).toBe(1);
+    expect(count(h, /not programming lease 10.7.41.0\/24: VtepMAC ff:ff:ff:ff:ff:ff is broadcast/g)).toBe(1);
+    expect(count(h, /not programming lease 10.7.42.0\/24: VtepMAC \S+ is this node's own/g)).toBe(1);
+    expect(count(h, /not programming lease 10.7.43.0\/24: VtepMAC 02:00:00:00:00:12 is already used by 10.7.12.0\/24/g)).toBe(1);
+    expect(await h.entries()).toEqual(['fdb 02:00:00:00:00:12 dst 10.65.154.12', 'neighbor 10.7.12.0 lladdr 02:00:00:00:00:12', 'route 10.7.12.0/24 via 10.7.12.0 onlink']);
+    expect(h.daemon.status()).toMatchObject({ phase: 'ready', kernelInSync: true, peers: 1 });
+  });
+
+  it('drops a peer whose entry the kernel refuses for good (all three entries), logs once, stays ready and retries once the value changes', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const h = start({ observer: metrics });
+    await ready(h);
+    const refusal = new KernelError('failed to replace fdb: EOPNOTSUPP', 'EOPNOTSUPP', false);
+    h.kernel.failNext((c) => c.method === 'apply' && c.operation.entry.kind === 'fdb' && c.operation.entry.mac === '02:00:00:00:00:50', refusal);
+    h.store.putRaw(`${PFX}10.7.50.0-24`, peerValue('10.65.154.50', '02:00:00:00:00:50'));
+    h.store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'));
+    await waitFor('refusal logged', () => count(h, /not programming lease 10.7.50.0\/24: the kernel refused its fdb 02:00:00:00:00:50 dst 10.65.154.50: failed to replace fdb: EOPNOTSUPP/g) === 1, 3000, 10);
+    await waitFor('only the good peer left', async () => (await h.entries()).join() === 'fdb 02:00:00:00:00:12 dst 10.65.154.12,neighbor 10.7.12.0 lladdr 02:00:00:00:00:12,route 10.7.12.0/24 via 10.7.12.0 onlink', 3000, 10);
+    await waitFor('in sync', () => h.daemon.status().kernelInSync, 3000, 10);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(count(h, /not programming lease 10.7.50.0/g)).toBe(1);
+    expect(count(h, /"msg":"failed to replace/g)).toBe(0);
+    const text = await metrics.text();
+    expect(text).toMatch(/^flanneld_kernel_refusals_total 1$/m);
+    expect(text).toMatch(/^flanneld_peers_skipped 1$/m);
+    // A new value is tried again (and this time the kernel takes it).
+    h.store.putRaw(`${PFX}10.7.50.0-24`, peerValue('10.65.154.51', '02:00:00:00:00:50'));
+    await waitFor('retried with the new value', async () => (await h.entries()).length === 6, 3000, 10);
+  });
+
+  it('waits for a Network that does not contain its own public IP, naming both', async () => {
+    const h = start({ config: '{"Network":"10.0.0.0/8","Backend":{"Type":"vxlan"}}' });
+    await waitFor('refusal logged', () => h.logs.join('').includes("invalid network config: Network: Network 10.0.0.0/8 contains this node's public IP 10.65.154.11"), 3000, 10);
+    expect(await h.kernel.getDevice('flannel.1')).toBeUndefined();
+    h.store.setConfig(CONFIG);
+    await ready(h);
+  });
+
+  it.each([
+    ['{"Network":"8.0.0.0/7","Backend":{"Type":"vxlan"}}', 'Network: 8.0.0.0/7 is wider than /8'],
+    ['{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","VNI":16000000}}', 'Backend.VNI: 16000000 is too large'],
+    ['{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","MTU":1}}', 'Backend.MTU: 1 is too small'],
+  ])('keeps waiting on %s and starts once corrected', async (config, message) => {
+    const h = start({ config });
+    await waitFor('problem logged', () => h.logs.join('').includes(message), 3000, 10);
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(count(h, new RegExp(message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'g'))).toBe(1);
+    expect(h.daemon.status().phase).toBe('starting');
+    h.store.setConfig(CONFIG);
+    await ready(h);
+  });
+
+  it('accepts a wide Network with --allow-wide-network', async () => {
+    const h = start({ config: '{"Network":"100.0.0.0/6","Backend":{"Type":"vxlan"}}', args: ['--allow-wide-network'] });
+    await ready(h);
+  });
 });

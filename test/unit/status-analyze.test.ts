@@ -259,7 +259,7 @@ describe('status analysis: leases', () => {
 
   it.each([
     ['a second lease with one PublicIP', `${PFX}10.7.60.0-24`, value('10.65.154.12', '02:00:00:00:00:60'), ['error duplicate-public-ip'], 'PublicIP 10.65.154.12 holds 2 leases: 10.7.40.0/24, 10.7.60.0/24'],
-    ['a second lease with one VtepMAC', `${PFX}10.7.60.0-24`, value('10.65.154.60', PEERS[0]!.mac), ['error duplicate-vtep-mac'], 'VtepMAC 02:00:00:00:00:40 is in 2 leases: 10.7.40.0/24, 10.7.60.0/24 (peers program only the first)'],
+    ['a second lease with one VtepMAC', `${PFX}10.7.60.0-24`, value('10.65.154.60', PEERS[0]!.mac), ['error duplicate-vtep-mac'], 'VtepMAC 02:00:00:00:00:40 is in 2 leases: 10.7.40.0/24, 10.7.60.0/24 (peers program only 10.7.40.0/24, which etcd created first)'],
     ['an overlapping lease of the wrong length', `${PFX}10.7.40.128-25`, value('10.65.154.60', '02:00:00:00:00:60'), ['error wrong-length', 'error overlap'], 'leases 10.7.40.0/24 and 10.7.40.128/25 overlap'],
     ['a lease outside the network', `${PFX}10.9.1.0-24`, value('10.65.154.60', '02:00:00:00:00:60'), ['error outside-network'], 'lease 10.9.1.0/24 is outside Network 10.7.0.0/16'],
     ['a lease of another backend', `${PFX}10.7.60.0-24`, '{"PublicIP":"10.65.154.60","BackendType":"udp"}', ['error not-programmable'], 'peers do not program lease 10.7.60.0/24: backend type "udp" is not vxlan'],

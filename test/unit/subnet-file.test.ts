@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -56,5 +56,34 @@ describe('subnet.env', () => {
     writeFileSync(join(d, 'blocker'), '');
     await expect(ensureSubnetFile(join(d, 'blocker', 'subnet.env'), env)).rejects.toThrow(/failed to write subnet file .*blocker\/subnet.env/);
     expect(await readPreviousSubnet(join(d, 'missing'))).toBeUndefined();
+  });
+});
+
+describe('subnet.env against planted symlinks', () => {
+  it('follows neither a link at the old predictable temp name nor one at the temp name it picks', async () => {
+    const dir = tmp();
+    const file = join(dir, 'subnet.env');
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'precious\n', { mode: 0o600 });
+    symlinkSync(victim, join(dir, `.subnet.env.${process.pid}.tmp`));
+    const names = ['aaaaaaaaaaaaaaaa', 'bbbbbbbbbbbbbbbb'];
+    symlinkSync(victim, join(dir, `.subnet.env.${names[0]}.tmp`));
+    await writeFileAtomic(file, renderSubnetEnv(env), 0o644, () => names.shift() as string);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(statSync(victim).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, 'utf8')).toBe(renderSubnetEnv(env));
+    expect(lstatSync(file).isFile()).toBe(true);
+    expect(statSync(file).mode & 0o777).toBe(0o644);
+    // The planted links are left alone (they are not ours), and no temp file of ours is left.
+    expect(readdirSync(dir).sort()).toEqual([`.subnet.env.${process.pid}.tmp`, '.subnet.env.aaaaaaaaaaaaaaaa.tmp', 'subnet.env', 'victim']);
+  });
+  it('replaces a symlink at the target itself instead of writing through it', async () => {
+    const dir = tmp();
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    symlinkSync(victim, join(dir, 'subnet.env'));
+    await writeFileAtomic(join(dir, 'subnet.env'), 'x\n', 0o644);
+    expect(readFileSync(victim, 'utf8')).toBe('precious\n');
+    expect(lstatSync(join(dir, 'subnet.env')).isFile()).toBe(true);
   });
 });

@@ -1,0 +1,89 @@
+/**
+ * Keeping peers off the underlay: a peer's route must never take traffic from
+ * the host's own network. Pure: the host's addresses and routes are read once
+ * per reconcile pass (`Kernel.readHostNetwork`) and passed in.
+ *
+ * Ownership: a route on the overlay device (flannel.<VNI>) is ours; a route
+ * anywhere else is not, and a peer subnet that would take traffic from one is
+ * refused. A less specific route that covers the whole Network (the default
+ * route, an aggregate such as 10.0.0.0/8 via eth0, a blackhole for the
+ * Network) is how the overlay is meant to sit inside the underlay, so it does
+ * not count; every other overlap does.
+ */
+import { HostNetwork, HostRoute } from '../kernel/kernel';
+import { Cidr, cidrContains, cidrContainsCidr, cidrOverlaps, formatCidr, formatIPv4 } from '../net/ipv4';
+
+const RT_TABLE_LOCAL = 255;
+const RTPROT_KERNEL = 2;
+
+export interface UnderlayContext {
+  readonly host: HostNetwork;
+  /** ifindex of flannel.<VNI>: routes on it are ours. */
+  readonly overlayIndex: number | undefined;
+  readonly network: Cidr;
+  /** IPv4 addresses of the etcd endpoints. */
+  readonly etcdAddresses: readonly number[];
+}
+
+function deviceNames(ctx: UnderlayContext, r: HostRoute): string {
+  if (r.devices.length === 0) return 'no device';
+  return r.devices.map((i) => ctx.host.interfaces.find((x) => x.index === i)?.name ?? `ifindex ${i}`).join(',');
+}
+
+function describeRoute(ctx: UnderlayContext, r: HostRoute): string {
+  const kind = r.protocol === RTPROT_KERNEL ? 'connected route' : 'route';
+  const table = r.table === 254 ? '' : ` table ${r.table}`;
+  return `${kind} ${formatCidr(r.dst)} dev ${deviceNames(ctx, r)}${table}`;
+}
+
+/**
+ * A check for many subnets against one reading of the host: the host's routes
+ * are filtered once (routes on the overlay device and the local table dropped),
+ * so thousands of peers against thousands of our own routes stay cheap.
+ * The check says why a peer with that subnet would hijack part of the
+ * underlay, or undefined when it would not.
+ */
+export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr) => string | undefined {
+  const addresses = ctx.host.interfaces.filter((i) => i.index !== ctx.overlayIndex).flatMap((i) => i.addresses.map((a) => ({ ip: a.ip, name: i.name })));
+  const foreign = ctx.host.routes.filter((r) => r.table !== RT_TABLE_LOCAL && !(r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)));
+  return (subnet) => {
+    // Only text for a refusal: most subnets pass and need none.
+    const s = (): string => formatCidr(subnet);
+    const a = addresses.find((x) => cidrContains(subnet, x.ip));
+    if (a) return `subnet ${s()} contains address ${formatIPv4(a.ip)} of ${a.name} on this host`;
+    const etcd = ctx.etcdAddresses.find((ip) => cidrContains(subnet, ip));
+    if (etcd !== undefined) return `subnet ${s()} contains etcd endpoint ${formatIPv4(etcd)}`;
+    for (const r of foreign) {
+      if (r.gateway !== undefined && r.gateway !== 0 && cidrContains(subnet, r.gateway)) {
+        return `subnet ${s()} contains gateway ${formatIPv4(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
+      }
+      if (r.dst.prefixLen === 0 || !cidrOverlaps(subnet, r.dst)) continue;
+      if (r.protocol !== RTPROT_KERNEL && cidrContainsCidr(r.dst, ctx.network)) continue;
+      return `subnet ${s()} overlaps ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
+    }
+    return undefined;
+  };
+}
+
+/** Why a peer with this subnet would hijack part of the underlay, or undefined when it would not (one subnet; see underlayChecker). */
+export function underlayProblem(subnet: Cidr, ctx: UnderlayContext): string | undefined {
+  return underlayChecker(ctx)(subnet);
+}
+
+export interface NetworkHostFacts {
+  readonly publicIP: number;
+  /** The external interface, with its addresses. */
+  readonly iface: { readonly name: string; readonly addresses: ReadonlyArray<{ readonly ip: number }> };
+  readonly etcdAddresses: readonly number[];
+}
+
+/** Why the config's Network would swallow the underlay (checked at start, before any lease or route), or undefined. */
+export function networkProblem(network: Cidr, facts: NetworkHostFacts): string | undefined {
+  const net = formatCidr(network);
+  if (cidrContains(network, facts.publicIP)) return `Network ${net} contains this node's public IP ${formatIPv4(facts.publicIP)}`;
+  const own = facts.iface.addresses.find((a) => cidrContains(network, a.ip));
+  if (own) return `Network ${net} contains ${formatIPv4(own.ip)}, an address of the external interface ${facts.iface.name}`;
+  const etcd = facts.etcdAddresses.find((ip) => cidrContains(network, ip));
+  if (etcd !== undefined) return `Network ${net} contains etcd endpoint ${formatIPv4(etcd)}`;
+  return undefined;
+}
