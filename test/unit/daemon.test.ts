@@ -65,7 +65,7 @@ function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: s
     async entries() {
       const dev = await kernel.getDevice('flannel.1');
       if (!dev) return [];
-      const { describeEntry } = await import('../../src/overlay/plan');
+      const { describeEntry } = await import('../../src/overlay/plan.js');
       return (await kernel.listEntries(dev.index)).map(describeEntry).sort();
     },
   };
