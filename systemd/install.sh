@@ -56,7 +56,8 @@ esac
 if [ ! -f "$repo/dist/main.js" ] && [ ! -x "$repo/node_modules/.bin/tsc" ]; then
   log "building: npm ci in $repo"
   (cd "$repo" && npm ci --no-audit --no-fund)
-elif [ ! -f "$repo/dist/main.js" ] || [ -n "$(find "$repo/src" -newer "$repo/dist/main.js" -print -quit)" ]; then
+# A copy without src/ (a release tree: package.json, package-lock.json, bin/, dist/, systemd/) installs its dist/ as it is.
+elif [ ! -f "$repo/dist/main.js" ] || { [ -d "$repo/src" ] && [ -n "$(find "$repo/src" -newer "$repo/dist/main.js" -print -quit)" ]; }; then
   log "building: npm run build in $repo"
   (cd "$repo" && npm run --silent build)
 fi
