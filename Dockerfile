@@ -1,4 +1,4 @@
-# flanneld-ts container image: node:20-bookworm-slim with the compiled daemon,
+# flanneld-ts container image: node:24-trixie-slim with the compiled daemon,
 # its production dependencies, iptables (for --ip-masq and the FORWARD rules)
 # and iproute2 (`ip`/`bridge`, to look at what the daemon programmed).
 #
@@ -22,14 +22,14 @@
 # Not --privileged: Docker's default capability set plus the two above suffices.
 #
 # In this workplace's CI (no container registry) ../shared/tools/offline-docker.sh
-# provides the node:20-bookworm-slim base and the engine; npm inside the build
+# provides the node:24-trixie-slim base and the engine; npm inside the build
 # then needs the machine's CA bundle, passed as a build secret:
 #   DOCKER_BUILDKIT=1 docker build --secret id=cacert,src=/etc/ssl/certs/ca-certificates.crt -t flanneld-ts .
 # On a normal machine the secret is simply absent (required=false) and npm uses
 # Node's own CA store.
 
 # ---- build: all dependencies, TypeScript -> dist/ ------------------------------
-FROM node:20-bookworm-slim AS build
+FROM node:24-trixie-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` would run tsc before the sources are here, and no
@@ -44,14 +44,14 @@ RUN npm run build
 # ---- cni: the reference CNI plugins the kind DaemonSet installs on nodes --------
 # Debian's containernetworking-plugins; only the four a flannel-style pod network
 # uses (kind's node image has no `bridge`). See e2e-kind/README section.
-FROM node:20-bookworm-slim AS cni
+FROM node:24-trixie-slim AS cni
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends containernetworking-plugins \
  && mkdir -p /cni \
  && cp /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/lib/cni/portmap /cni/
 
 # ---- runtime: production dependencies only --------------------------------------
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-trixie-slim AS runtime
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iptables iproute2 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*

@@ -34,8 +34,15 @@ export const SERVICE_NETWORK = '10.96.0.0/16';
 export const NETWORK_CONFIG = { Network: POD_NETWORK, Backend: { Type: 'vxlan' } };
 export const NAMESPACE = 'flanneld-ts';
 export const IMAGE = 'flanneld-ts:dev';
-/** kubeadm's etcd image for Kubernetes 1.32 (kind v0.26+ preloads it on its nodes). */
+/**
+ * kubeadm's etcd image for Kubernetes 1.32 (kind v0.26, v0.27), as committed in the YAML.
+ * e2e-kind/run.sh replaces it with the image kubeadm lists on the cluster's control-plane
+ * node (e2e-kind/kind-lib.sh), which every kind node already holds.
+ */
 export const ETCD_IMAGE = 'registry.k8s.io/etcd:3.5.16-0';
+/** etcdctl's timeouts in the config Job: etcd's rollout (run.sh waits up to 180 s for it). */
+export const ETCDCTL_DIAL_TIMEOUT = '180s';
+export const ETCDCTL_COMMAND_TIMEOUT = '30s';
 export const ETCD_CLUSTER_IP = '10.96.100.10';
 export const ETCD_CLIENT_PORT = 12379;
 export const ETCD_PEER_PORT = 12380;
@@ -147,8 +154,10 @@ function networkConfigJob(): Job {
               name: 'put-config',
               image: ETCD_IMAGE,
               imagePullPolicy: 'IfNotPresent',
-              // No shell in the etcd image: Kubernetes expands $(NET_CONF) itself.
-              command: ['etcdctl', `--endpoints=${ETCD_ENDPOINT}`, 'put', '/coreos.com/network/config', '$(NET_CONF)'],
+              // No shell in the etcd image: Kubernetes expands $(NET_CONF) itself. The Job may start
+              // before etcd's rollout ends: etcdctl's default 2 s dial timeout would fail it, so it waits
+              // as long as `rollout status` in run.sh may (the Job's restarts then cover the rest).
+              command: ['etcdctl', `--endpoints=${ETCD_ENDPOINT}`, `--dial-timeout=${ETCDCTL_DIAL_TIMEOUT}`, `--command-timeout=${ETCDCTL_COMMAND_TIMEOUT}`, 'put', '/coreos.com/network/config', '$(NET_CONF)'],
               env: [{ name: 'NET_CONF', valueFrom: { configMapKeyRef: { name: 'flanneld-ts', key: 'net-conf.json' } } }],
             },
           ],

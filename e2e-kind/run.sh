@@ -6,9 +6,10 @@
 #   KEEP=1 e2e-kind/run.sh     leave the cluster up to look around
 #                              (kind delete cluster --name flts-kind when done)
 #
-# Needs docker, kind (v0.26+: Kubernetes 1.32, whose nodes already hold the etcd
-# image used here) and kubectl, and a machine that can pull kind's node image
-# and nginx:1.27-alpine. (This workplace's machines reach no container registry,
+# Needs docker, kind (v0.26+) and kubectl, and a machine that can pull kind's node
+# image and nginx:1.27-alpine. The overlay's etcd runs the etcd image kubeadm
+# already put on the nodes: read from the control-plane node (`kubeadm config
+# images list`) and rendered into the manifest, whatever Kubernetes that kind ships. (This workplace's machines reach no container registry,
 # so kind cannot start on them: CI validates the manifests and shellchecks this
 # script instead, see test/unit/kind-manifests.test.ts.)
 #
@@ -17,6 +18,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=e2e-kind/kind-lib.sh
+source e2e-kind/kind-lib.sh
 here=e2e-kind
 cluster=${CLUSTER:-flts-kind}
 image=flanneld-ts:dev
@@ -31,6 +34,15 @@ for tool in docker kind kubectl; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 k() { kubectl --context "$ctx" "$@"; }
+
+# Preflight, before anything is created.
+kind_inotify_ok "$(sysctl -n fs.inotify.max_user_instances)" "$(sysctl -n fs.inotify.max_user_watches)" || die "inotify limits too low (see above)"
+# A cluster of that name (e.g. one kept by KEEP=1) is never ours to create or delete.
+if kind get clusters 2>/dev/null | grep -qx "$cluster"; then
+  die "a kind cluster named $cluster exists already (kept by an earlier KEEP=1 run?): delete it (kind delete cluster --name $cluster) or pick another name (CLUSTER=…)"
+fi
+created=false
+work=$(mktemp -d)
 
 dump() {
   k get nodes -o wide || true
@@ -48,10 +60,12 @@ dump() {
 cleanup() {
   local rc=$?
   trap - EXIT
-  if [ "$rc" -ne 0 ]; then dump >&2 || true; fi
-  if [ "${KEEP:-}" = 1 ]; then
+  if [ "$rc" -ne 0 ] && [ "$created" = true ]; then dump >&2 || true; fi
+  rm -rf "$work"
+  # Only a cluster this run created is deleted (a failed `kind create` removes its own nodes).
+  if [ "$created" = true ] && [ "${KEEP:-}" = 1 ]; then
     log "cluster $cluster kept (kind delete cluster --name $cluster)"
-  else
+  elif [ "$created" = true ]; then
     kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
   fi
   if [ "$rc" -eq 0 ]; then log PASS; else log "FAIL (exit $rc)"; fi
@@ -61,12 +75,24 @@ trap cleanup EXIT
 
 log "creating kind cluster $cluster (no default CNI)"
 kind create cluster --name "$cluster" --config "$here/kind-config.yaml" --wait 0s
+created=true
 log "building $image"
 docker build -t "$image" .
-kind load docker-image "$image" --name "$cluster"
+# `kind load docker-image` fails with Docker's containerd image store (the default
+# of fresh Docker Engine 29 installs; kind issue 3795): load an archive of the
+# node's platform instead.
+arch=$(docker version -f '{{.Server.Arch}}')
+platform=()
+if docker save --help 2>/dev/null | grep -q -- '--platform'; then platform=(--platform "linux/$arch"); fi
+docker save "${platform[@]}" -o "$work/image.tar" "$image"
+kind load image-archive "$work/image.tar" --name "$cluster"
 
-log "applying $here/flanneld-ts.yaml"
-k apply -f "$here/flanneld-ts.yaml"
+# The etcd image kubeadm put on the nodes of this kind's Kubernetes (no pull needed).
+etcd_image=$(docker exec "$cluster-control-plane" kubeadm config images list --config /kind/kubeadm.conf 2>/dev/null | kind_etcd_image) ||
+  die "could not read the etcd image from $cluster-control-plane (kubeadm config images list)"
+kind_render_etcd_image "$etcd_image" <"$here/flanneld-ts.yaml" >"$work/flanneld-ts.yaml"
+log "applying $here/flanneld-ts.yaml with etcd $etcd_image"
+k apply -f "$work/flanneld-ts.yaml"
 k -n flanneld-ts rollout status deployment/flanneld-ts-etcd --timeout=180s
 k -n flanneld-ts wait --for=condition=complete job/flanneld-ts-network-config --timeout=180s
 k -n flanneld-ts rollout status daemonset/flanneld-ts --timeout=300s

@@ -34,7 +34,6 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 repo=$PWD
-tool="$(dirname "$repo")/shared/tools/offline-docker.sh"
 nodes=${FLTS_E2E_NODES:-3}
 image=flanneld-ts:e2e
 tools_image=flanneld-ts-e2e-tools:latest
@@ -55,45 +54,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 case $nodes in 2 | 3) ;; *) die "FLTS_E2E_NODES must be 2 or 3, not $nodes" ;; esac
 
-# One run at a time on a machine: runs share the engine and the image tags, and a
-# run that starts dockerd stops it again. Whatever carries our label while we hold
-# the lock was left by a run that was killed.
-exec 9>/var/tmp/flts-container-e2e.lock
-flock -w 1800 9 || die "another container e2e run holds /var/tmp/flts-container-e2e.lock"
+# shellcheck source=scripts/docker-lib.sh
+source scripts/docker-lib.sh
+docker_lock
 
 # ---- engine --------------------------------------------------------------------
-started_dockerd=false
-# The distribution's client (/usr/bin/docker) first: it matches the engine that
-# offline-docker.sh installs, and builds with DOCKER_BUILDKIT=1 without buildx.
-if [ -z "${DOCKER:-}" ]; then
-  if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
-fi
-if ! command -v "$DOCKER" >/dev/null 2>&1 || ! "$DOCKER" info >/dev/null 2>&1; then
-  if [ ! -f "$tool" ]; then
-    die "no running Docker engine, and no $tool to start one (it sits beside the repository on this workplace's machines); start Docker or run from a checkout with shared/ beside it"
-  fi
-  log "starting Docker with $tool"
-  # setsid: dockerd gets a session of its own, so the test runner's process-group
-  # kill does not take it down mid-shutdown; we stop it ourselves below.
-  exports=$(setsid bash "$tool" start </dev/null) || die "$tool start failed"
-  eval "$exports"
-  started_dockerd=true
-fi
-export DOCKER_BUILDKIT=1
-d() { "$DOCKER" "$@"; }
-
-remove_labelled() { # $1: label filter (key or key=value)
-  local ids
-  ids=$(d ps -aq --filter "label=$1")
-  # shellcheck disable=SC2086 # one id per word
-  if [ -n "$ids" ]; then d rm -f $ids >/dev/null 2>&1 || true; fi
-  ids=$(d network ls -q --filter "label=$1")
-  # shellcheck disable=SC2086
-  if [ -n "$ids" ]; then d network rm $ids >/dev/null 2>&1 || true; fi
-  ids=$(d volume ls -q --filter "label=$1")
-  # shellcheck disable=SC2086
-  if [ -n "$ids" ]; then d volume rm -f $ids >/dev/null 2>&1 || true; fi
-}
+docker_engine_start
 
 dump() {
   local i
@@ -118,11 +84,7 @@ cleanup() {
   remove_labelled "$label"
   if [ "${FLTS_E2E_RMI:-}" = 1 ]; then d rmi -f "$image" "$tools_image" >/dev/null 2>&1 || true; fi
   d image prune -f --filter label=flts.e2e.image >/dev/null 2>&1 || true
-  if [ "$started_dockerd" = true ]; then
-    log "stopping the dockerd this run started"
-    bash "$tool" stop || true
-    for _ in $(seq 60); do d info >/dev/null 2>&1 || break; sleep 0.5; done
-  fi
+  docker_engine_stop
   if [ "$rc" -eq 0 ]; then log "PASS (${SECONDS}s)"; else log "FAIL (exit $rc, ${SECONDS}s)"; fi
   exit "$rc"
 }
@@ -141,16 +103,12 @@ host_overlay_state() {
 host_before=$(host_overlay_state)
 
 # ---- images --------------------------------------------------------------------
-secret=()
-# HTTPS egress may be intercepted here: npm inside the build gets the machine's CA
-# bundle as a secret (the Dockerfile mounts it with required=false).
-if [ -f /etc/ssl/certs/ca-certificates.crt ]; then secret=(--secret "id=cacert,src=/etc/ssl/certs/ca-certificates.crt"); fi
 log "building $image from the Dockerfile"
-d build -q "${secret[@]}" --label flts.e2e.image=1 -t "$image" "$repo" >/dev/null || die "docker build of the Dockerfile failed"
+d build -q "${docker_build_secret[@]}" --label flts.e2e.image=1 -t "$image" "$repo" >/dev/null || die "docker build of the Dockerfile failed"
 log "building $tools_image (etcd, ping, the image's CNI plugins)"
 # Debian packages first (cached across runs), then the plugins from the image under test.
 d build -q --label flts.e2e.image=1 -t "$tools_image" - >/dev/null <<EOF || die "docker build of the test tools image failed"
-FROM node:20-bookworm-slim
+FROM node:24-trixie-slim
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       etcd-server etcd-client iproute2 iputils-ping && rm -rf /var/lib/apt/lists/*
 COPY --from=$image /opt/flanneld-ts/cni/bin /opt/cni/bin
@@ -231,7 +189,8 @@ for i in $(seq "$nodes"); do
     sleep 0.1
   done
   link=$(d exec "$c" ip -d link show flannel.1)
-  grep -q "vxlan id 1 local ${node_ip[i]} dev eth0 .*dstport 8472 nolearning" <<<"$link" || die "$c: flannel.1 is not vxlan id 1 local ${node_ip[i]} dev eth0 dstport 8472 nolearning: $link"
+  # Each part on its own: iproute2 6.15 (trixie) prints nolearning after ttl and ageing, 6.1 right after dstport.
+  { grep -q "vxlan id 1 local ${node_ip[i]} dev eth0 .*dstport 8472 " <<<"$link" && grep -q ' nolearning ' <<<"$link"; } || die "$c: flannel.1 is not vxlan id 1 local ${node_ip[i]} dev eth0 dstport 8472 nolearning: $link"
   grep -q 'mtu 1450 ' <<<"$link" || die "$c: flannel.1 MTU is not 1450: $link"
   # ip pads some lines with a trailing space.
   routes=$(d exec "$c" ip route show dev flannel.1 | sed 's/ *$//' | sort)
@@ -253,6 +212,15 @@ for i in $(seq "$nodes"); do
   d exec "$run_id-d$i" iptables -S FLANNEL-FWD | grep -qxF -- '-A FLANNEL-FWD -s 10.7.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT' || die "$c: no FLANNEL-FWD accept rule"
 done
 log "every node: flannel.1, one route, neighbour and FDB entry per peer, masq and forward chains"
+# The image's runtime and the iptables backend Debian's iptables selects there:
+# the rules above must be in nf_tables, with nothing of ours in the legacy tables.
+runtime=$(d exec "$run_id-d1" node --version)
+[ "${runtime%%.*}" = v24 ] || die "the image runs Node.js $runtime, not 24"
+backend=$(d exec "$run_id-d1" iptables -V)
+grep -q '(nf_tables)' <<<"$backend" || die "the image's iptables is not the nf_tables backend: $backend"
+legacy=$(d exec "$run_id-d1" iptables-legacy-save 2>&1 || true)
+if grep -q FLANNEL <<<"$legacy"; then die "flannel rules in the legacy tables: $legacy"; fi
+log "image: Node.js $runtime, $backend; the rules are in nf_tables, none in the legacy tables"
 
 # ---- pods ------------------------------------------------------------------------
 pod_ip=()

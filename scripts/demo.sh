@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo of flanneld-ts: sudo ./scripts/demo.sh
-# Installs what it needs (Debian 12), then runs `npm run demo`: two namespace
+# Installs what it needs (Debian 12 or 13, Node.js 24), then runs `npm run demo`: two namespace
 # hosts, a real etcd, flanneld-ts on both, nginx1 -> nginx2 ping across the
 # VXLAN overlay, the state along the path printed, everything torn down.
 set -euo pipefail
@@ -10,6 +10,9 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 cd "$(dirname "$0")/.."
+# Node.js 24 first in PATH (fetched when the machine's node is another version).
+# shellcheck source=scripts/use-node.sh
+source scripts/use-node.sh
 bash scripts/install-deps.sh
 npm run build --silent
 exec npm run demo --silent

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what flanneld-ts's tests and demo need on Debian 12 (run as root from
-# the repo root): the apt packages below when missing, then `npm ci` (which also
+# Installs what flanneld-ts's tests and demo need on Debian 12 or 13 (run as root
+# from the repo root): the apt packages below when missing, Node.js 24 when the
+# machine's node is another version (scripts/use-node.sh), then `npm ci` (which also
 # builds dist/ through the prepare script) when node_modules is missing or stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +22,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then
-  echo "flanneld-ts needs Node.js 20 or newer (with npm); found: $(node --version 2>/dev/null || echo none)" >&2
-  exit 2
-fi
+# Node.js 24 first in PATH (a no-op when the caller already sourced it).
+# shellcheck source=scripts/use-node.sh
+source scripts/use-node.sh
 
 # npm writes node_modules/.package-lock.json on install: older than the lockfile means stale.
 if [ "${CI:-}" = true ] || [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of flanneld-ts: sudo ./scripts/test.sh [vitest args…]
 #
-# Installs what the suite needs (Debian 12), builds, typechecks, then runs vitest
+# Installs what the suite needs (Debian 12 or 13; Node.js 24, fetched when the
+# machine's node is another version: scripts/use-node.sh), builds, typechecks, then runs vitest
 # inside a private network namespace so that no test can touch the host's own
 # interfaces, routes or iptables. Prints "N passed, N failed[, N skipped]" and
 # exits with vitest's exit code. Extra arguments go to vitest (e.g. test/unit).
@@ -14,7 +15,11 @@ fi
 
 cd "$(dirname "$0")/.."
 
-# apt packages, Node check, npm ci (shared with scripts/demo.sh).
+# Node.js 24 first in PATH for everything below: npm, tsc, vitest and the daemons the tests start.
+# shellcheck source=scripts/use-node.sh
+source scripts/use-node.sh
+echo "Node.js $(node --version) ($FLTS_NODE)"
+# apt packages, npm ci (shared with scripts/demo.sh).
 bash scripts/install-deps.sh
 npm run build
 npx tsc -p tsconfig.json --noEmit

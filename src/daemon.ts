@@ -66,7 +66,8 @@ export class Daemon {
   private publicIP = 0;
   private readonly view: LeaseView;
   private reconciler: Reconciler | undefined;
-  private lost: string | undefined;
+  /** Why our lease needs re-acquiring, and the store revision that said so (none for a failed renewal). */
+  private lost: { reason: string; revision: bigint | undefined } | undefined;
   private skippedLogged = new Map<string, string>();
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
@@ -132,7 +133,7 @@ export class Daemon {
       const snapshot = await retry('list leases', () => store.list());
       this.view.reset(snapshot.records);
       this.leasesChanged();
-      this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()));
+      this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
       const reconciler = new Reconciler({
         kernel,
         desired: (host) => this.currentDesired(host),
@@ -334,7 +335,7 @@ export class Daemon {
           this.deps.observer?.watchResynced();
           revision = snapshot.revision + 1n;
           log.info({ changed }, `resynced leases: ${changed} changed`);
-          this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()));
+          this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
           this.reconciler?.markDirty();
         } catch (listErr) {
           if (signal.aborted) return;
@@ -349,18 +350,35 @@ export class Daemon {
   private onOwnEvents(events: readonly LeaseEvent[]): void {
     const key = this.ownKey();
     for (const ev of events) {
-      if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${formatCidr(this.own.subnet)} was deleted from etcd`);
-      else if (ev.type === 'put' && ev.record.key === key) this.checkOwnRecord(ev.record);
+      if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${formatCidr(this.own.subnet)} was deleted from etcd`, ev.revision);
+      else if (ev.type === 'put' && ev.record.key === key) this.checkOwnRecord(ev.record, ev.revision);
     }
   }
 
-  private checkOwnRecord(record: Parameters<typeof isOwnRecord>[0]): void {
-    if (record === undefined) this.markLost(`lease ${formatCidr(this.own.subnet)} is gone from etcd`);
-    else if (!isOwnRecord(record, this.publicIP, this.mac)) this.markLost(`lease ${formatCidr(this.own.subnet)} now belongs to someone else`);
+  /** `record`: our key as etcd held it at `revision` (undefined: absent). */
+  private checkOwnRecord(record: Parameters<typeof isOwnRecord>[0], revision: bigint): void {
+    if (record === undefined) this.markLost(`lease ${formatCidr(this.own.subnet)} is gone from etcd`, revision);
+    else if (!isOwnRecord(record, this.publicIP, this.mac)) this.markLost(`lease ${formatCidr(this.own.subnet)} now belongs to someone else`, revision);
   }
 
-  private markLost(reason: string): void {
-    this.lost ??= reason;
+  /**
+   * What etcd said at or before the revision our holding is known from describes an
+   * earlier holding: a watch stream that comes back after an outage delivers the
+   * delete of a lease that expired meanwhile, possibly after the lease loop has
+   * already re-acquired it. Acting on it would re-acquire a lease we hold.
+   */
+  private isPast(revision: bigint | undefined): boolean {
+    return revision !== undefined && revision <= this.own.since;
+  }
+
+  /** A loss reported while re-acquiring, by news older than the new holding, is past. */
+  private forgetPastLoss(): void {
+    if (this.isPast(this.lost?.revision)) this.lost = undefined;
+  }
+
+  private markLost(reason: string, revision?: bigint): void {
+    if (this.isPast(revision)) return;
+    this.lost ??= { reason, revision };
     this.wakeLeaseLoop?.();
   }
 
@@ -396,9 +414,11 @@ export class Daemon {
   private async reacquire(signal: AbortSignal): Promise<void> {
     const { clock, rand, log } = this.deps;
     const old = this.own.subnet;
-    log.warn({ subnet: formatCidr(old), reason: this.lost }, `${this.lost}; re-acquiring`);
+    const reason = this.lost?.reason;
+    log.warn({ subnet: formatCidr(old), reason }, `${reason}; re-acquiring`);
     this.lost = undefined;
     this.own = await retryTransient(() => this.acquire(old), { what: 'acquire a subnet lease', log, clock, rand, signal });
+    this.forgetPastLoss();
     if (formatCidr(this.own.subnet) !== formatCidr(old)) {
       log.error({ oldSubnet: formatCidr(old), subnet: formatCidr(this.own.subnet) }, `SUBNET CHANGED from ${formatCidr(old)} to ${formatCidr(this.own.subnet)}: ${formatCidr(old)} was taken by another node; pods still on the old subnet have lost connectivity and must be recreated`);
       await this.ensureDevice();

@@ -41,7 +41,7 @@ function etcdStore(etcd: EtcdOptions, log: Logger, dialTimeoutMs?: number): Etcd
 // Loaded on first use: the native netlink module exists only on Linux, and status must run from an operator's laptop too.
 async function openNetlink(log?: Logger): Promise<NetlinkKernel> {
   if (process.platform !== 'linux') throw new Error(`netlink is Linux-only (this is ${process.platform})`);
-  const { NetlinkKernel } = await import('./kernel/netlink-kernel');
+  const { NetlinkKernel } = await import('./kernel/netlink-kernel.js');
   return new NetlinkKernel(log ? { log } : {});
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs flanneld-ts as a systemd service from this checkout (Debian 12, as root):
+# Installs flanneld-ts as a systemd service from this checkout (Debian 12 or 13, as root):
 #
 #   sudo systemd/install.sh
 #   sudoedit /etc/default/flanneld-ts        # etcd endpoints, interface, --ip-masq, ...
@@ -15,7 +15,8 @@
 #                                      absent (mode 0600: it may hold the etcd password)
 # Idempotent: a second run replaces the program and the unit with the same
 # content and leaves an existing /etc/default/flanneld-ts alone. It neither
-# enables nor starts the service. Needs Node.js 20+ outside /home and /root (the
+# enables nor starts the service. Needs Node.js 24 (the supported runtime; a newer
+# major is accepted with a warning) outside /home and /root (the
 # unit's ProtectHome=yes hides those) and the npm registry (or npm's cache).
 #
 # Env: DESTDIR=/some/root stages everything under that directory instead (no
@@ -37,11 +38,16 @@ if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then die "run as root (sudo $0), o
 case $PREFIX in /*) ;; *) die "PREFIX must be an absolute path, not $PREFIX" ;; esac
 
 node=$(command -v node || true)
-[ -n "$node" ] || die "node is not on PATH: install Node.js 20 or newer first"
+[ -n "$node" ] || die "node is not on PATH: install Node.js 24 first"
 node=$(readlink -f "$node")
-"$node" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
-  die "flanneld-ts needs Node.js 20 or newer; $node is $("$node" --version)"
-case $node in
+node_major=$("$node" -e 'process.stdout.write(process.versions.node.split(".")[0])') || die "$node does not run"
+if [ "$node_major" -lt 24 ]; then
+  die "flanneld-ts runs on Node.js 24 (the supported runtime); $node is $("$node" --version): install Node.js 24"
+elif [ "$node_major" -gt 24 ]; then
+  log "warning: $node is $("$node" --version); flanneld-ts is tested on Node.js 24 only"
+fi
+# A staged install (DESTDIR) is not run by this machine's systemd: only a real one must find node outside ProtectHome's reach.
+[ -n "$DESTDIR" ] || case $node in
   /home/* | /root/* | /run/user/*) die "$node is under /home, /root or /run/user, which the unit hides (ProtectHome=yes): install Node.js system-wide (e.g. /usr/bin/node)" ;;
 esac
 
@@ -50,7 +56,8 @@ esac
 if [ ! -f "$repo/dist/main.js" ] && [ ! -x "$repo/node_modules/.bin/tsc" ]; then
   log "building: npm ci in $repo"
   (cd "$repo" && npm ci --no-audit --no-fund)
-elif [ ! -f "$repo/dist/main.js" ] || [ -n "$(find "$repo/src" -newer "$repo/dist/main.js" -print -quit)" ]; then
+# A copy without src/ (a release tree: package.json, package-lock.json, bin/, dist/, systemd/) installs its dist/ as it is.
+elif [ ! -f "$repo/dist/main.js" ] || { [ -d "$repo/src" ] && [ -n "$(find "$repo/src" -newer "$repo/dist/main.js" -print -quit)" ]; }; then
   log "building: npm run build in $repo"
   (cd "$repo" && npm run --silent build)
 fi

@@ -220,7 +220,7 @@ export class EtcdLeaseStore implements LeaseStore {
       );
       if (!res.succeeded) return undefined;
       orphan = undefined;
-      return { etcdLease: grant.ID, expiresAt: started + Number(grant.TTL) * 1000 };
+      return { etcdLease: grant.ID, expiresAt: started + Number(grant.TTL) * 1000, revision: BigInt(res.header.revision) };
     } finally {
       if (orphan !== undefined) await this.revokeOrphan(orphan, key);
     }

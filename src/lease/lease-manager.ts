@@ -20,6 +20,13 @@ export interface OwnLease {
   readonly etcdLease: string | undefined;
   /** Unix ms; undefined for a reservation. */
   readonly expiresAt: number | undefined;
+  /**
+   * The store revision this holding is known from: the put that created the key,
+   * or the list that showed it to be ours. A watch event or list at or before it
+   * describes an earlier holding (e.g. the delete of a lease that expired while
+   * etcd was unreachable, delivered after the lease was re-acquired).
+   */
+  readonly since: bigint;
 }
 
 export interface AcquireOptions {
@@ -45,8 +52,8 @@ const MAX_ATTEMPTS = 10;
 export async function acquireLease(opts: AcquireOptions): Promise<OwnLease> {
   const value = encodeLeaseValue({ publicIP: opts.publicIP, vni: opts.config.backend.vni, vtepMAC: opts.vtepMAC });
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const { records } = await opts.store.list();
-    const own = await reuseOwn(opts, records, value);
+    const { records, revision } = await opts.store.list();
+    const own = await reuseOwn(opts, records, value, revision);
     if (own === 'retry') continue;
     if (own) return own;
     const taken = records.map(recordSubnet).filter((s): s is Cidr => s !== undefined);
@@ -57,14 +64,14 @@ export async function acquireLease(opts: AcquireOptions): Promise<OwnLease> {
     const created = await opts.store.create(subnet, value, opts.ttlSeconds);
     if (created) {
       opts.log.info({ subnet: formatCidr(subnet), reused: prevFree === true }, `acquired lease ${formatCidr(subnet)}`);
-      return { subnet, value, etcdLease: created.etcdLease, expiresAt: created.expiresAt };
+      return { subnet, value, etcdLease: created.etcdLease, expiresAt: created.expiresAt, since: created.revision };
     }
     opts.log.info({ subnet: formatCidr(subnet) }, `subnet ${formatCidr(subnet)} was taken by another node meanwhile; choosing again`);
   }
   throw new StoreUnavailableError(`failed to acquire a subnet lease in ${formatCidr(opts.config.network)}: lost ${MAX_ATTEMPTS} races in a row`);
 }
 
-async function reuseOwn(opts: AcquireOptions, records: readonly LeaseRecord[], value: string): Promise<OwnLease | undefined | 'retry'> {
+async function reuseOwn(opts: AcquireOptions, records: readonly LeaseRecord[], value: string, listed: bigint): Promise<OwnLease | undefined | 'retry'> {
   const mine = records
     .filter((r): r is Extract<LeaseRecord, { kind: 'lease' }> => r.kind === 'lease' && r.lease.publicIP === opts.publicIP)
     .map((r) => r.lease);
@@ -77,12 +84,12 @@ async function reuseOwn(opts: AcquireOptions, records: readonly LeaseRecord[], v
       await opts.store.deleteIfValue(lease.subnet, encodeLeaseValue({ publicIP: lease.publicIP, vni: lease.vni, vtepMAC: lease.vtepMAC ?? '00:00:00:00:00:00' }), lease.etcdLease);
       continue;
     }
-    return adopt(opts, lease, value);
+    return adopt(opts, lease, value, listed);
   }
   return undefined;
 }
 
-async function adopt(opts: AcquireOptions, lease: Lease, value: string): Promise<OwnLease | 'retry'> {
+async function adopt(opts: AcquireOptions, lease: Lease, value: string, listed: bigint): Promise<OwnLease | 'retry'> {
   const name = formatCidr(lease.subnet);
   const sameValue = lease.vtepMAC === opts.vtepMAC && lease.backendType === 'vxlan' && lease.vni === opts.config.backend.vni;
   if (!sameValue) {
@@ -91,12 +98,12 @@ async function adopt(opts: AcquireOptions, lease: Lease, value: string): Promise
   }
   if (lease.etcdLease === undefined) {
     opts.log.info({ subnet: name }, `using reservation ${name} for ${formatIPv4(opts.publicIP)}`);
-    return { subnet: lease.subnet, value, etcdLease: undefined, expiresAt: undefined };
+    return { subnet: lease.subnet, value, etcdLease: undefined, expiresAt: undefined, since: listed };
   }
   const renewed = await opts.store.renew(lease.etcdLease);
   if (!renewed.ok) return 'retry';
   opts.log.info({ subnet: name }, `reusing lease ${name} held by ${formatIPv4(opts.publicIP)}`);
-  return { subnet: lease.subnet, value, etcdLease: lease.etcdLease, expiresAt: renewed.expiresAt };
+  return { subnet: lease.subnet, value, etcdLease: lease.etcdLease, expiresAt: renewed.expiresAt, since: listed };
 }
 
 /**

@@ -128,7 +128,7 @@ export class MemoryLeaseStore implements LeaseStore {
     if (this.kv.has(key)) return undefined;
     const etcdLease = this.grant(ttlSeconds);
     this.commit([{ key, entry: { value, lease: etcdLease } }]);
-    return { etcdLease, expiresAt: (this.leases.get(etcdLease) as { expiresAt: number }).expiresAt };
+    return { etcdLease, expiresAt: (this.leases.get(etcdLease) as { expiresAt: number }).expiresAt, revision: this.revision };
   }
 
   async update(subnet: Cidr, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean> {

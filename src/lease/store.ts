@@ -22,6 +22,8 @@ export interface CreatedLease {
   readonly etcdLease: string;
   /** Unix ms. */
   readonly expiresAt: number;
+  /** The store revision of the put that created the key. */
+  readonly revision: bigint;
 }
 
 export type RenewResult = { readonly ok: true; readonly expiresAt: number } | { readonly ok: false; readonly reason: string };

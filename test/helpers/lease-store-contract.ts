@@ -102,6 +102,7 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(created?.expiresAt).toBeGreaterThanOrEqual(before + TTL * 1000 - 1000);
       const rec = await fx.store.get(subnet);
       expect(rec?.kind === 'lease' && rec.lease.etcdLease).toBe(created?.etcdLease);
+      expect(rec?.kind === 'lease' && rec.lease.modRevision).toBe(String(created?.revision)); // the revision of its own put
       const leasesBefore = await fx.raw.leases();
       expect(leasesBefore).toContain(created?.etcdLease);
       expect(await fx.store.create(subnet, valueFor('10.65.0.6'), TTL)).toBeUndefined();

@@ -57,7 +57,7 @@ export function sceneLifecycle(get: () => Scene | undefined, extra?: () => Promi
   afterEach((ctx) => {
     if (ctx.task.result?.state === 'fail') failed = true;
   });
-  afterAll(async (suite) => {
+  afterAll(async ({}, suite) => {
     const scene = get();
     if (scene && (failed || suite.result?.state === 'fail')) {
       process.stderr.write(`${await scene.report()}\n${extra ? await extra().catch((err: unknown) => String(err)) : ''}\n`);

@@ -48,7 +48,12 @@ describe('bin/flanneld-ts', () => {
       const child = spawn(BIN, ['--etcd-endpoints', `http://127.0.0.1:${port}`, '--subnet-file', '/nonexistent-dir/subnet.env'], { stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      await new Promise((r) => setTimeout(r, 1500));
+      // Its signal handlers are in place once it logs that it is starting (a loaded machine
+      // may take seconds to get there); then its first etcd call is under way.
+      const deadline = Date.now() + 30_000;
+      while (!stderr.includes('"msg":"starting flanneld-ts"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(stderr).toContain('"msg":"starting flanneld-ts"');
+      await new Promise((r) => setTimeout(r, 500));
       const t0 = Date.now();
       child.kill('SIGTERM');
       const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
@@ -59,5 +64,5 @@ describe('bin/flanneld-ts', () => {
       held.forEach((s) => s.destroy());
       server.close();
     }
-  });
+  }, 60_000);
 });

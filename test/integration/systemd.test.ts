@@ -179,6 +179,17 @@ describe('systemd/install.sh into a staging root', () => {
     expect(statSync(join(dest, 'etc', 'default', 'flanneld-ts')).mode & 0o777).toBe(0o600);
   });
 
+  it('refuses a Node.js older than 24, the supported runtime, and installs nothing', async () => {
+    const bin = tempDir();
+    const target = tempDir();
+    // A stand-in for an end-of-life node first on PATH.
+    writeFileSync(join(bin, 'node'), '#!/bin/sh\ncase "$1" in --version) echo v20.20.2 ;; *) printf 20 ;; esac\n', { mode: 0o755 });
+    const r = await run('bash', [INSTALL], { env: { DESTDIR: target, PATH: `${bin}:${process.env.PATH}` } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^install: flanneld-ts runs on Node\.js 24 \(the supported runtime\); \S+ is v20\.20\.2: install Node\.js 24\n$/);
+    expect(readdirSync(target)).toEqual([]);
+  });
+
   it('is idempotent and keeps settings the operator changed', async () => {
     const settings = join(dest, 'etc', 'default', 'flanneld-ts');
     writeFileSync(settings, 'FLANNELD_ETCD_ENDPOINTS=http://10.0.0.5:2379\n');

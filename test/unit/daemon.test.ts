@@ -13,6 +13,7 @@ import { Metrics } from '../../src/metrics';
 import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
 import { MemoryLeaseStore } from '../../src/lease/memory-store';
+import { WatchHandlers } from '../../src/lease/store';
 import { parseIPv4 } from '../../src/net/ipv4';
 import { waitFor } from '../../src/testbed/scene';
 import { systemClock } from '../../src/util/clock';
@@ -65,12 +66,29 @@ function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: s
     async entries() {
       const dev = await kernel.getDevice('flannel.1');
       if (!dev) return [];
-      const { describeEntry } = await import('../../src/overlay/plan');
+      const { describeEntry } = await import('../../src/overlay/plan.js');
       return (await kernel.listEntries(dev.index)).map(describeEntry).sort();
     },
   };
   cleanups.push(async () => { await h.stop(); rmSync(dir, { recursive: true, force: true }); });
   return h;
+}
+
+const count = (logs: string[], re: RegExp): number => logs.join('').split('\n').filter((l) => re.test(l)).length;
+
+/** A store whose watch holds back events while `hold` is set, as an etcd watch stream cut off from its server does. */
+class HeldWatchStore extends MemoryLeaseStore {
+  hold = false;
+  private held: Array<() => void> = [];
+
+  override watch(fromRevision: bigint, handlers: WatchHandlers, signal: AbortSignal): Promise<void> {
+    return super.watch(fromRevision, { ...handlers, onEvents: (events) => (this.hold ? this.held.push(() => handlers.onEvents(events)) : handlers.onEvents(events)) }, signal);
+  }
+
+  release(): void {
+    this.hold = false;
+    for (const deliver of this.held.splice(0)) deliver();
+  }
 }
 
 const ready = (h: Harness) => waitFor('daemon ready', () => h.daemon.status().phase === 'ready', 5000, 10);
@@ -126,6 +144,28 @@ describe('Daemon', () => {
     expect(h.daemon.status().subnet).toBe(subnet);
     expect(h.logs.join('')).toMatch(/was deleted from etcd; re-acquiring/);
   });
+
+  // etcd delivers a watch's backlog when the stream comes back, possibly after the
+  // lease loop has already re-acquired the lease: the backlog's delete of the old
+  // lease describes the past and must not start a second re-acquisition.
+  it('re-acquires once when the delete of its expired lease arrives on the watch after the re-acquisition', async () => {
+    const store = new HeldWatchStore();
+    const h = start({ store, args: ['--subnet-lease-ttl', '6'] });
+    await ready(h);
+    const subnet = h.daemon.status().subnet as string;
+    store.hold = true;
+    const [lease] = store.leaseIds();
+    await store.revoke(lease as string); // expired while the watch stream was away
+    await waitFor('the renewal to notice and re-acquire', () => h.logs.join('').includes('re-acquired lease'), 10_000, 20);
+    const renewals = count(h.logs, /renewed lease/);
+    store.release(); // the stream's backlog: the delete, then the re-acquisition's put
+    // A loss reported by those events would be handled before the lease loop renews again.
+    await waitFor('the next renewal', () => count(h.logs, /renewed lease/) > renewals, 10_000, 20);
+    expect(count(h.logs, /re-acquiring/)).toBe(1);
+    expect(count(h.logs, /re-acquired lease/)).toBe(1);
+    expect(h.daemon.status().subnet).toBe(subnet);
+    expect(store.leaseIds()).toHaveLength(1);
+  }, 20_000);
 
   it('reuses the previous subnet from the subnet file', async () => {
     const first = start();

@@ -15,13 +15,12 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import * as ts from 'typescript';
 import * as apps from 'kubernetes-models/apps/v1';
 import * as batch from 'kubernetes-models/batch/v1';
 import * as core from 'kubernetes-models/v1';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { CNI_CONF, ETCD_CLIENT_PORT, ETCD_PEER_PORT, HEALTHZ_PORT, renderedFiles } from '../../e2e-kind/manifests';
+import { CNI_CONF, ETCD_CLIENT_PORT, ETCD_IMAGE, ETCD_PEER_PORT, ETCDCTL_DIAL_TIMEOUT, HEALTHZ_PORT, renderedFiles } from '../../e2e-kind/manifests';
 import { parseNetworkConfig } from '../../src/config';
 import { formatCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { flannelCniDelegate, parseSubnetEnv } from '../../src/testbed/cni';
@@ -80,35 +79,35 @@ function typeOf(doc: Doc): { module: string; name: string } {
  * fields are errors, as are wrong types and missing required fields.
  */
 function strictErrors(docs: readonly Doc[]): string[] {
-  const file = join(KIND, '__strict_check__.ts');
   const text = docs
     .map((d, i) => {
       const t = typeOf(d);
       return `import type { ${t.name} as T${i} } from '${t.module}';\nexport const doc${i}: T${i} = ${JSON.stringify(d, null, 2)};\n`;
     })
     .join('\n');
-  const options: ts.CompilerOptions = {
-    strict: true,
-    noEmit: true,
-    skipLibCheck: true,
-    target: ts.ScriptTarget.ES2022,
-    module: ts.ModuleKind.CommonJS,
-    moduleResolution: ts.ModuleResolutionKind.Node10,
-    types: ['node'],
-    esModuleInterop: true,
-  };
-  const host = ts.createCompilerHost(options);
-  const { getSourceFile, fileExists, readFile } = host;
-  host.getSourceFile = (name, lang, ...rest) => (resolve(name) === file ? ts.createSourceFile(name, text, lang) : getSourceFile.call(host, name, lang, ...rest));
-  host.fileExists = (name) => resolve(name) === file || fileExists.call(host, name);
-  host.readFile = (name) => (resolve(name) === file ? text : readFile.call(host, name));
-  const program = ts.createProgram([file], options, host);
-  return ts.getPreEmitDiagnostics(program).map((d) => {
-    const msg = ts.flattenDiagnosticMessageText(d.messageText, '\n');
-    if (!d.file || d.start === undefined) return msg;
-    const { line } = d.file.getLineAndCharacterOfPosition(d.start);
-    return `${msg} (at: ${d.file.text.split('\n')[line]?.trim()})`;
-  });
+  // TypeScript 7's compiler is a native program with no stable JS API yet: its tsc checks a scratch
+  // file beside e2e-kind/manifests.ts (the kind config's type comes from there), then both go.
+  const file = join(KIND, `.strict-check-${process.pid}.ts`);
+  const project = join(KIND, `.strict-check-${process.pid}.json`);
+  try {
+    writeFileSync(file, text);
+    const compilerOptions = { strict: true, noEmit: true, skipLibCheck: true, target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', types: ['node'], esModuleInterop: true };
+    writeFileSync(project, JSON.stringify({ compilerOptions, files: [file] }));
+    const r = spawnSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', project, '--pretty', 'false'], { encoding: 'utf8', timeout: 60_000 });
+    if (r.error) throw r.error;
+    const lines = text.split('\n');
+    const errors: string[] = [];
+    for (const line of r.stdout.split('\n')) {
+      const m = /^\S.*\((\d+),\d+\): error TS\d+: (.*)$/.exec(line);
+      if (m) errors.push(`${m[2]} (at: ${lines[Number(m[1]) - 1]?.trim()})`);
+      else if (line.startsWith(' ') && errors.length > 0) errors[errors.length - 1] += `\n${line.trim()}`;
+    }
+    if (r.status !== 0 && errors.length === 0) throw new Error(`tsc failed without a diagnostic: ${r.stdout}${r.stderr}`);
+    return errors;
+  } finally {
+    rmSync(file, { force: true });
+    rmSync(project, { force: true });
+  }
 }
 
 const clone = (d: Doc): Doc => JSON.parse(JSON.stringify(d)) as Doc;
@@ -235,6 +234,59 @@ describe('e2e-kind pieces fit together', () => {
     expect(cni.env).toContainEqual({ name: 'CNI_CONF', value: `${confDir}/${CNI_CONF.split('/').pop()}` });
     expect(CNI_CONF.startsWith(`${hostPaths.get('cni-conf')}/`)).toBe(true);
     expect(pod.initContainers[0].command).toEqual(['sh', '/etc/flanneld-ts/flanneld-ts-cni.sh', 'install-plugins']);
+  });
+});
+
+/** Runs `fn args…` of e2e-kind/kind-lib.sh with `input` on stdin. */
+function kindLib(fn: string, args: string[], input = ''): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync('bash', ['-c', `source e2e-kind/kind-lib.sh && ${fn} "$@"`, fn, ...args], { cwd: ROOT, input, encoding: 'utf8', timeout: 10_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("the etcd image of the kind manifest: read from the node's kubeadm, rendered in", () => {
+  // `kubeadm config images list` as kind's node images of Kubernetes 1.32 and 1.35 print it.
+  const list = (etcd: string): string =>
+    ['registry.k8s.io/kube-apiserver:v1.35.0', 'registry.k8s.io/kube-proxy:v1.35.0', 'registry.k8s.io/coredns/coredns:v1.12.1', 'registry.k8s.io/pause:3.10.1', etcd, ''].join('\n');
+
+  it.each(['registry.k8s.io/etcd:3.5.16-0', 'registry.k8s.io/etcd:3.6.5-0'])('finds %s in the list', (etcd) => {
+    const r = kindLib('kind_etcd_image', [], list(etcd));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${etcd}\n`);
+  });
+
+  it('fails on a list without an etcd image, with two, or with something that is no image reference', () => {
+    expect(kindLib('kind_etcd_image', [], 'registry.k8s.io/pause:3.10\n').stderr).toMatch(/no etcd image/);
+    expect(kindLib('kind_etcd_image', [], list('registry.k8s.io/etcd:3.6.5-0') + 'registry.k8s.io/etcd:3.5.21-0\n').stderr).toMatch(/two etcd images/);
+    expect(kindLib('kind_etcd_image', [], 'registry.k8s.io/etcd:3.6; rm -rf /\n').code).not.toBe(0);
+  });
+
+  it('renders it into the etcd Deployment and the config Job, and changes nothing else', () => {
+    const committed = readFileSync(join(KIND, 'flanneld-ts.yaml'), 'utf8');
+    const r = kindLib('kind_render_etcd_image', ['registry.k8s.io/etcd:3.6.5-0'], committed);
+    expect(r.code, r.stderr).toBe(0);
+    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc).filter((d) => d !== null);
+    const images = (kind: string): string[] => (docs.find((d) => d.kind === kind) as Doc).spec.template.spec.containers.map((c: Doc) => c.image);
+    expect(images('Deployment')).toEqual(['registry.k8s.io/etcd:3.6.5-0']);
+    expect(images('Job')).toEqual(['registry.k8s.io/etcd:3.6.5-0']);
+    expect(r.stdout.replaceAll('registry.k8s.io/etcd:3.6.5-0', ETCD_IMAGE)).toBe(committed);
+    expect(kindLib('kind_render_etcd_image', ['nginx:latest'], committed).code).not.toBe(0);
+    expect(kindLib('kind_render_etcd_image', ['registry.k8s.io/etcd:3.6.5-0'], 'kind: Job\n').stderr).toMatch(/no 'image: registry.k8s.io\/etcd:3.5.16-0' to replace/);
+  });
+
+  it("matches what kind-lib.sh replaces, and the config Job's etcdctl waits out etcd's rollout", () => {
+    expect(readFileSync(join(KIND, 'kind-lib.sh'), 'utf8')).toContain(`KIND_DEFAULT_ETCD_IMAGE=${ETCD_IMAGE}\n`);
+    const job = loadYaml('flanneld-ts.yaml').find((d) => d.kind === 'Job') as Doc;
+    const command = job.spec.template.spec.containers[0].command as string[];
+    expect(command).toContain(`--dial-timeout=${ETCDCTL_DIAL_TIMEOUT}`);
+    expect(command.some((a) => a.startsWith('--command-timeout='))).toBe(true);
+    const rollout = /rollout status deployment\/flanneld-ts-etcd --timeout=(\d+)s/.exec(readFileSync(join(KIND, 'run.sh'), 'utf8'));
+    expect(Number(ETCDCTL_DIAL_TIMEOUT.replace(/s$/, ''))).toBeGreaterThanOrEqual(Number(rollout?.[1]));
+  });
+
+  it('the inotify preflight wants the limits kind documents for multi-node clusters', () => {
+    expect(kindLib('kind_inotify_ok', ['128', '65536']).stderr).toMatch(/fs\.inotify\.max_user_instances=128 .*sudo sysctl fs\.inotify\.max_user_instances=512 fs\.inotify\.max_user_watches=524288/);
+    expect(kindLib('kind_inotify_ok', ['512', '65536']).code).toBe(1);
+    expect(kindLib('kind_inotify_ok', ['512', '524288']).code).toBe(0);
   });
 });
 
