@@ -112,7 +112,6 @@ export function rulesPresent(r: ChainRules, listing: string): boolean {
   return lines.includes(jumpRule(r)) && ours.length === want.length && want.every((w, i) => ours[i] === w);
 }
 
-
 /** A set's name in logs and check results: "nat/FLANNEL-POSTRTG". */
 const setName = (r: ChainName): string => `${r.table}/${r.chain}`;
 
