@@ -109,7 +109,7 @@ export class NftablesFirewall implements Firewall {
       fullyRandom = (await nft(['--check', '-f', '-'], FULLY_RANDOM_PROBE)).code === 0;
       if (!fullyRandom) log.warn('nftables masquerade fully-random is not supported here: masquerading without it');
     }
-    log.info({ fullyRandom }, `using nftables (table ip ${NFT_TABLE}): fully-random ${fullyRandom ? 'on' : 'off'}`);
+    if (opts.ipMasq || opts.forwardRules) log.info({ fullyRandom }, `using nftables (table ip ${NFT_TABLE}): fully-random ${fullyRandom ? 'on' : 'off'}`);
     return new NftablesFirewall(opts, fullyRandom, log);
   }
 

@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonOptions, parseCommandLine } from '../../src/cli';
 import { Daemon } from '../../src/daemon';
+import { Firewall, FirewallOptions } from '../../src/firewall/firewall';
 import { FirewallBackends } from '../../src/firewall/firewall-keeper';
 import { MemoryFirewall } from '../../src/firewall/memory-firewall';
 import { BlackholeResult } from '../../src/kernel/blackhole-route';
@@ -49,7 +50,7 @@ function peerValue(ip: string, mac: string): string {
   return encodeLeaseValue({ publicIP: parseIPv4(ip), vni: 1, vtepMAC: mac });
 }
 
-function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; brNetfilter?: boolean; rules?: Harness['rules'] } = {}): Harness {
+function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; brNetfilter?: boolean; rules?: Harness['rules']; firewalls?: FirewallBackends } = {}): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'flts-daemon-'));
   // A stand-in /proc/sys: the br_netfilter sysctl (unless told otherwise) and flannel.1's IPv6 conf directory.
   const sysctlRoot = join(dir, 'sys');
@@ -59,7 +60,7 @@ function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: s
     writeFileSync(join(sysctlRoot, 'net/bridge/bridge-nf-call-iptables'), '1\n');
   }
   const rules = opts.rules ?? { iptables: new Map<string, readonly string[]>(), nftables: new Map<string, readonly string[]>() };
-  const firewalls: FirewallBackends = { iptables: async (o) => new MemoryFirewall(o, rules.iptables), nftables: async (o) => new MemoryFirewall(o, rules.nftables) };
+  const firewalls: FirewallBackends = opts.firewalls ?? { iptables: async (o) => new MemoryFirewall(o, rules.iptables), nftables: async (o) => new MemoryFirewall(o, rules.nftables) };
   const blackholes: string[] = [];
   const blackholeRoutes = { ensure: async (subnet: Cidr): Promise<BlackholeResult> => { blackholes.push(formatCidr(subnet)); return 'added'; } };
   const subnetFile = opts.subnetFile ?? join(dir, 'subnet.env');
@@ -232,6 +233,20 @@ describe('Daemon firewall, routes and host checks (contract §16)', () => {
     await ready(h);
     expect(rules.iptables.size).toBe(0);
     expect(rules.nftables.size).toBe(2);
+  });
+
+  it('EnableNFTables: rules nft refuses at start are fatal, as in flanneld; in iptables mode they are only logged', async () => {
+    const refusing = async (o: FirewallOptions): Promise<Firewall> => {
+      const fw = new MemoryFirewall(o);
+      return Object.assign(fw, { ensure: async () => { throw new HostError('failed to install nftables rules ip flannel-ipv4/forward (nft exit 1): Error: Could not process rule'); } });
+    };
+    const nft = start({ config: NFT_CONFIG, args: ['--iptables-forward-rules'], firewalls: { iptables: async (o) => new MemoryFirewall(o), nftables: refusing } });
+    const err = await nft.done;
+    expect(err).toBeInstanceOf(HostError);
+    expect(errorMessage(err)).toContain('failed to install nftables rules ip flannel-ipv4/forward');
+    const ipt = start({ args: ['--iptables-forward-rules'], firewalls: { iptables: refusing, nftables: async (o) => new MemoryFirewall(o) } });
+    await ready(ipt);
+    expect(ipt.logs.join('')).toContain('failed to install nftables rules');
   });
 
   it('exits at start with a fix when br_netfilter is missing (iptables mode)', async () => {
