@@ -53,7 +53,7 @@ RUN apt-get update -q \
 # ---- runtime: production dependencies only --------------------------------------
 FROM node:24-trixie-slim AS runtime
 RUN apt-get update -q \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iptables iproute2 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iptables nftables iproute2 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 WORKDIR /opt/flanneld-ts
 COPY package.json package-lock.json ./

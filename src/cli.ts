@@ -31,6 +31,8 @@ export interface DaemonOptions {
   readonly ipMasqFullyRandom: boolean;
   readonly iptablesForwardRules: boolean;
   readonly iptablesResyncMs: number;
+  /** --ip-blackhole-route: keep `blackhole <own subnet>` in the main table (contract §16). */
+  readonly ipBlackholeRoute: boolean;
   readonly healthzIP: string;
   /** 0 = no health server. */
   readonly healthzPort: number;
@@ -84,7 +86,8 @@ const RUN_FLAGS = {
   'ip-masq': { type: 'boolean', default: false, describe: 'Masquerade traffic leaving the overlay network' },
   'ip-masq-fully-random-disable': { type: 'boolean', default: false, describe: 'Leave --random-fully off the MASQUERADE rules' },
   'iptables-forward-rules': { type: 'boolean', default: true, describe: 'Add FORWARD accept rules for the network (--no-iptables-forward-rules to skip)' },
-  'iptables-resync': { type: 'number', default: 5, describe: 'Seconds between checks that the iptables rules are still there' },
+  'iptables-resync': { type: 'number', default: 5, describe: 'Seconds between checks that the iptables (or nftables) rules and the blackhole route are still there' },
+  'ip-blackhole-route': { type: 'boolean', default: false, describe: 'Keep a blackhole route for this node\'s subnet in the main table (for setups without a bridge route, e.g. Canal)' },
   'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'Address of the /healthz, /readyz and /metrics server' },
   'healthz-port': { type: 'number', default: 0, describe: 'Port of the /healthz, /readyz and /metrics server (0 = off)' },
   'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error' },
@@ -229,6 +232,7 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
     ipMasqFullyRandom: argv['ip-masq-fully-random-disable'] !== true,
     iptablesForwardRules: argv['iptables-forward-rules'] !== false,
     iptablesResyncMs: iptResync * 1000,
+    ipBlackholeRoute: argv['ip-blackhole-route'] === true,
     healthzIP,
     healthzPort,
     leaseTTLSeconds: ttl,

@@ -24,6 +24,8 @@ export interface NetworkConfig {
   readonly subnetMin: number;
   readonly subnetMax: number;
   readonly backend: BackendConfig;
+  /** `EnableNFTables`: masquerade and forward rules in nftables instead of iptables (contract §16). */
+  readonly enableNFTables: boolean;
 }
 
 export const DEFAULT_VXLAN_PORT = 8472;
@@ -158,7 +160,8 @@ export function parseNetworkConfig(text: string, opts: ParseConfigOptions = {}):
   if (subnetMin > subnetMax) {
     throw new ConfigError('SubnetMin', `${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`);
   }
-  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(jsonField(obj, 'Backend')) };
+  const enableNFTables = optBool(obj, 'EnableNFTables', 'EnableNFTables') ?? false;
+  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(jsonField(obj, 'Backend')), enableNFTables };
 }
 
 /** True when `subnet` is a lease this config can hand out (length and range). */

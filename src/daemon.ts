@@ -6,7 +6,11 @@
  */
 import { DaemonOptions } from './cli';
 import { NetworkConfig, VXLAN_OVERHEAD, parseNetworkConfig } from './config';
-import { IptablesRules } from './iptables';
+import { FirewallBackends, keepFirewall, startFirewall } from './firewall/firewall-keeper';
+import { NftablesFirewall } from './firewall/nftables';
+import { IptablesFirewall } from './iptables';
+import { BlackholeRoutes, IprouteBlackholeRoutes, keepBlackholeRoute } from './kernel/blackhole-route';
+import { SYSCTL_ROOT, checkBrNetfilter, disableAcceptRa } from './kernel/sysctl';
 import { DaemonObserver } from './metrics';
 import { chooseExternalInterface } from './kernel/interfaces';
 import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
@@ -41,7 +45,15 @@ export interface DaemonDeps {
   readonly observer?: DaemonObserver;
   /** IPv4 addresses of the etcd endpoints (resolved by main): no peer subnet or Network may contain one. */
   readonly etcdAddresses?: readonly number[];
+  /** The firewall backends (default: iptables and nft); tests pass MemoryFirewall ones. */
+  readonly firewalls?: FirewallBackends;
+  /** --ip-blackhole-route's kernel access (default: iproute2). */
+  readonly blackholes?: BlackholeRoutes;
+  /** Where /proc/sys is (br_netfilter check, accept_ra); tests point it elsewhere. */
+  readonly sysctlRoot?: string;
 }
+
+const REAL_FIREWALLS: FirewallBackends = { iptables: (o, l) => IptablesFirewall.create(o, l), nftables: (o, l) => NftablesFirewall.create(o, l) };
 
 /** What health endpoints and tests look at. */
 export interface DaemonStatus {
@@ -78,6 +90,8 @@ export class Daemon {
   /** Generation and arrival time of the oldest lease event not yet in the kernel. */
   private pendingEvent: { generation: number; at: number } | undefined;
   private wakeLeaseLoop: (() => void) | undefined;
+  /** Index of the device whose accept_ra we last set (set again only for a new device). */
+  private acceptRaIndex: number | undefined;
   private readonly log: Logger;
 
   constructor(private readonly opts: DaemonOptions, private readonly deps: DaemonDeps) {
@@ -102,6 +116,9 @@ export class Daemon {
     try {
       const { config, ext } = await this.waitForConfig(signal);
       this.config = config;
+      const sysctlRoot = this.deps.sysctlRoot ?? SYSCTL_ROOT;
+      // Contract §16: flanneld checks this after the config and before choosing the interface.
+      if (!this.config.enableNFTables) await checkBrNetfilter(sysctlRoot);
       if (this.config.backend.directRouting) {
         log.warn('Backend.DirectRouting is not supported by flanneld-ts yet: every peer is reached through VXLAN');
       }
@@ -111,6 +128,7 @@ export class Daemon {
       log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), mtu: this.spec.mtu }, `using interface ${ext.iface.name} with public IP ${formatIPv4(ext.publicIP)}`);
       const first = await ensureVxlanDevice(kernel, this.spec, log, () => randomMac(this.deps.randomBytes));
       this.mac = first.device.mac;
+      await this.disableAcceptRa(first.device);
       if (!first.created) log.info({ device: this.spec.name, mac: this.mac }, `adopted existing ${this.spec.name} (parameters match; MAC kept)`);
 
       const previous = await readPreviousSubnet(this.opts.subnetFile);
@@ -125,9 +143,11 @@ export class Daemon {
         throw err;
       }
       await this.ensureDevice();
-      const iptables = new IptablesRules({ ipMasq: this.opts.ipMasq, fullyRandom: this.opts.ipMasqFullyRandom, forwardRules: this.opts.iptablesForwardRules, resyncMs: this.opts.iptablesResyncMs }, log.child({ component: 'iptables' }), clock);
-      // Not fatal: the overlay works without them; the resync loop keeps trying and logs once.
-      await iptables.ensure(this.config.network, this.own.subnet).catch((err) => log.error({ err: errorMessage(err) }, errorMessage(err)));
+      const firewallLog = log.child({ component: 'firewall' });
+      const target = () => ({ network: this.config.network, subnet: this.own.subnet });
+      const firewallOpts = { ipMasq: this.opts.ipMasq, fullyRandom: this.opts.ipMasqFullyRandom, forwardRules: this.opts.iptablesForwardRules };
+      // iptables mode: not fatal (the overlay works without the rules; the resync keeps trying). nftables mode: fatal, as flanneld.
+      const firewall = await startFirewall(this.config.enableNFTables, firewallOpts, target(), this.deps.firewalls ?? REAL_FIREWALLS, firewallLog);
       await this.writeSubnetFile();
 
       const snapshot = await retry('list leases', () => store.list());
@@ -149,7 +169,10 @@ export class Daemon {
         coalesceMs: 5,
       });
       this.reconciler = reconciler;
-      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal), iptables.run(() => this.config.network, () => this.own.subnet, signal)];
+      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal), keepFirewall(firewall, target, this.opts.iptablesResyncMs, clock, firewallLog, signal)];
+      if (this.opts.ipBlackholeRoute) {
+        background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), () => this.own.subnet, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
+      }
       await reconciler.waitSynced(signal);
       this.phase = 'ready';
       log.info({ subnet: formatCidr(this.own.subnet), peers: this.currentDesired()?.peers.size ?? 0 }, 'ready: lease held, subnet file written, peers programmed');
@@ -251,8 +274,17 @@ export class Daemon {
   /** Creates or repairs flannel.N with our MAC, address and link state. */
   private async ensureDevice(): Promise<DeviceState> {
     const { device } = await ensureVxlanDevice(this.deps.kernel, this.spec, this.log, () => this.mac);
+    await this.disableAcceptRa(device);
     await ensureDeviceAddress(this.deps.kernel, device, makeCidr(this.own.subnet.ip, 32), this.config.network, this.log);
     return device;
+  }
+
+  /** accept_ra=0 on a device we made or adopted (flanneld: device.go); once per device, a failure logged and ignored. */
+  private async disableAcceptRa(device: DeviceState): Promise<void> {
+    if (this.acceptRaIndex === device.index) return;
+    this.acceptRaIndex = device.index;
+    const problem = await disableAcceptRa(this.deps.sysctlRoot ?? SYSCTL_ROOT, this.spec.name);
+    if (problem) this.log.warn({ device: this.spec.name }, `${problem} (ignored, as flanneld does)`);
   }
 
   private async writeSubnetFile(): Promise<void> {

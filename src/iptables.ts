@@ -1,19 +1,20 @@
 /**
- * flanneld's iptables rules (contract §8): masquerade for traffic leaving the
+ * flanneld's iptables rules (contract §8, §16): masquerade for traffic leaving the
  * overlay (--ip-masq) and FORWARD accepts for the network (--iptables-forward-rules).
- * The rule text is pure; `IptablesRules` applies it with `iptables-restore
- * --noflush` (which rewrites only our chains) and re-checks it periodically,
- * because other tools (kube-proxy restarts, firewall reloads) flush rules.
- * Nothing is removed on exit, as flanneld does.
+ * The rule text is pure; `IptablesFirewall` (the iptables side of the Firewall
+ * seam, src/firewall/firewall.ts) applies it with `iptables-restore --noflush`,
+ * which rewrites only our chains. Each write is one transaction per table that
+ * refills our chain and deletes and re-appends our jump, so the jump ends up
+ * last in POSTROUTING/FORWARD, where flanneld puts it: at start, and whenever a
+ * check finds a set missing or altered (other tools flush rules). Nothing is
+ * removed on exit, as flanneld does.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { Firewall, FirewallOptions, FirewallTarget, firstLine } from './firewall/firewall';
+import { IptablesFeatures, formatIptablesVersion, iptablesFeatures, parseIptablesVersion } from './firewall/iptables-version';
 import { Cidr, formatCidr } from './net/ipv4';
-import { Clock } from './util/clock';
+import { ExecResult, run } from './testbed/exec';
 import { HostError, errorMessage } from './util/errors';
 import { Logger } from './util/log';
-
-const run = promisify(execFile);
 
 export interface ChainRules {
   readonly table: 'nat' | 'filter';
@@ -25,16 +26,17 @@ export interface ChainRules {
   readonly rules: readonly string[];
 }
 
+export type ChainName = Omit<ChainRules, 'rules'>;
+const MASQ_CHAIN: ChainName = { table: 'nat', hook: 'POSTROUTING', chain: 'FLANNEL-POSTRTG', comment: 'flanneld masq' };
+const FORWARD_CHAIN: ChainName = { table: 'filter', hook: 'FORWARD', chain: 'FLANNEL-FWD', comment: 'flanneld forward' };
+
 export function masqRules(network: Cidr, subnet: Cidr, fullyRandom: boolean): ChainRules {
   const cn = formatCidr(network);
   const pn = formatCidr(subnet);
   const c = '-m comment --comment "flanneld masq"';
   const masq = `-j MASQUERADE${fullyRandom ? ' --random-fully' : ''}`;
   return {
-    table: 'nat',
-    hook: 'POSTROUTING',
-    chain: 'FLANNEL-POSTRTG',
-    comment: 'flanneld masq',
+    ...MASQ_CHAIN,
     rules: [
       `-m mark --mark 0x4000/0x4000 ${c} -j RETURN`,
       `-s ${pn} -d ${cn} ${c} -j RETURN`,
@@ -49,17 +51,38 @@ export function masqRules(network: Cidr, subnet: Cidr, fullyRandom: boolean): Ch
 export function forwardRules(network: Cidr): ChainRules {
   const cn = formatCidr(network);
   const c = '-m comment --comment "flanneld forward"';
-  return { table: 'filter', hook: 'FORWARD', chain: 'FLANNEL-FWD', comment: 'flanneld forward', rules: [`-s ${cn} ${c} -j ACCEPT`, `-d ${cn} ${c} -j ACCEPT`] };
+  return { ...FORWARD_CHAIN, rules: [`-s ${cn} ${c} -j ACCEPT`, `-d ${cn} ${c} -j ACCEPT`] };
 }
 
 /** The jump from the built-in chain, as `iptables -S` prints it. */
-export function jumpRule(r: ChainRules): string {
+export function jumpRule(r: ChainName): string {
   return `-A ${r.hook} -m comment --comment "${r.comment}" -j ${r.chain}`;
 }
 
-/** `iptables-restore --noflush` input: declaring our chain flushes and refills only it. */
-export function restoreInput(r: ChainRules): string {
-  return [`*${r.table}`, `:${r.chain} - [0:0]`, ...r.rules.map((rule) => `-A ${r.chain} ${rule}`), 'COMMIT', ''].join('\n');
+/**
+ * `iptables-restore --noflush` input: declaring our chain flushes and refills only
+ * it; the `jumps` copies of our jump now in the hook chain are deleted and one is
+ * appended, so it ends up last (contract §16), all in one transaction.
+ */
+export function restoreInput(r: ChainRules, jumps = 0): string {
+  const jump = jumpRule(r);
+  return [`*${r.table}`, `:${r.chain} - [0:0]`, ...r.rules.map((rule) => `-A ${r.chain} ${rule}`), ...Array<string>(jumps).fill(jump.replace(/^-A /, '-D ')), jump, 'COMMIT', ''].join('\n');
+}
+
+/** `iptables-restore --noflush` input that deletes our jumps and our (flushed) chain, nothing else. */
+export function removeInput(r: ChainName, jumps: number): string {
+  return [`*${r.table}`, ...Array<string>(jumps).fill(jumpRule(r).replace(/^-A /, '-D ')), `:${r.chain} - [0:0]`, `-X ${r.chain}`, 'COMMIT', ''].join('\n');
+}
+
+/** How often our jump appears in a table's listing. */
+export function jumpCount(r: ChainName, listing: string): number {
+  const jump = jumpRule(r);
+  return listing.split('\n').filter((l) => l.trim() === jump).length;
+}
+
+/** True when an `iptables-save` table section declares our chain. */
+export function chainDeclared(r: ChainName, listing: string): boolean {
+  return listing.split('\n').some((l) => l.startsWith(`:${r.chain} `));
 }
 
 /** `iptables-save` output split by table: "nat" → its lines (the `-A` lines read as `iptables -S` prints them). */
@@ -89,74 +112,92 @@ export function rulesPresent(r: ChainRules, listing: string): boolean {
   return lines.includes(jumpRule(r)) && ours.length === want.length && want.every((w, i) => ours[i] === w);
 }
 
-export interface IptablesOptions {
-  readonly ipMasq: boolean;
-  readonly fullyRandom: boolean;
-  readonly forwardRules: boolean;
-  readonly resyncMs: number;
-}
+/** A set's name in logs and check results: "nat/FLANNEL-POSTRTG". */
+const setName = (r: ChainName): string => `${r.table}/${r.chain}`;
 
-export class IptablesRules {
-  constructor(private readonly opts: IptablesOptions, private readonly log: Logger, private readonly clock: Clock) {}
+export class IptablesFirewall implements Firewall {
+  readonly kind = 'iptables';
 
-  private sets(network: Cidr, subnet: Cidr): ChainRules[] {
+  constructor(private readonly opts: FirewallOptions, private readonly features: IptablesFeatures, private readonly log: Logger) {}
+
+  /** Reads `iptables --version` once (flanneld does too) and logs what it decided. */
+  static async create(opts: FirewallOptions, log: Logger): Promise<IptablesFirewall> {
+    let text = '';
+    try {
+      const r = await run('iptables', ['--version']);
+      text = `${r.stdout}${r.stderr}`;
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, `failed to run iptables --version: ${errorMessage(err)}; assuming an old iptables (no --random-fully, no lock wait)`);
+    }
+    const features = iptablesFeatures(parseIptablesVersion(text));
+    const fullyRandom = opts.fullyRandom && features.randomFully;
+    if (opts.ipMasq || opts.forwardRules) log.info({ version: formatIptablesVersion(features.version), randomFully: fullyRandom, restoreWait: features.restoreWaitArgs.length > 0 }, `iptables ${formatIptablesVersion(features.version)}: --random-fully ${fullyRandom ? 'on' : 'off'}`);
+    if (opts.fullyRandom && opts.ipMasq && !features.randomFully) log.warn('iptables older than 1.6.2: masquerading without --random-fully');
+    return new IptablesFirewall(opts, features, log);
+  }
+
+  private sets(target: FirewallTarget): ChainRules[] {
     const out: ChainRules[] = [];
-    if (this.opts.ipMasq) out.push(masqRules(network, subnet, this.opts.fullyRandom));
-    if (this.opts.forwardRules) out.push(forwardRules(network));
+    if (this.opts.ipMasq) out.push(masqRules(target.network, target.subnet, this.opts.fullyRandom && this.features.randomFully));
+    if (this.opts.forwardRules) out.push(forwardRules(target.network));
     return out;
   }
 
-  /** Installs whatever is missing; returns how many chains were (re)written. Throws HostError. */
-  async ensure(network: Cidr, subnet: Cidr): Promise<number> {
-    const sets = this.sets(network, subnet);
-    if (sets.length === 0) return 0;
-    let written = 0;
-    // One iptables-save for every table: this runs every --iptables-resync seconds,
-    // and each process the daemon forks costs more than reading the rules.
-    let tables: Map<string, string>;
-    try {
-      tables = saveSections((await run('iptables-save', [])).stdout);
-    } catch (err) {
-      throw new HostError(`failed to read iptables rules (iptables-save): ${errorMessage(err).split('\n')[0]}`, { cause: err });
-    }
+  /** One iptables-save for every table: this runs every --iptables-resync seconds, and each fork costs more than reading the rules. */
+  private async tables(): Promise<Map<string, string>> {
+    const r = await run('iptables-save', []).catch((err: unknown) => ({ stdout: '', stderr: errorMessage(err), code: -1 }) as ExecResult);
+    if (r.code !== 0) throw new HostError(`failed to read iptables rules (iptables-save): ${firstLine(r.stderr)}`);
+    return saveSections(r.stdout);
+  }
+
+  async check(target: FirewallTarget): Promise<string[]> {
+    const tables = await this.tables();
+    return this.sets(target).filter((r) => !rulesPresent(r, tables.get(r.table) ?? '')).map(setName);
+  }
+
+  async ensure(target: FirewallTarget, force = false): Promise<string[]> {
+    const sets = this.sets(target);
+    if (sets.length === 0) return [];
+    const tables = await this.tables();
+    const written: string[] = [];
     for (const r of sets) {
-      try {
-        if (rulesPresent(r, tables.get(r.table) ?? '')) continue;
-        await restore(restoreInput(r));
-        const { stdout: after } = await run('iptables', ['-w', '5', '-t', r.table, '-S']);
-        if (!after.split('\n').map((l) => l.trim()).includes(jumpRule(r))) {
-          await run('iptables', ['-w', '5', '-t', r.table, '-A', r.hook, '-m', 'comment', '--comment', r.comment, '-j', r.chain]);
-        }
-        written++;
-        this.log.info({ table: r.table, chain: r.chain }, `installed iptables rules ${r.table}/${r.chain}`);
-      } catch (err) {
-        throw new HostError(`failed to install iptables rules ${r.table}/${r.chain}: ${errorMessage(err).split('\n')[0]}`, { cause: err });
-      }
+      const listing = tables.get(r.table) ?? '';
+      if (!force && rulesPresent(r, listing)) continue;
+      // A previous network or subnet's masquerade rules (subnet.env of an earlier run) live in the same chain: this flush replaces them.
+      await this.restore(restoreInput(r, jumpCount(r, listing)), `install iptables rules ${setName(r)}`);
+      written.push(setName(r));
+      this.log.info({ table: r.table, chain: r.chain }, `installed iptables rules ${setName(r)}`);
     }
     return written;
   }
 
-  /** Re-checks every resync period until `signal` aborts; failures are logged once per outage. */
-  async run(network: () => Cidr, subnet: () => Cidr, signal: AbortSignal): Promise<void> {
-    let failing = false;
-    while (!signal.aborted) {
-      await this.clock.sleep(this.opts.resyncMs, signal).catch(() => undefined);
-      if (signal.aborted) return;
-      try {
-        await this.ensure(network(), subnet());
-        if (failing) this.log.info('iptables rules restored');
-        failing = false;
-      } catch (err) {
-        if (!failing) this.log.warn({ err: errorMessage(err) }, errorMessage(err));
-        failing = true;
-      }
+  async describe(): Promise<string> {
+    const tables = await this.tables();
+    const lines: string[] = [];
+    for (const r of [MASQ_CHAIN, FORWARD_CHAIN]) {
+      const listing = (tables.get(r.table) ?? '').split('\n').map((l) => l.trim());
+      const ours = listing.filter((l) => l.startsWith(`-A ${r.chain} `) || l === jumpRule(r));
+      if (ours.length > 0 || chainDeclared(r, listing.join('\n'))) lines.push(`*${r.table}`, `-N ${r.chain}`, ...ours);
     }
+    return lines.join('\n');
   }
-}
 
-function restore(input: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('iptables-restore', ['-w', '5', '--noflush'], (err) => (err ? reject(err) : resolve()));
-    child.stdin?.end(input);
-  });
+  async remove(): Promise<boolean> {
+    const tables = await this.tables();
+    let removed = false;
+    for (const r of [MASQ_CHAIN, FORWARD_CHAIN]) {
+      const listing = tables.get(r.table) ?? '';
+      const jumps = jumpCount(r, listing);
+      if (jumps === 0 && !chainDeclared(r, listing)) continue;
+      await this.restore(removeInput(r, jumps), `remove iptables chain ${setName(r)}`);
+      this.log.info({ table: r.table, chain: r.chain }, `removed iptables chain ${setName(r)} and its jump`);
+      removed = true;
+    }
+    return removed;
+  }
+
+  private async restore(input: string, what: string): Promise<void> {
+    const r = await run('iptables-restore', [...this.features.restoreWaitArgs, '--noflush'], { input }).catch((err: unknown) => ({ stdout: '', stderr: errorMessage(err), code: -1 }) as ExecResult);
+    if (r.code !== 0) throw new HostError(`failed to ${what} (iptables-restore exit ${r.code}): ${firstLine(r.stderr)}`);
+  }
 }

@@ -99,6 +99,9 @@ beforeAll(async () => {
   assertPrivateNetns();
   scene = await createScene({ hosts: ['h1', 'h2'], extraNamespaces: ['out'] });
   await scene.putConfig(CONFIG);
+  // What a flanneld run with EnableNFTables leaves behind: iptables mode deletes it at start (contract §16).
+  const seeded = await scene.cluster.exec(host().netns, 'nft', ['-f', '-'], { input: 'add table ip flannel-ipv4\nadd table ip6 flannel-ipv6\nadd table ip flts-other\n' });
+  if (seeded.code !== 0) throw new Error(`seeding nft tables failed: ${seeded.stderr}`);
   daemon = scene.startDaemon('h1', ['--ip-masq', '--iptables-resync', '1']);
   const peer = scene.startDaemon('h2', ['--ip-masq']);
   await Promise.all([waitReady(daemon), waitReady(peer)]);
@@ -124,6 +127,14 @@ describe('--ip-masq on a namespace host', () => {
   it('installs exactly the contract §8 rules: nat FLANNEL-POSTRTG and filter FLANNEL-FWD', async () => {
     expect(await listing('nat')).toEqual(contractNat(subnet));
     expect(await listing('filter')).toEqual(contractFilter());
+  });
+
+  it('deletes the nftables tables of an earlier EnableNFTables run, and only those', async () => {
+    const r = await scene.cluster.exec(host().netns, 'nft', ['list', 'tables']);
+    expect(r.code, r.stderr).toBe(0);
+    const tables = r.stdout.trim().split('\n');
+    expect(tables).toContain('table ip flts-other');
+    expect(tables.filter((t) => t.includes('flannel'))).toEqual([]);
   });
 
   it('makes a pod\'s traffic to an address outside the overlay arrive from the host\'s address', async () => {

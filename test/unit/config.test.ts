@@ -15,6 +15,12 @@ describe('parseNetworkConfig', () => {
     expect(c.backend).toEqual({ type: 'vxlan', vni: 1, port: 8472, mtu: 0, gbp: false, learning: false, directRouting: false });
     expect(subnetCapacity(c)).toBe(255);
   });
+  it('reads EnableNFTables (default false, any case) and rejects a non-boolean', () => {
+    expect(parseNetworkConfig(`{"Network":"10.7.0.0/16",${vx}}`).enableNFTables).toBe(false);
+    expect(parseNetworkConfig(`{"Network":"10.7.0.0/16",${vx},"EnableNFTables":true}`).enableNFTables).toBe(true);
+    expect(parseNetworkConfig(`{"Network":"10.7.0.0/16",${vx},"enablenftables":true}`).enableNFTables).toBe(true);
+    expect(() => parseNetworkConfig(`{"Network":"10.7.0.0/16",${vx},"EnableNFTables":"yes"}`)).toThrow('invalid network config: EnableNFTables: must be true or false, got "yes"');
+  });
   it('matches field names case-insensitively and masks host bits', () => {
     const c = parseNetworkConfig('{"network":"10.7.3.9/16","subnetlen":26,"backend":{"type":"VXLAN","vni":4,"port":4789,"mtu":9000}}');
     expect(formatCidr(c.network)).toBe('10.7.0.0/16');

@@ -2,22 +2,26 @@
  * The daemon against the in-memory fakes: start-up order, peers following leases,
  * own-lease loss, kernel drift, config waiting and fatal errors. Real timers, short intervals.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonOptions, parseCommandLine } from '../../src/cli';
 import { Daemon } from '../../src/daemon';
-import { Metrics } from '../../src/metrics';
+import { Firewall, FirewallOptions } from '../../src/firewall/firewall';
+import { FirewallBackends } from '../../src/firewall/firewall-keeper';
+import { MemoryFirewall } from '../../src/firewall/memory-firewall';
+import { BlackholeResult } from '../../src/kernel/blackhole-route';
 import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
 import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { WatchHandlers } from '../../src/lease/store';
-import { parseIPv4 } from '../../src/net/ipv4';
+import { Metrics } from '../../src/metrics';
+import { Cidr, formatCidr, parseIPv4 } from '../../src/net/ipv4';
 import { waitFor } from '../../src/testbed/scene';
 import { systemClock } from '../../src/util/clock';
-import { KernelError, OutOfSubnetsError } from '../../src/util/errors';
+import { HostError, KernelError, OutOfSubnetsError, errorMessage } from '../../src/util/errors';
 import { createLogger } from '../../src/util/log';
 
 const CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}';
@@ -32,6 +36,11 @@ interface Harness {
   done: Promise<unknown>;
   stop(): Promise<unknown>;
   entries(): Promise<string[]>;
+  /** The memory firewalls' rule sets, by backend (shared by every instance the daemon opens). */
+  rules: { iptables: Map<string, readonly string[]>; nftables: Map<string, readonly string[]> };
+  /** Subnets --ip-blackhole-route was asked to ensure, in order. */
+  blackholes: string[];
+  sysctlRoot: string;
 }
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -43,8 +52,19 @@ function peerValue(ip: string, mac: string): string {
   return encodeLeaseValue({ publicIP: parseIPv4(ip), vni: 1, vtepMAC: mac });
 }
 
-function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; observer?: Metrics } = {}): Harness {
+function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; brNetfilter?: boolean; rules?: Harness['rules']; firewalls?: FirewallBackends; observer?: Metrics } = {}): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'flts-daemon-'));
+  // A stand-in /proc/sys: the br_netfilter sysctl (unless told otherwise) and flannel.1's IPv6 conf directory.
+  const sysctlRoot = join(dir, 'sys');
+  mkdirSync(join(sysctlRoot, 'net/ipv6/conf/flannel.1'), { recursive: true });
+  if (opts.brNetfilter !== false) {
+    mkdirSync(join(sysctlRoot, 'net/bridge'), { recursive: true });
+    writeFileSync(join(sysctlRoot, 'net/bridge/bridge-nf-call-iptables'), '1\n');
+  }
+  const rules = opts.rules ?? { iptables: new Map<string, readonly string[]>(), nftables: new Map<string, readonly string[]>() };
+  const firewalls: FirewallBackends = opts.firewalls ?? { iptables: async (o) => new MemoryFirewall(o, rules.iptables), nftables: async (o) => new MemoryFirewall(o, rules.nftables) };
+  const blackholes: string[] = [];
+  const blackholeRoutes = { ensure: async (subnet: Cidr): Promise<BlackholeResult> => { blackholes.push(formatCidr(subnet)); return 'added'; } };
   const subnetFile = opts.subnetFile ?? join(dir, 'subnet.env');
   const store = opts.store ?? new MemoryLeaseStore();
   if (opts.config !== null) store.setConfig(opts.config ?? CONFIG);
@@ -57,11 +77,11 @@ function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: s
   if (cmd.command !== 'run') throw new Error('not run');
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
-  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink), ...(opts.observer && { observer: opts.observer }) });
+  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink), firewalls, blackholes: blackholeRoutes, sysctlRoot, ...(opts.observer && { observer: opts.observer }) });
   const ctl = new AbortController();
   const done = daemon.run(ctl.signal).catch((err: unknown) => err);
   const h: Harness = {
-    store, kernel, daemon, logs, subnetFile, done,
+    store, kernel, daemon, logs, subnetFile, done, rules, blackholes, sysctlRoot,
     stop: async () => { ctl.abort(); return done; },
     async entries() {
       const dev = await kernel.getDevice('flannel.1');
@@ -308,5 +328,72 @@ describe('Daemon against hostile or careless data', () => {
   it('accepts a wide Network with --allow-wide-network', async () => {
     const h = start({ config: '{"Network":"100.0.0.0/6","Backend":{"Type":"vxlan"}}', args: ['--allow-wide-network'] });
     await ready(h);
+  });
+});
+
+describe('Daemon firewall, routes and host checks (contract §16)', () => {
+  const NFT_CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"},"EnableNFTables":true}';
+
+  it('iptables mode: removes our nftables rules at start, writes every set, and repairs a flushed one', async () => {
+    const rules: Harness['rules'] = { iptables: new Map(), nftables: new Map([['ip flannel-ipv4/postrtg', ['stale']]]) };
+    const h = start({ args: ['--ip-masq', '--iptables-forward-rules', '--iptables-resync', '1'], rules });
+    await ready(h);
+    expect(rules.nftables.size).toBe(0);
+    expect([...rules.iptables.keys()].sort()).toEqual(['filter/FLANNEL-FWD', 'nat/FLANNEL-POSTRTG']);
+    const subnet = h.daemon.status().subnet ?? '';
+    expect(rules.iptables.get('nat/FLANNEL-POSTRTG')?.join('\n')).toContain(`-s ${subnet} -d 10.7.0.0/16`);
+    rules.iptables.set('filter/FLANNEL-FWD', []);
+    await waitFor('the flushed forward set to be rewritten', () => (rules.iptables.get('filter/FLANNEL-FWD') ?? []).length === 2, 5000, 20);
+  });
+
+  it('EnableNFTables: writes nftables, removes our iptables chains, and needs no br_netfilter', async () => {
+    const rules: Harness['rules'] = { iptables: new Map([['nat/FLANNEL-POSTRTG', ['old']], ['filter/FLANNEL-FWD', ['old']]]), nftables: new Map() };
+    const h = start({ args: ['--ip-masq', '--iptables-forward-rules'], config: NFT_CONFIG, rules, brNetfilter: false });
+    await ready(h);
+    expect(rules.iptables.size).toBe(0);
+    expect(rules.nftables.size).toBe(2);
+  });
+
+  it('EnableNFTables: rules nft refuses at start are fatal, as in flanneld; in iptables mode they are only logged', async () => {
+    const refusing = async (o: FirewallOptions): Promise<Firewall> => {
+      const fw = new MemoryFirewall(o);
+      return Object.assign(fw, { ensure: async () => { throw new HostError('failed to install nftables rules ip flannel-ipv4/forward (nft exit 1): Error: Could not process rule'); } });
+    };
+    const nft = start({ config: NFT_CONFIG, args: ['--iptables-forward-rules'], firewalls: { iptables: async (o) => new MemoryFirewall(o), nftables: refusing } });
+    const err = await nft.done;
+    expect(err).toBeInstanceOf(HostError);
+    expect(errorMessage(err)).toContain('failed to install nftables rules ip flannel-ipv4/forward');
+    const ipt = start({ args: ['--iptables-forward-rules'], firewalls: { iptables: refusing, nftables: async (o) => new MemoryFirewall(o) } });
+    await ready(ipt);
+    expect(ipt.logs.join('')).toContain('failed to install nftables rules');
+  });
+
+  it('exits at start with a fix when br_netfilter is missing (iptables mode)', async () => {
+    const h = start({ brNetfilter: false });
+    const err = await h.done;
+    expect(errorMessage(err)).toBe(`br_netfilter is not loaded (${h.sysctlRoot}/net/bridge/bridge-nf-call-iptables is missing): run "modprobe br_netfilter" (and list it in /etc/modules-load.d/), or set "EnableNFTables": true in the network config`);
+    expect(err).toBeInstanceOf(HostError);
+    expect(await h.kernel.getDevice('flannel.1')).toBeUndefined(); // checked before anything is made
+  });
+
+  it('sets accept_ra=0 on flannel.1 once it exists, and carries on when it cannot', async () => {
+    const h = start();
+    await ready(h);
+    expect(readFileSync(join(h.sysctlRoot, 'net/ipv6/conf/flannel.1/accept_ra'), 'utf8')).toBe('0');
+    const noIpv6 = start();
+    rmSync(join(noIpv6.sysctlRoot, 'net/ipv6'), { recursive: true });
+    await ready(noIpv6);
+    expect(noIpv6.logs.join('')).toContain('accept_ra to 0');
+  });
+
+  it('--ip-blackhole-route asks for blackhole <own subnet> every period; without the flag never', async () => {
+    const h = start({ args: ['--ip-blackhole-route', '--iptables-resync', '1'] });
+    await ready(h);
+    await waitFor('two blackhole checks', () => h.blackholes.length >= 2, 5000, 20);
+    expect(new Set(h.blackholes)).toEqual(new Set([h.daemon.status().subnet]));
+    const off = start({ args: ['--iptables-resync', '1'] });
+    await ready(off);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(off.blackholes).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { forwardRules, jumpRule, masqRules, restoreInput, rulesPresent, saveSections } from '../../src/iptables';
+import { chainDeclared, forwardRules, jumpCount, jumpRule, masqRules, removeInput, restoreInput, rulesPresent, saveSections } from '../../src/iptables';
+import { iptablesFeatures, parseIptablesVersion } from '../../src/firewall/iptables-version';
 import { parseCidr } from '../../src/net/ipv4';
 
 const CN = parseCidr('10.7.0.0/16');
@@ -26,10 +27,31 @@ describe('iptables rules (contract §8)', () => {
       '-A FLANNEL-FWD -d 10.7.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
     ]);
   });
-  it('restores only our chain (declaring it flushes it under --noflush)', () => {
+  it('restores only our chain (declaring it flushes it under --noflush) and re-appends the jump last, in one transaction', () => {
     expect(restoreInput(forwardRules(CN))).toBe(
-      '*filter\n:FLANNEL-FWD - [0:0]\n-A FLANNEL-FWD -s 10.7.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT\n-A FLANNEL-FWD -d 10.7.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT\nCOMMIT\n',
+      '*filter\n:FLANNEL-FWD - [0:0]\n-A FLANNEL-FWD -s 10.7.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT\n-A FLANNEL-FWD -d 10.7.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT\n-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD\nCOMMIT\n',
     );
+    // Each copy of the jump already there is deleted first (contract §16: the jumps move to the end).
+    expect(restoreInput(forwardRules(CN), 2).split('\n').slice(4)).toEqual([
+      '-D FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+      '-D FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+      '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+      'COMMIT',
+      '',
+    ]);
+  });
+  it('removes only our jumps and our chain', () => {
+    expect(removeInput(masqRules(CN, PN, true), 1)).toBe(
+      '*nat\n-D POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG\n:FLANNEL-POSTRTG - [0:0]\n-X FLANNEL-POSTRTG\nCOMMIT\n',
+    );
+  });
+  it('counts our jumps and sees our chain declared in an iptables-save section', () => {
+    const masq = masqRules(CN, PN, true);
+    const nat = [':POSTROUTING ACCEPT [0:0]', ':FLANNEL-POSTRTG - [0:0]', jumpRule(masq), '-A POSTROUTING -j KUBE-POSTROUTING', jumpRule(masq)].join('\n');
+    expect(jumpCount(masq, nat)).toBe(2);
+    expect(chainDeclared(masq, nat)).toBe(true);
+    expect(chainDeclared(forwardRules(CN), nat)).toBe(false);
+    expect(jumpCount(forwardRules(CN), nat)).toBe(0);
   });
   it('finds the rules in an iptables-save dump, and notices a missing jump, rule or extra rule', () => {
     const fwd = forwardRules(CN);
@@ -41,5 +63,30 @@ describe('iptables rules (contract §8)', () => {
     expect(rulesPresent(fwd, (tables.get('filter') ?? '').replace(jumpRule(fwd), ''))).toBe(false);
     expect(rulesPresent(fwd, `${tables.get('filter')}\n-A FLANNEL-FWD -j DROP`)).toBe(false);
     expect(rulesPresent(fwd, (tables.get('filter') ?? '').replace('-d 10.7.0.0/16', '-d 10.8.0.0/16'))).toBe(false);
+  });
+});
+
+describe('iptables version detection (contract §16)', () => {
+  it('reads the version from iptables --version, legacy or nf_tables', () => {
+    expect(parseIptablesVersion('iptables v1.8.9 (nf_tables)\n')).toEqual([1, 8, 9]);
+    expect(parseIptablesVersion('iptables v1.4.21\n')).toEqual([1, 4, 21]);
+    expect(parseIptablesVersion('iptables v1.8.7 (legacy)')).toEqual([1, 8, 7]);
+    expect(parseIptablesVersion('')).toBeUndefined();
+    expect(parseIptablesVersion('command not found')).toBeUndefined();
+  });
+  it.each([
+    ['1.4.19', false, []],
+    ['1.4.20', false, []],
+    ['1.6.1', false, []],
+    ['1.6.2', true, ['-w', '5']],
+    ['1.8.9', true, ['-w', '5']],
+    ['1.10.0', true, ['-w', '5']],
+    ['2.0.0', true, ['-w', '5']],
+  ])('iptables %s: --random-fully %s, iptables-restore lock wait %j', (v, randomFully, restoreWaitArgs) => {
+    const f = iptablesFeatures(parseIptablesVersion(`iptables v${v}`));
+    expect({ randomFully: f.randomFully, restoreWaitArgs: f.restoreWaitArgs }).toEqual({ randomFully, restoreWaitArgs });
+  });
+  it('assumes nothing of an unknown version', () => {
+    expect(iptablesFeatures(undefined)).toEqual({ version: undefined, randomFully: false, restoreWaitArgs: [] });
   });
 });

@@ -1,0 +1,60 @@
+/**
+ * Start-up and resync of the firewall rules (contract §8, §16), whichever
+ * backend the network config chose. At start: the backend not in use has its
+ * rules removed (iptables mode deletes our nft tables, as flanneld does;
+ * nftables mode deletes our iptables chains and jumps, in nat and filter, which
+ * flanneld's cleanup leaves half done), then every set is written once. Then
+ * every --iptables-resync seconds a check rewrites what is missing or altered
+ * (flanneld does so for iptables only; we do it for nftables too).
+ */
+import { Clock } from '../util/clock';
+import { HostError, errorMessage } from '../util/errors';
+import { Logger } from '../util/log';
+import { Firewall, FirewallOptions, FirewallTarget } from './firewall';
+
+export interface FirewallBackends {
+  iptables(opts: FirewallOptions, log: Logger): Promise<Firewall>;
+  nftables(opts: FirewallOptions, log: Logger): Promise<Firewall>;
+}
+
+const NO_RULES: FirewallOptions = { ipMasq: false, forwardRules: false, fullyRandom: false };
+
+/**
+ * Opens the chosen backend, removes the other's rules and writes ours. In
+ * nftables mode a failure is fatal (flanneld exits 1 when it cannot make its
+ * tables); in iptables mode it is logged and the resync keeps trying, as before.
+ */
+export async function startFirewall(nftables: boolean, opts: FirewallOptions, target: FirewallTarget, backends: FirewallBackends, log: Logger): Promise<Firewall> {
+  const [mode, other] = nftables ? (['nftables', 'iptables'] as const) : (['iptables', 'nftables'] as const);
+  const firewall = await backends[mode](opts, log);
+  try {
+    await (await backends[other](NO_RULES, log)).remove();
+  } catch (err) {
+    // A host without the other tool cannot hold rules we made with it (flanneld exits 1 without iptables in nftables mode; we go on).
+    log.warn({ err: errorMessage(err) }, `could not remove our ${other} rules: ${errorMessage(err)}`);
+  }
+  try {
+    await firewall.ensure(target, true);
+  } catch (err) {
+    if (nftables) throw err instanceof HostError ? err : new HostError(errorMessage(err), { cause: err });
+    log.error({ err: errorMessage(err) }, errorMessage(err));
+  }
+  return firewall;
+}
+
+/** Re-checks every `resyncMs` until `signal` aborts; failures are logged once per outage. */
+export async function keepFirewall(firewall: Firewall, target: () => FirewallTarget, resyncMs: number, clock: Clock, log: Logger, signal: AbortSignal): Promise<void> {
+  let failing = false;
+  while (!signal.aborted) {
+    await clock.sleep(resyncMs, signal).catch(() => undefined);
+    if (signal.aborted) return;
+    try {
+      await firewall.ensure(target());
+      if (failing) log.info(`${firewall.kind} rules restored`);
+      failing = false;
+    } catch (err) {
+      if (!failing) log.warn({ err: errorMessage(err) }, errorMessage(err));
+      failing = true;
+    }
+  }
+}
