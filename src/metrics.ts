@@ -13,6 +13,8 @@ export interface DaemonObserver {
   etcdReconnected(): void;
   watchResynced(): void;
   leaseRenewed(ok: boolean): void;
+  /** Our unchanged value was written again (ok) or the key no longer held it (lost). */
+  leaseRewritten(ok: boolean): void;
   leaseEventApplied(seconds: number): void;
 }
 
@@ -26,6 +28,7 @@ export class Metrics implements DaemonObserver {
   private readonly reconnects = new Counter({ name: 'flanneld_etcd_reconnects_total', help: 'etcd watch streams re-established after an outage', registers: [this.registry] });
   private readonly resyncs = new Counter({ name: 'flanneld_watch_resyncs_total', help: 'Full lease re-lists (compaction or watch failure)', registers: [this.registry] });
   private readonly renewals = new Counter({ name: 'flanneld_lease_renewals_total', help: 'Lease renewals, by result', labelNames: ['result'] as const, registers: [this.registry] });
+  private readonly rewrites = new Counter({ name: 'flanneld_lease_rewrites_total', help: 'Writes of our unchanged lease value (so flanneld peers relearn us), by result', labelNames: ['result'] as const, registers: [this.registry] });
   private readonly passDuration = new Histogram({
     name: 'flanneld_reconcile_duration_seconds',
     help: 'Duration of one reconcile pass (read kernel, plan, apply)',
@@ -43,6 +46,8 @@ export class Metrics implements DaemonObserver {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.renewals.inc({ result: 'ok' }, 0);
     this.renewals.inc({ result: 'lost' }, 0);
+    this.rewrites.inc({ result: 'ok' }, 0);
+    this.rewrites.inc({ result: 'lost' }, 0);
   }
 
   leasesSeen(counts: { valid: number; invalid: number; ignored: number }): void {
@@ -70,6 +75,10 @@ export class Metrics implements DaemonObserver {
 
   leaseRenewed(ok: boolean): void {
     this.renewals.inc({ result: ok ? 'ok' : 'lost' });
+  }
+
+  leaseRewritten(ok: boolean): void {
+    this.rewrites.inc({ result: ok ? 'ok' : 'lost' });
   }
 
   leaseEventApplied(seconds: number): void {
