@@ -8,7 +8,7 @@ import { DaemonOptions } from './cli';
 import { NetworkConfig, parseNetworkConfig } from './config';
 import { IptablesRules } from './iptables';
 import { DaemonObserver } from './metrics';
-import { chooseExternalInterface } from './kernel/interfaces';
+import { chooseExternalInterface, readInterfaceFacts } from './kernel/interfaces';
 import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
 import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
 import { configKey, subnetKey } from './lease/codec';
@@ -97,8 +97,8 @@ export class Daemon {
       if (this.config.backend.directRouting) {
         log.warn('Backend.DirectRouting is not supported by flanneld-ts yet: every peer is reached through VXLAN');
       }
-      const [ifaces, defaultIndex] = await Promise.all([kernel.listInterfaces(), kernel.defaultRouteInterface()]);
-      const ext = chooseExternalInterface(ifaces, defaultIndex, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, publicIP: this.opts.publicIP });
+      const host = await readInterfaceFacts(kernel, this.opts.ifaceCanReach);
+      const ext = chooseExternalInterface(host.ifaces, host.defaultRoute, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, canReach: host.canReach, publicIP: this.opts.publicIP });
       this.publicIP = ext.publicIP;
       const b = this.config.backend;
       this.spec = { name: `flannel.${b.vni}`, vni: b.vni, localIP: ext.publicIP, underlayIndex: ext.iface.index, port: b.port, learning: b.learning, gbp: b.gbp, mtu: (b.mtu || ext.iface.mtu) - 50 };

@@ -43,6 +43,8 @@ import {
   VxlanSpec,
 } from './kernel';
 import { decodeLinkInfo, encodeVxlanLinkInfo } from './vxlan-linkinfo';
+import type { DefaultRoute, RouteLookup } from './interfaces';
+import { lookupRoute, readAddressFlags, readDefaultRoute } from './route-lookup';
 import { ChangeCause, describeEntry } from './kernel';
 
 const NLM_F_REPLACE = 0x100;
@@ -653,5 +655,18 @@ export class NetlinkKernel implements Kernel {
         }
       }
     });
+  }
+
+  // Interface choice as flanneld makes it (contract §14): read in route-lookup.ts.
+  addressFlags(): Promise<Map<string, number>> {
+    return this.exclusive('list addresses', () => readAddressFlags(this.socket));
+  }
+
+  defaultRoute(): Promise<DefaultRoute> {
+    return this.exclusive('list routes', () => readDefaultRoute(this.socket));
+  }
+
+  routeGet(dst: number): Promise<RouteLookup | undefined> {
+    return this.exclusive('look up a route (ip route get)', () => lookupRoute(this.socket, dst));
   }
 }
