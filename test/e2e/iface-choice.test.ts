@@ -79,4 +79,19 @@ describe('interface choice as flanneld', () => {
     expect(r.code).toBe(1);
     expect(r.line).toContain('--public-ip 203.0.113.9: no interface has this address');
   }, 40_000);
+
+  it('exits 1 on a multipath default route when no iface flag is given', async () => {
+    const netns = scene.cluster.member('h2').netns;
+    for (const cmd of [['link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1'], ['link', 'set', 'd1', 'up'], ['link', 'set', 'd0', 'up'], ['route', 'replace', 'default', 'nexthop', 'dev', 'eth0', 'nexthop', 'dev', 'd0']]) {
+      const r = await scene.cluster.exec(netns, 'ip', cmd);
+      expect(r.code, `ip ${cmd.join(' ')}: ${r.stderr}`).toBe(0);
+    }
+    try {
+      const r = await chosenInterface('h2', [`-etcd-endpoints=${scene.endpoint}`, `-subnet-file=${scene.workDir}/h2-mp/subnet.env`]);
+      expect(r.code).toBe(1);
+      expect(r.line).toContain('the IPv4 default route is multipath');
+    } finally {
+      await scene.cluster.exec(netns, 'ip', ['route', 'replace', 'default', 'dev', 'eth0']);
+    }
+  }, 40_000);
 });
