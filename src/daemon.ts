@@ -362,7 +362,7 @@ export class Daemon {
         continue;
       }
       if (clock.now() >= reput.dueAt()) await this.reputOwn();
-      if (this.own.etcdLease === undefined || clock.now() < renewDue) continue;
+      if (this.lost !== undefined || this.own.etcdLease === undefined || clock.now() < renewDue) continue;
       const etcdLease = this.own.etcdLease;
       const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${formatCidr(this.own.subnet)}`, log, clock, rand, signal });
       this.deps.observer?.leaseRenewed(renewed.ok);
