@@ -298,6 +298,8 @@ export class Daemon {
   private onOwnEvents(events: readonly LeaseEvent[]): void {
     const key = this.ownKey();
     for (const ev of events) {
+      // Older than the list our lease was (re)taken from: e.g. the old key's expiry, delivered after a reconnect.
+      if (this.own.chosenAt !== undefined && ev.revision <= this.own.chosenAt) continue;
       if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${formatCidr(this.own.subnet)} was deleted from etcd`);
       else if (ev.type === 'put' && ev.record.key === key) this.checkOwnRecord(ev.record);
     }

@@ -20,6 +20,11 @@ export interface OwnLease {
   readonly etcdLease: string | undefined;
   /** Unix ms; undefined for a reservation. */
   readonly expiresAt: number | undefined;
+  /**
+   * Store revision of the list this lease was chosen from: a watch event for our
+   * key at or below it happened before we (re)took the key and says nothing about it now.
+   */
+  readonly chosenAt?: bigint;
 }
 
 export interface AcquireOptions {
@@ -45,10 +50,10 @@ const MAX_ATTEMPTS = 10;
 export async function acquireLease(opts: AcquireOptions): Promise<OwnLease> {
   const value = encodeLeaseValue({ publicIP: opts.publicIP, vni: opts.config.backend.vni, vtepMAC: opts.vtepMAC });
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const { records } = await opts.store.list();
+    const { records, revision } = await opts.store.list();
     const own = await reuseOwn(opts, records, value);
     if (own === 'retry') continue;
-    if (own) return own;
+    if (own) return { ...own, chosenAt: revision };
     const taken = records.map(recordSubnet).filter((s): s is Cidr => s !== undefined);
     const prev = opts.previous;
     const prevFree = prev && subnetFitsConfig(opts.config, prev) && !taken.some((t) => cidrEquals(t, prev));
@@ -57,7 +62,7 @@ export async function acquireLease(opts: AcquireOptions): Promise<OwnLease> {
     const created = await opts.store.create(subnet, value, opts.ttlSeconds);
     if (created) {
       opts.log.info({ subnet: formatCidr(subnet), reused: prevFree === true }, `acquired lease ${formatCidr(subnet)}`);
-      return { subnet, value, etcdLease: created.etcdLease, expiresAt: created.expiresAt };
+      return { subnet, value, etcdLease: created.etcdLease, expiresAt: created.expiresAt, chosenAt: revision };
     }
     opts.log.info({ subnet: formatCidr(subnet) }, `subnet ${formatCidr(subnet)} was taken by another node meanwhile; choosing again`);
   }
