@@ -126,6 +126,10 @@ describe('real flanneld command lines', () => {
     expect(usageError(() => parseCommandLine(['--ip-masq', '--kube-subnet-mgr'], {}))).toMatch(/^--kube-subnet-mgr: the Kubernetes subnet manager is not supported/);
   });
 
+  it('takes -h, -help and -version, and Go spellings after the status command', () => {
+    expect([['-h'], ['-help'], ['-version'], ['status', '-json', '-iface', 'eth1']].map((a) => parseCommandLine(a, {}).command)).toEqual(['help', 'help', 'version', 'status']);
+  });
+
   it('still exits on an unknown Go-style flag with one line naming it', () => {
     expect(usageError(() => parseCommandLine(['-etcd-endpoints=http://e:2379', '-bogus-flag=1'], {}))).toMatch(/Unknown argument: bogus-flag/);
   });
