@@ -2,7 +2,9 @@
  * Command line and FLANNELD_* environment (contract §9). Parsing is pure: it
  * returns options or throws UsageError; main.ts turns that into exit code 2.
  */
+import { isIPv6 } from 'node:net';
 import yargs from 'yargs';
+import { FlagKind, normalizeGoFlags, parseGoBool } from './go-flags';
 import { Cidr, makeCidr, parseCidr, parseIPv4, tryParseIPv4 } from './net/ipv4';
 import { UsageError } from './util/errors';
 
@@ -24,9 +26,15 @@ export interface DaemonOptions {
   readonly etcd: EtcdOptions;
   readonly iface: string[];
   readonly ifaceRegex: string[];
+  /** `--iface-can-reach`: the interface (and source address) the kernel would use to reach this IPv4 address. */
+  readonly ifaceCanReach: number | undefined;
   readonly publicIP: number | undefined;
+  /** `--public-ipv6`: validated and kept for dual-stack; not used yet. */
+  readonly publicIPv6: string | undefined;
   readonly subnetFile: string;
   readonly renewMarginMinutes: number;
+  /** Mean period of writing our unchanged lease value again, so flanneld peers relearn us (jittered ±25 %). */
+  readonly reputIntervalMs: number;
   readonly ipMasq: boolean;
   readonly ipMasqFullyRandom: boolean;
   readonly iptablesForwardRules: boolean;
@@ -61,9 +69,12 @@ export interface StatusOptions {
   readonly allowWideNetwork: boolean;
 }
 
+/** Problems that flanneld logs and starts anyway (an invalid FLANNELD_* value, a key file without a cert): logged once the logger exists. */
+export type Warnings = readonly string[];
+
 export type Command =
-  | { readonly command: 'run'; readonly options: DaemonOptions }
-  | { readonly command: 'status'; readonly options: StatusOptions }
+  | { readonly command: 'run'; readonly options: DaemonOptions; readonly warnings: Warnings }
+  | { readonly command: 'status'; readonly options: StatusOptions; readonly warnings: Warnings }
   | { readonly command: 'help' | 'version'; readonly text: string };
 
 const ETCD_FLAGS = {
@@ -83,6 +94,7 @@ const RUN_FLAGS = {
   'public-ip': { type: 'string', describe: 'IP other nodes reach this one at (default: the interface address)' },
   'subnet-file': { type: 'string', default: '/run/flannel/subnet.env', describe: 'File the CNI plugin reads the subnet from' },
   'subnet-lease-renew-margin': { type: 'number', default: 60, describe: 'Renew the lease this many minutes before it expires (1-1439)' },
+  'subnet-lease-reput-interval': { type: 'number', default: 3600, describe: 'Write the unchanged lease value again about every this many seconds (±25 %), so flanneld peers that dropped their peers relearn this node (1-82800)' },
   'ip-masq': { type: 'boolean', default: false, describe: 'Masquerade traffic leaving the overlay network' },
   'ip-masq-fully-random-disable': { type: 'boolean', default: false, describe: 'Leave --random-fully off the MASQUERADE rules' },
   'iptables-forward-rules': { type: 'boolean', default: true, describe: 'Add FORWARD accept rules for the network (--no-iptables-forward-rules to skip)' },
@@ -90,10 +102,28 @@ const RUN_FLAGS = {
   'ip-blackhole-route': { type: 'boolean', default: false, describe: 'Keep a blackhole route for this node\'s subnet in the main table (for setups without a bridge route, e.g. Canal)' },
   'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'Address of the /healthz, /readyz and /metrics server' },
   'healthz-port': { type: 'number', default: 0, describe: 'Port of the /healthz, /readyz and /metrics server (0 = off)' },
-  'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error' },
+  'log-level': { type: 'string', defaultDescription: 'info', describe: 'trace, debug, info, warn, error (wins over -v)' },
+  'iface-can-reach': { type: 'string', describe: 'Use the interface (and source address) the kernel routes this IPv4 address through; tried after --iface and --iface-regex' },
+  'public-ipv6': { type: 'string', describe: 'IPv6 address other nodes reach this one at; checked and kept for dual-stack, not used yet' },
   'allow-wide-network': { type: 'boolean', default: false, describe: 'Accept a Network prefix shorter than /8 in the network config' },
   'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
   'kernel-resync': { type: 'number', default: 300, hidden: true, describe: 'Seconds between full kernel reconciles (kernel notifications trigger one at once)' },
+} as const;
+
+/**
+ * flanneld's own logging flags (klog) and its Kubernetes-mode options: accepted
+ * so existing unit files and manifests start unchanged (README, "Migrating from flanneld").
+ */
+const FLANNELD_COMPAT_FLAGS = {
+  v: { type: 'number', describe: 'flanneld log verbosity: 0 = info, 1-4 = debug, 5+ = trace (--log-level wins)' },
+  vmodule: { type: 'string', describe: 'flanneld per-file verbosity (pattern=N,...): accepted, no effect' },
+  log_backtrace_at: { type: 'string', describe: 'flanneld (klog) file:line backtrace: accepted, no effect' },
+  'kube-subnet-mgr': { type: 'boolean', default: false, describe: 'flanneld Kubernetes mode: not supported (flanneld-ts uses etcd); refused when true' },
+  'kube-api-url': { type: 'string', describe: 'flanneld Kubernetes mode only: accepted, no effect' },
+  'kube-annotation-prefix': { type: 'string', describe: 'flanneld Kubernetes mode only: accepted, no effect' },
+  'kubeconfig-file': { type: 'string', describe: 'flanneld Kubernetes mode only: accepted, no effect' },
+  'net-config-path': { type: 'string', describe: 'flanneld Kubernetes mode only: accepted, no effect' },
+  'set-node-network-unavailable': { type: 'boolean', describe: 'flanneld Kubernetes mode only: accepted, no effect' },
 } as const;
 
 // What status shares with the daemon (and so, like the daemon, takes from FLANNELD_*): how to find this host's lease.
@@ -125,24 +155,30 @@ export function envName(flag: string): string {
 
 /**
  * Every flag can come from FLANNELD_<FLAG>; the command line wins, so the
- * environment only replaces the default. Booleans take true/false/1/0.
+ * environment only replaces the default. As in flanneld, an empty variable is
+ * ignored, and a value that does not parse (a boolean that is not a Go boolean,
+ * a number that is not one) keeps the default with a warning.
  */
-function withEnvDefaults(flags: Record<string, FlagSpec>, env: NodeJS.ProcessEnv): Record<string, FlagSpec> {
+function withEnvDefaults(flags: Record<string, FlagSpec>, env: NodeJS.ProcessEnv, warnings: string[]): Record<string, FlagSpec> {
   const out: Record<string, FlagSpec> = {};
   for (const [name, spec] of Object.entries(flags)) {
     const raw = env[envName(name)];
-    if (raw === undefined) {
+    if (raw === undefined || raw === '') {
       out[name] = spec;
       continue;
     }
     let value: unknown = raw;
     if (spec.type === 'boolean') {
-      if (!/^(true|false|1|0)$/i.test(raw)) throw new UsageError(`${envName(name)}: ${JSON.stringify(raw)} is not true or false`);
-      value = /^(true|1)$/i.test(raw);
+      value = parseGoBool(raw);
     } else if (spec.type === 'number') {
-      value = Number(raw);
+      value = raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : undefined;
     } else if (spec.array) {
       value = splitList(raw);
+    }
+    if (value === undefined) {
+      warnings.push(`ignoring ${envName(name)}=${JSON.stringify(raw)}: not a valid ${spec.type}; keeping the default`);
+      out[name] = spec;
+      continue;
     }
     // A secret from the environment must not be echoed by --help as the default.
     out[name] = SECRET_FLAGS.has(name) ? { ...spec, default: value, defaultDescription: `(from ${envName(name)})` } : { ...spec, default: value };
@@ -156,25 +192,38 @@ function splitList(text: string): string[] {
   return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
-export function etcdOptionsFrom(argv: Record<string, unknown>): EtcdOptions {
-  const endpoints = splitList(String(argv['etcd-endpoints']));
-  if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
-  for (const e of endpoints) {
-    if (!/^https?:\/\/[^/\s]+\/?$/.test(e)) throw new UsageError(`--etcd-endpoints: ${JSON.stringify(e)} is not an http(s)://host:port URL`);
-  }
+/**
+ * An endpoint without a scheme gets one as flanneld's etcd client decides:
+ * TLS only when a key and a certificate are given (contract §15).
+ */
+function withScheme(endpoint: string, tls: boolean): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `${tls ? 'https' : 'http'}://${endpoint}`;
+}
+
+export function etcdOptionsFrom(argv: Record<string, unknown>, warnings: string[] = []): EtcdOptions {
   const str = (k: string): string | undefined => {
     const v = argv[k];
     return typeof v === 'string' && v !== '' ? v : undefined;
   };
-  const keyFile = str('etcd-keyfile');
-  const certFile = str('etcd-certfile');
+  let keyFile = str('etcd-keyfile');
+  let certFile = str('etcd-certfile');
+  let caFile = str('etcd-cafile');
   if ((keyFile === undefined) !== (certFile === undefined)) {
-    throw new UsageError('--etcd-keyfile and --etcd-certfile go together: give both or neither');
+    // flanneld builds no TLS config then: it warns and connects without certificates.
+    warnings.push(`--etcd-${keyFile === undefined ? 'certfile' : 'keyfile'} given without --etcd-${keyFile === undefined ? 'keyfile' : 'certfile'}: no client certificate; connecting to etcd without TLS as flanneld does (insecure)`);
+    keyFile = undefined;
+    certFile = undefined;
+    caFile = undefined;
+  }
+  const endpoints = splitList(String(argv['etcd-endpoints'])).map((e) => withScheme(e, keyFile !== undefined));
+  if (endpoints.length === 0) throw new UsageError('--etcd-endpoints: no endpoint given');
+  for (const e of endpoints) {
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(e)) throw new UsageError(`--etcd-endpoints: ${JSON.stringify(e)} is not an http(s)://host:port URL or host:port`);
   }
   const password = str('etcd-password');
   const passwordFile = str('etcd-password-file');
   if (password !== undefined && passwordFile !== undefined) throw new UsageError('--etcd-password and --etcd-password-file: give one, not both');
-  return { endpoints, prefix: String(argv['etcd-prefix']), keyFile, certFile, caFile: str('etcd-cafile'), username: str('etcd-username'), password, passwordFile };
+  return { endpoints, prefix: String(argv['etcd-prefix']), keyFile, certFile, caFile, username: str('etcd-username'), password, passwordFile };
 }
 
 function renewMarginFrom(argv: Record<string, unknown>): number {
@@ -197,21 +246,33 @@ function ifaceRegexFrom(argv: Record<string, unknown>): string[] {
   return ifaceRegex;
 }
 
-function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
+/** `-v` (klog verbosity) as a log level, unless --log-level / FLANNELD_LOG_LEVEL says otherwise. */
+export function logLevelFromVerbosity(v: number): string {
+  return v >= 5 ? 'trace' : v >= 1 ? 'debug' : 'info';
+}
+
+function optionalIPv4(argv: Record<string, unknown>, flag: string): number | undefined {
+  const v = argv[flag];
+  if (typeof v !== 'string' || v === '') return undefined;
+  const ip = tryParseIPv4(v);
+  if (ip === undefined) throw new UsageError(`--${flag}: ${JSON.stringify(v)} is not an IPv4 address`);
+  return ip;
+}
+
+function runOptionsFrom(argv: Record<string, unknown>, warnings: string[]): DaemonOptions {
+  if (argv['kube-subnet-mgr'] === true) throw new UsageError('--kube-subnet-mgr: the Kubernetes subnet manager is not supported; flanneld-ts keeps leases in etcd (--etcd-endpoints)');
   const margin = renewMarginFrom(argv);
   const ttl = Number(argv['subnet-lease-ttl']);
   if (!Number.isInteger(ttl) || ttl < 5) throw new UsageError(`--subnet-lease-ttl: ${argv['subnet-lease-ttl']} is not a whole number of seconds >= 5`);
+  const reput = Number(argv['subnet-lease-reput-interval']);
+  if (!Number.isInteger(reput) || reput < 1 || reput > 82_800) throw new UsageError(`--subnet-lease-reput-interval: ${argv['subnet-lease-reput-interval']} is not a whole number of seconds from 1 to 82800 (23 h, flanneld's renewal period)`);
   const resync = Number(argv['kernel-resync']);
   if (!(resync > 0)) throw new UsageError(`--kernel-resync: ${argv['kernel-resync']} is not a positive number of seconds`);
-  let publicIP: number | undefined;
-  const pip = argv['public-ip'];
-  if (typeof pip === 'string' && pip !== '') {
-    try {
-      publicIP = parseIPv4(pip);
-    } catch {
-      throw new UsageError(`--public-ip: ${JSON.stringify(pip)} is not an IPv4 address`);
-    }
-  }
+  const publicIP = optionalIPv4(argv, 'public-ip');
+  const ifaceCanReach = optionalIPv4(argv, 'iface-can-reach');
+  const pip6 = argv['public-ipv6'];
+  const publicIPv6 = typeof pip6 === 'string' && pip6 !== '' ? pip6 : undefined;
+  if (publicIPv6 !== undefined && !isIPv6(publicIPv6)) throw new UsageError(`--public-ipv6: ${JSON.stringify(publicIPv6)} is not an IPv6 address`);
   const ifaceRegex = ifaceRegexFrom(argv);
   const healthzPort = Number(argv['healthz-port']);
   if (!Number.isInteger(healthzPort) || healthzPort < 0 || healthzPort > 65535) throw new UsageError(`--healthz-port: ${argv['healthz-port']} is not a port number (0 turns the server off)`);
@@ -219,15 +280,20 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
   if (tryParseIPv4(healthzIP) === undefined) throw new UsageError(`--healthz-ip: ${JSON.stringify(healthzIP)} is not an IPv4 address`);
   const iptResync = Number(argv['iptables-resync']);
   if (!Number.isInteger(iptResync) || iptResync < 1) throw new UsageError(`--iptables-resync: ${argv['iptables-resync']} is not a whole number of seconds >= 1`);
-  const level = String(argv['log-level']);
+  const verbosity = argv.v === undefined ? undefined : Number(argv.v);
+  if (verbosity !== undefined && !Number.isInteger(verbosity)) throw new UsageError(`-v: ${argv.v} is not a whole number`);
+  const level = typeof argv['log-level'] === 'string' ? argv['log-level'] : logLevelFromVerbosity(verbosity ?? 0);
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(level)}`);
   return {
-    etcd: etcdOptionsFrom(argv),
+    etcd: etcdOptionsFrom(argv, warnings),
     iface: (argv.iface as string[]).flatMap(splitList),
     ifaceRegex,
+    ifaceCanReach,
     publicIP,
+    publicIPv6,
     subnetFile: String(argv['subnet-file']),
     renewMarginMinutes: margin,
+    reputIntervalMs: reput * 1000,
     ipMasq: argv['ip-masq'] === true,
     ipMasqFullyRandom: argv['ip-masq-fully-random-disable'] !== true,
     iptablesForwardRules: argv['iptables-forward-rules'] !== false,
@@ -242,7 +308,7 @@ function runOptionsFrom(argv: Record<string, unknown>): DaemonOptions {
   };
 }
 
-function statusOptionsFrom(argv: Record<string, unknown>): StatusOptions {
+function statusOptionsFrom(argv: Record<string, unknown>, warnings: string[]): StatusOptions {
   if (argv.json === true && argv.brief === true) throw new UsageError('--json and --brief: choose one output format');
   let subnet: Cidr | undefined;
   const sub = argv.subnet;
@@ -260,7 +326,7 @@ function statusOptionsFrom(argv: Record<string, unknown>): StatusOptions {
     if (publicIP === undefined) throw new UsageError(`--public-ip: ${JSON.stringify(pip)} is not an IPv4 address`);
   }
   return {
-    etcd: etcdOptionsFrom(argv),
+    etcd: etcdOptionsFrom(argv, warnings),
     iface: (argv.iface as string[]).flatMap(splitList),
     ifaceRegex: ifaceRegexFrom(argv),
     subnetFile: String(argv['subnet-file']),
@@ -274,23 +340,37 @@ function statusOptionsFrom(argv: Record<string, unknown>): StatusOptions {
   };
 }
 
+const ALL_FLAGS = { ...ETCD_FLAGS, ...RUN_FLAGS, ...FLANNELD_COMPAT_FLAGS, ...STATUS_FLAGS, ...STATUS_VIEW_FLAGS } as Record<string, FlagSpec>;
+
+/** Every declared flag and whether it is a boolean: what the Go-style normaliser needs. */
+function flagKinds(): Map<string, FlagKind> {
+  const kinds = new Map<string, FlagKind>([['help', 'boolean'], ['h', 'boolean'], ['version', 'boolean']]);
+  for (const [name, spec] of Object.entries(ALL_FLAGS)) kinds.set(name, spec.type === 'boolean' ? 'boolean' : 'value');
+  return kinds;
+}
+
 /** Parses argv (without node and script) and the environment. Throws UsageError. */
-export function parseCommandLine(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Command {
+export function parseCommandLine(rawArgs: readonly string[], env: NodeJS.ProcessEnv = process.env): Command {
+  const args = normalizeGoFlags(rawArgs, flagKinds());
   let output = '';
   let failure: string | undefined;
+  const warnings: string[] = [];
   const parser = yargs([...args])
     .scriptName('flanneld-ts')
     .usage('$0 [run|status] [options]\n\nA flannel-compatible VXLAN overlay daemon.')
-    .command(['run', '$0'], 'Run the daemon (default)', (y) => y.options(withEnvDefaults(ETCD_FLAGS, env)).options(withEnvDefaults(RUN_FLAGS, env)))
-    .command('status', "Show leases, the overlay and this host's kernel state; changes nothing. Exit 0 healthy, 1 problems, 2 usage, 3 etcd unreachable", (y) =>
-      y.options(withEnvDefaults(ETCD_FLAGS, env)).options(withEnvDefaults(STATUS_FLAGS, env)).options(STATUS_VIEW_FLAGS),
+    .command(['run', '$0'], 'Run the daemon (default)', (y) =>
+      y.options(withEnvDefaults(ETCD_FLAGS, env, warnings)).options(withEnvDefaults(RUN_FLAGS, env, warnings)).options(withEnvDefaults(FLANNELD_COMPAT_FLAGS, env, warnings)),
     )
-    .epilogue('Every flag can also be set as FLANNELD_<FLAG> (e.g. FLANNELD_ETCD_ENDPOINTS); the command line wins.')
+    .command('status', "Show leases, the overlay and this host's kernel state; changes nothing. Exit 0 healthy, 1 problems, 2 usage, 3 etcd unreachable", (y) =>
+      y.options(withEnvDefaults(ETCD_FLAGS, env, warnings)).options(withEnvDefaults(STATUS_FLAGS, env, warnings)).options(STATUS_VIEW_FLAGS),
+    )
+    .epilogue('Every flag can also be set as FLANNELD_<FLAG> (e.g. FLANNELD_ETCD_ENDPOINTS); the command line wins. Go-style spellings work too: -flag, -flag=value, -flag value.')
     // Flags are read by their dashed names; camelCase twins would only show up in "Unknown arguments: foo-bar, fooBar".
     .parserConfiguration({ 'camel-case-expansion': false })
     .strict()
     .version(VERSION)
     .help()
+    .alias('help', 'h')
     .wrap(100)
     .exitProcess(false)
     .fail((msg, err) => {
@@ -303,10 +383,14 @@ export function parseCommandLine(args: readonly string[], env: NodeJS.ProcessEnv
   if (argv.help) return { command: 'help', text: output };
   if (argv.version) return { command: 'version', text: output || VERSION };
   // A repeated scalar flag takes the last value (as Go's flag package does); array flags still collect.
-  for (const [name, spec] of Object.entries({ ...ETCD_FLAGS, ...RUN_FLAGS, ...STATUS_FLAGS, ...STATUS_VIEW_FLAGS } as Record<string, FlagSpec>)) {
+  for (const [name, spec] of Object.entries(ALL_FLAGS)) {
     const v = argv[name];
     if (!spec.array && Array.isArray(v)) argv[name] = v[v.length - 1];
   }
-  if (argv._ instanceof Array && argv._[0] === 'status') return { command: 'status', options: statusOptionsFrom(argv) };
-  return { command: 'run', options: runOptionsFrom(argv) };
+  if (argv._ instanceof Array && argv._[0] === 'status') {
+    const options = statusOptionsFrom(argv, warnings);
+    return { command: 'status', options, warnings };
+  }
+  const options = runOptionsFrom(argv, warnings);
+  return { command: 'run', options, warnings };
 }

@@ -12,12 +12,13 @@ import { IptablesFirewall } from './iptables';
 import { BlackholeRoutes, IprouteBlackholeRoutes, keepBlackholeRoute } from './kernel/blackhole-route';
 import { SYSCTL_ROOT, checkBrNetfilter, disableAcceptRa } from './kernel/sysctl';
 import { DaemonObserver } from './metrics';
-import { chooseExternalInterface } from './kernel/interfaces';
+import { chooseExternalInterface, readInterfaceFacts } from './kernel/interfaces';
 import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
 import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
 import { configKey, subnetKey } from './lease/codec';
 import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
 import { LeaseView } from './lease/lease-view';
+import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
 import { randomMac } from './net/mac';
@@ -92,6 +93,7 @@ export class Daemon {
   private wakeLeaseLoop: (() => void) | undefined;
   /** Index of the device whose accept_ra we last set (set again only for a new device). */
   private acceptRaIndex: number | undefined;
+  private reput: ReputSchedule | undefined;
   private readonly log: Logger;
 
   constructor(private readonly opts: DaemonOptions, private readonly deps: DaemonDeps) {
@@ -300,8 +302,8 @@ export class Daemon {
   private async checkedConfig(text: string): Promise<{ config: NetworkConfig; ext: ReturnType<typeof chooseExternalInterface> }> {
     const config = parseNetworkConfig(text, { allowWideNetwork: this.opts.allowWideNetwork });
     const { kernel } = this.deps;
-    const [ifaces, defaultIndex] = await Promise.all([kernel.listInterfaces(), kernel.defaultRouteInterface()]);
-    const ext = chooseExternalInterface(ifaces, defaultIndex, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, publicIP: this.opts.publicIP });
+    const host = await readInterfaceFacts(kernel, this.opts.ifaceCanReach);
+    const ext = chooseExternalInterface(host.ifaces, host.defaultRoute, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, canReach: host.canReach, publicIP: this.opts.publicIP });
     const problem = networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses: this.deps.etcdAddresses ?? [] });
     if (problem !== undefined) throw new ConfigError('Network', problem);
     if (config.backend.mtu === 0 && ext.iface.mtu - VXLAN_OVERHEAD < 68) {
@@ -344,16 +346,20 @@ export class Daemon {
           onEvents: (events) => {
             const last = events[events.length - 1];
             if (last) revision = last.revision + 1n;
-            this.view.apply(events);
+            if (wouldWipeFlanneldPeers(events)) this.triggerReput('an event flanneld peers cannot decode');
+            const changed = this.view.apply(events);
+            this.onOwnEvents(events);
+            // A re-put of an unchanged value (ours or a peer's) means nothing for the kernel.
+            if (changed === 0) return;
             this.pendingEvent ??= { generation: this.generation + 1, at: clock.now() };
             this.leasesChanged();
-            this.onOwnEvents(events);
             this.reconciler?.markDirty();
           },
           onDisconnected: (err) => log.warn({ err: errorMessage(err) }, `lost the etcd watch: ${errorMessage(err)}; reconnecting`),
           onReconnected: () => {
             log.info('etcd watch re-established');
             this.deps.observer?.etcdReconnected();
+            this.triggerReput('reconnected to etcd');
           },
         }, signal);
       } catch (err) {
@@ -369,6 +375,7 @@ export class Daemon {
           log.info({ changed }, `resynced leases: ${changed} changed`);
           this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
           this.reconciler?.markDirty();
+          this.triggerReput('re-listed leases after the watch broke');
         } catch (listErr) {
           if (signal.aborted) return;
           // Only fatal errors get here (retryTransient retries the rest): keep serving what we have.
@@ -414,23 +421,56 @@ export class Daemon {
     this.wakeLeaseLoop?.();
   }
 
-  /** Renews our lease before it expires and re-acquires it when lost. Returns when `signal` aborts. */
+  /** Asks for a re-put of our value soon (spread over the cluster; see lease/reput.ts). */
+  private triggerReput(reason: string): void {
+    if (!this.reput) return;
+    const wasPending = this.reput.triggered;
+    this.reput.trigger(this.deps.clock.now(), this.view.leases().length);
+    if (!wasPending) this.log.debug({ reason, in: Math.max(0, this.reput.dueAt() - this.deps.clock.now()) }, `will write lease value again: ${reason}`);
+    this.wakeLeaseLoop?.();
+  }
+
+  /** Writes our unchanged value again (same etcd lease, only while the key holds it), so flanneld peers relearn us. */
+  private async reputOwn(): Promise<void> {
+    const { store, clock, log } = this.deps;
+    const schedule = this.reput as ReputSchedule;
+    const own = this.own;
+    const name = formatCidr(own.subnet);
+    schedule.attempted(clock.now());
+    let ok: boolean;
+    try {
+      ok = await store.rewrite(own.subnet, own.value, own.etcdLease);
+    } catch (err) {
+      schedule.failed(clock.now());
+      log.debug({ err: errorMessage(err), subnet: name }, `failed to write lease ${name} again; will retry`);
+      return;
+    }
+    this.deps.observer?.leaseRewritten(ok);
+    if (ok) log.debug({ subnet: name }, `wrote lease ${name} again`);
+    else if (this.own === own) this.markLost(`lease ${name} no longer holds this node's value`);
+  }
+
+  /** Renews our lease before it expires, re-puts its value, and re-acquires it when lost. Returns when `signal` aborts. */
   private async leaseLoop(signal: AbortSignal): Promise<void> {
     const { store, clock, rand, log } = this.deps;
     const ttlMs = this.opts.leaseTTLSeconds * 1000;
     const marginMs = this.opts.renewMarginMinutes * 60_000;
+    this.reput = new ReputSchedule(this.opts.reputIntervalMs, rand, clock.now());
+    const reput = this.reput;
     while (!signal.aborted) {
+      const own = this.own;
+      const renewDue = own.expiresAt === undefined ? Infinity : renewAt(own.expiresAt, ttlMs, marginMs);
       if (this.lost === undefined) {
-        const own = this.own;
-        const wait = own.expiresAt === undefined ? Infinity : Math.max(0, renewAt(own.expiresAt, ttlMs, marginMs) - clock.now());
-        await this.sleepUnlessWoken(wait, signal);
+        const next = Math.min(renewDue, reput.dueAt());
+        await this.sleepUnlessWoken(Math.max(0, next - clock.now()), signal);
         if (signal.aborted) return;
       }
       if (this.lost !== undefined) {
         await this.reacquire(signal);
         continue;
       }
-      if (this.own.etcdLease === undefined) continue;
+      if (clock.now() >= reput.dueAt()) await this.reputOwn();
+      if (this.lost !== undefined || this.own.etcdLease === undefined || clock.now() < renewDue) continue;
       const etcdLease = this.own.etcdLease;
       const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${formatCidr(this.own.subnet)}`, log, clock, rand, signal });
       this.deps.observer?.leaseRenewed(renewed.ok);

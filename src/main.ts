@@ -169,6 +169,7 @@ export async function run(args: readonly string[]): Promise<number> {
     throw err;
   }
   if (command.command === 'status') {
+    for (const w of command.warnings) process.stderr.write(`flanneld-ts status: warning: ${w}\n`);
     try {
       return await runStatusCommand(command.options);
     } catch (err) {
@@ -187,6 +188,7 @@ export async function run(args: readonly string[]): Promise<number> {
     return EXIT_OK;
   }
   const log = createLogger(command.options.logLevel);
+  for (const w of command.warnings) log.warn(w);
   try {
     return await runDaemon(command.options, log);
   } catch (err) {

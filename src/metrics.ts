@@ -13,6 +13,8 @@ export interface DaemonObserver {
   etcdReconnected(): void;
   watchResynced(): void;
   leaseRenewed(ok: boolean): void;
+  /** Our unchanged value was written again (ok) or the key no longer held it (lost). */
+  leaseRewritten(ok: boolean): void;
   leaseEventApplied(seconds: number): void;
   kernelWatchOverflowed(): void;
   /** Leases not programmed right now (invalid values, dangerous subnets, refused by the kernel…). */
@@ -34,6 +36,7 @@ export class Metrics implements DaemonObserver {
   private readonly renewals = new Counter({ name: 'flanneld_lease_renewals_total', help: 'Lease renewals, by result', labelNames: ['result'] as const, registers: [this.registry] });
   private readonly skipped = new Gauge({ name: 'flanneld_peers_skipped', help: 'Valid leases not programmed as peers (bad PublicIP or VtepMAC, over the underlay, refused by the kernel…)', registers: [this.registry] });
   private readonly refusals = new Counter({ name: 'flanneld_kernel_refusals_total', help: 'Leases whose entries the kernel refused for good (EINVAL, ENOTSUP…); each is then skipped', registers: [this.registry] });
+  private readonly rewrites = new Counter({ name: 'flanneld_lease_rewrites_total', help: 'Writes of our unchanged lease value (so flanneld peers relearn us), by result', labelNames: ['result'] as const, registers: [this.registry] });
   private readonly passDuration = new Histogram({
     name: 'flanneld_reconcile_duration_seconds',
     help: 'Duration of one reconcile pass (read kernel, plan, apply)',
@@ -51,6 +54,8 @@ export class Metrics implements DaemonObserver {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.renewals.inc({ result: 'ok' }, 0);
     this.renewals.inc({ result: 'lost' }, 0);
+    this.rewrites.inc({ result: 'ok' }, 0);
+    this.rewrites.inc({ result: 'lost' }, 0);
   }
 
   leasesSeen(counts: { valid: number; invalid: number; ignored: number }): void {
@@ -78,6 +83,10 @@ export class Metrics implements DaemonObserver {
 
   leaseRenewed(ok: boolean): void {
     this.renewals.inc({ result: ok ? 'ok' : 'lost' });
+  }
+
+  leaseRewritten(ok: boolean): void {
+    this.rewrites.inc({ result: ok ? 'ok' : 'lost' });
   }
 
   leaseEventApplied(seconds: number): void {

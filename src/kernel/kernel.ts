@@ -45,11 +45,15 @@ export interface OperationResult {
   readonly error?: Error;
 }
 
+import type { DefaultRoute, RouteLookup } from './interfaces';
+
 export interface InterfaceAddress {
   readonly ip: number;
   readonly prefixLen: number;
   /** 0 = global (universe), 253 = link, 254 = host. */
   readonly scope: number;
+  /** ifa_flags (IFA_F_PERMANENT, IFA_F_TEMPORARY/secondary, IFA_F_DEPRECATED); unknown = permanent. See interfaces.ts. */
+  readonly flags?: number;
 }
 
 export interface InterfaceInfo {
@@ -131,6 +135,12 @@ export interface Kernel {
   defaultRouteInterface(): Promise<number | undefined>;
   /** Every interface with its addresses and every IPv4 route of every table (`ip -4 addr; ip -4 route show table all`). */
   readHostNetwork(): Promise<HostNetwork>;
+  /** Flags of every IPv4 address, keyed by `addressKey(index, ip)` (`ip -4 addr` shows them as dynamic, secondary, deprecated). */
+  addressFlags(): Promise<ReadonlyMap<string, number>>;
+  /** The main table's first IPv4 default route: its interface index, `multipath`, or undefined (`ip route show default`). */
+  defaultRoute(): Promise<DefaultRoute>;
+  /** `ip route get <dst>`: output interface and preferred source; undefined when unreachable. */
+  routeGet(dst: number): Promise<RouteLookup | undefined>;
   /** The link called `name` (`ip -d link show <name>`), or undefined. */
   getDevice(name: string): Promise<DeviceState | undefined>;
   /** `ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> local <ip> dev <underlay> dstport <port> nolearning`; fails if it exists. */

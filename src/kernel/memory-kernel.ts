@@ -5,7 +5,8 @@
  * device up and, without onlink, a connected gateway; taking a device down drops
  * its routes and neighbours but keeps permanent FDB entries, as Linux does.
  */
-import { Cidr, cidrContains, formatCidr, makeCidr } from '../net/ipv4';
+import { Cidr, cidrContains, formatCidr, makeCidr, prefixMask } from '../net/ipv4';
+import { DefaultRoute, RouteLookup, addressKey } from './interfaces';
 import { KernelError } from '../util/errors';
 import {
   DeviceState,
@@ -54,7 +55,7 @@ export class MemoryKernel implements Kernel {
   private readonly links = new Map<number, Link>();
   private readonly failures: Array<{ predicate: (call: KernelCall) => boolean; error: Error }> = [];
   private readonly listeners = new Set<(cause: ChangeCause) => void>();
-  private defaultIndex: number | undefined;
+  private defaultIndex: number | 'multipath' | undefined;
   private nextIndex = 1;
   private readonly hostRoutes: HostRoute[] = [];
 
@@ -70,7 +71,8 @@ export class MemoryKernel implements Kernel {
     this.changed('external');
   }
 
-  setDefaultRoute(index: number | undefined): void {
+  /** `multipath`: a default route with several next hops (no single interface). */
+  setDefaultRoute(index: number | 'multipath' | undefined): void {
     this.defaultIndex = index;
   }
 
@@ -110,12 +112,37 @@ export class MemoryKernel implements Kernel {
       }
       for (const r of link.routes.values()) routes.push({ dst: r.dst, table: 254, protocol: 3, scope: 0, type: 1, devices: [link.info.index], gateway: r.gateway });
     }
-    if (this.defaultIndex !== undefined) routes.push({ dst: makeCidr(0, 0), table: 254, protocol: 3, scope: 0, type: 1, devices: [this.defaultIndex] });
+    if (typeof this.defaultIndex === 'number') routes.push({ dst: makeCidr(0, 0), table: 254, protocol: 3, scope: 0, type: 1, devices: [this.defaultIndex] });
     return { interfaces, routes };
   }
 
   async defaultRouteInterface(): Promise<number | undefined> {
-    return this.defaultIndex !== undefined && this.links.has(this.defaultIndex) ? this.defaultIndex : undefined;
+    return typeof this.defaultIndex === 'number' && this.links.has(this.defaultIndex) ? this.defaultIndex : undefined;
+  }
+
+  async addressFlags(): Promise<ReadonlyMap<string, number>> {
+    const out = new Map<string, number>();
+    for (const l of this.links.values()) for (const a of l.info.addresses) if (a.flags !== undefined) out.set(addressKey(l.info.index, a.ip), a.flags);
+    return out;
+  }
+
+  async defaultRoute(): Promise<DefaultRoute> {
+    if (this.defaultIndex === 'multipath') return 'multipath';
+    return this.defaultRouteInterface();
+  }
+
+  /** Connected subnets first (longest prefix, source = that address), else the default route with its first address. */
+  async routeGet(dst: number): Promise<RouteLookup | undefined> {
+    let best: { index: number; src: number; len: number } | undefined;
+    for (const l of this.links.values()) {
+      for (const a of l.info.addresses) {
+        if (cidrContains({ ip: (a.ip & prefixMask(a.prefixLen)) >>> 0, prefixLen: a.prefixLen }, dst) && (!best || a.prefixLen > best.len)) best = { index: l.info.index, src: a.ip, len: a.prefixLen };
+      }
+    }
+    if (best) return { index: best.index, src: best.src };
+    const def = await this.defaultRouteInterface();
+    if (def === undefined) return undefined;
+    return { index: def, src: this.links.get(def)?.info.addresses[0]?.ip };
   }
 
   async getDevice(name: string): Promise<DeviceState | undefined> {

@@ -64,6 +64,8 @@ import {
 } from './rtnl-codec';
 import { dumpHostRoutes } from './host-routes';
 import type { HostNetwork } from './kernel';
+import type { DefaultRoute, RouteLookup } from './interfaces';
+import { lookupRoute, readAddressFlags, readDefaultRoute } from './route-lookup';
 import { ChangeCause, describeEntry } from './kernel';
 
 const MAX_IN_FLIGHT = 64;
@@ -424,5 +426,18 @@ export class NetlinkKernel implements Kernel {
   async readHostNetwork(): Promise<HostNetwork> {
     const interfaces = await this.listInterfaces();
     return { interfaces, routes: await this.exclusive('list host routes', () => dumpHostRoutes(this.socket)) };
+  }
+
+  // Interface choice as flanneld makes it (contract §14): read in route-lookup.ts.
+  addressFlags(): Promise<Map<string, number>> {
+    return this.exclusive('list addresses', () => readAddressFlags(this.socket));
+  }
+
+  defaultRoute(): Promise<DefaultRoute> {
+    return this.exclusive('list routes', () => readDefaultRoute(this.socket));
+  }
+
+  routeGet(dst: number): Promise<RouteLookup | undefined> {
+    return this.exclusive('look up a route (ip route get)', () => lookupRoute(this.socket, dst));
   }
 }

@@ -3,6 +3,7 @@
  * `PublicIP`, `BackendData.VtepMAC` live only here. Decoding never trusts the
  * store: anything off becomes an `invalid` record with a reason.
  */
+import { posix } from 'node:path';
 import { Cidr, formatIPv4, makeCidr, parseIPv4, prefixMask } from '../net/ipv4';
 import { parseMac } from '../net/mac';
 import { isJsonObject, jsonField } from '../util/json';
@@ -11,18 +12,21 @@ import { Lease, LeaseRecord } from './lease';
 /** Values larger than this are not parsed (a hostile 1 MiB value is rejected cheaply). */
 export const MAX_LEASE_VALUE_BYTES = 64 * 1024;
 
-/** Normalises `--etcd-prefix`: a trailing slash is ignored. */
-export function normalizePrefix(prefix: string): string {
-  const p = prefix.replace(/\/+$/, '');
-  return p === '' ? '' : p.startsWith('/') ? p : `/${p}`;
+/**
+ * Keys are joined under `--etcd-prefix` as flanneld does (Go path.Join, contract
+ * §15): `//` collapses and a trailing `/` goes, but no leading `/` is added, so
+ * `coreos.com/network` and `/coreos.com/network` are different key spaces.
+ */
+export function prefixedKey(prefix: string, ...parts: string[]): string {
+  return posix.join(prefix, ...parts);
 }
 
 export function configKey(prefix: string): string {
-  return `${normalizePrefix(prefix)}/config`;
+  return prefixedKey(prefix, 'config');
 }
 
 export function subnetsPrefix(prefix: string): string {
-  return `${normalizePrefix(prefix)}/subnets/`;
+  return `${prefixedKey(prefix, 'subnets')}/`;
 }
 
 /** `10.7.5.0/24` → `10.7.5.0-24` */

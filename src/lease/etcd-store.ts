@@ -241,6 +241,21 @@ export class EtcdLeaseStore implements LeaseStore {
     }
   }
 
+  async rewrite(subnet: Cidr, value: string, etcdLease: string | undefined): Promise<boolean> {
+    const key = subnetKey(this.prefix, subnet);
+    const bytes = Buffer.from(value);
+    try {
+      const res = await this.client.kv.txn({
+        compare: [{ key: Buffer.from(key), target: 'Value', result: 'Equal', value: bytes }],
+        success: [{ request_put: { key: Buffer.from(key), value: bytes, lease: etcdLease ?? '0' } }],
+      });
+      return res.succeeded;
+    } catch (err) {
+      if (err instanceof EtcdLeaseInvalidError) return false;
+      throw this.fail(`rewrite lease ${key}`, err);
+    }
+  }
+
   async renew(etcdLease: string): Promise<RenewResult> {
     const started = Date.now();
     const verb = `renew etcd lease ${etcdLease}`;

@@ -25,14 +25,23 @@ export class LeaseView {
     return changed;
   }
 
-  apply(events: readonly LeaseEvent[]): void {
+  /**
+   * Applies watch events. Returns how many keys changed what they mean: a PUT of
+   * an identical value (a peer's re-put, contract §13) changes nothing, so the
+   * caller leaves the kernel alone.
+   */
+  apply(events: readonly LeaseEvent[]): number {
+    let changed = 0;
     for (const ev of events) {
-      if (ev.type === 'put') this.put(ev.record);
-      else {
-        this.records.delete(ev.key);
+      if (ev.type === 'put') {
+        if (!sameRecord(this.records.get(ev.record.key), ev.record)) changed++;
+        this.put(ev.record);
+      } else {
+        if (this.records.delete(ev.key)) changed++;
         this.reported.delete(ev.key);
       }
     }
+    return changed;
   }
 
   get(key: string): LeaseRecord | undefined {

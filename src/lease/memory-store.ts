@@ -141,6 +141,15 @@ export class MemoryLeaseStore implements LeaseStore {
     return true;
   }
 
+  async rewrite(subnet: Cidr, value: string, etcdLease: string | undefined): Promise<boolean> {
+    const key = subnetKey(this.prefix, subnet);
+    this.check(`rewrite lease ${key}`);
+    if (this.kv.get(key)?.value !== value) return false;
+    if (etcdLease !== undefined && !this.leases.has(etcdLease)) return false;
+    this.commit([{ key, entry: { value, lease: etcdLease } }]);
+    return true;
+  }
+
   async renew(etcdLease: string): Promise<RenewResult> {
     this.check(`renew etcd lease ${etcdLease}`);
     const lease = this.leases.get(etcdLease);

@@ -68,6 +68,14 @@ export interface LeaseStore {
    * the key changed or vanished.
    */
   update(subnet: Cidr, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean>;
+  /**
+   * Writes our unchanged value again so that watchers learn it anew (flanneld
+   * peers learn only from PUTs, contract §13): `if value(key) == value then
+   * put(key, value, lease)`. `etcdLease` undefined writes with no lease (a
+   * reservation stays one). False when the key holds another value, is gone, or
+   * its etcd lease no longer exists.
+   */
+  rewrite(subnet: Cidr, value: string, etcdLease: string | undefined): Promise<boolean>;
   /** Keeps an etcd lease alive (resets its TTL). `ok: false` when the etcd lease no longer exists. */
   renew(etcdLease: string): Promise<RenewResult>;
   /** Deletes the key only if it still holds `value` (so another node's lease is never removed). Revokes `etcdLease` if given. */

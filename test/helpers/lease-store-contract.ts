@@ -140,6 +140,34 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(await fx.store.update(parseCidr('10.7.6.0/24'), valueFor('10.65.0.6'), rev, undefined)).toBe(false);
     });
 
+    it('rewrite puts our unchanged value again on the same etcd lease, and only while the key holds it', async () => {
+      const subnet = parseCidr('10.7.5.0/24');
+      const value = valueFor('10.65.0.5');
+      const created = await fx.store.create(subnet, value, TTL);
+      if (!created) throw new Error('create failed');
+      const before = await fx.store.get(subnet);
+      const leasesBefore = (await fx.raw.leases()).sort();
+      const { revision } = await fx.store.list();
+      const w = watchInto(revision + 1n);
+      expect(await fx.store.rewrite(subnet, value, created.etcdLease)).toBe(true);
+      await until('the PUT of the rewrite', () => w.events.length === 1);
+      const ev = w.events[0];
+      expect(ev?.type === 'put' && ev.record.kind === 'lease' && ev.record.lease.etcdLease).toBe(created.etcdLease);
+      const after = await fx.store.get(subnet);
+      expect(after?.kind === 'lease' && after.lease.etcdLease).toBe(created.etcdLease);
+      expect(BigInt(after?.kind === 'lease' ? after.lease.modRevision ?? '0' : '0')).toBeGreaterThan(BigInt(before?.kind === 'lease' ? before.lease.modRevision ?? '0' : '0'));
+      expect((await fx.raw.leases()).sort()).toEqual(leasesBefore);
+      // Another node's value, a reservation, a missing key.
+      await fx.raw.put(subnetKey(fx.prefix, subnet), valueFor('10.65.0.9'));
+      expect(await fx.store.rewrite(subnet, value, created.etcdLease)).toBe(false);
+      const reserved = parseCidr('10.7.6.0/24');
+      await fx.raw.put(subnetKey(fx.prefix, reserved), valueFor('10.65.0.6'));
+      expect(await fx.store.rewrite(reserved, valueFor('10.65.0.6'), undefined)).toBe(true);
+      const res = await fx.store.get(reserved);
+      expect(res?.kind === 'lease' && res.lease.etcdLease).toBeUndefined();
+      expect(await fx.store.rewrite(parseCidr('10.7.7.0/24'), valueFor('10.65.0.7'), undefined)).toBe(false);
+    });
+
     it('watch delivers puts and deletes after the list revision', async () => {
       const dir = subnetsPrefix(fx.prefix);
       await fx.raw.put(`${dir}10.7.1.0-24`, valueFor('10.65.0.1'));

@@ -27,16 +27,45 @@ describe('bin/flanneld-ts', () => {
     expect(lines[0]).toContain(text);
     expect(lines[0]).toMatch(/^flanneld-ts: /);
   });
-  it('rejects a bad FLANNELD_* variable with exit 2', () => {
-    const r = run([], { FLANNELD_IP_MASQ: 'perhaps' });
+  it('exits 2 naming an unknown Go-style flag', () => {
+    const r = run(['-etcd-endpoints=http://127.0.0.1:1', '-no-such-flag=1']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toContain('FLANNELD_IP_MASQ');
+    expect(r.stderr.trim().split('\n')[0]).toBe('flanneld-ts: Unknown argument: no-such-flag');
   });
   it('exits 2 with one clear line when a TLS file is missing', () => {
     const r = run(['--etcd-cafile', '/nonexistent/ca.pem', '--etcd-endpoints', 'https://127.0.0.1:1']);
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('--etcd-cafile /nonexistent/ca.pem');
+  });
+  it('starts from a Go-style flanneld command line and FLANNELD_* file, warning about an invalid variable', async () => {
+    const held: Socket[] = [];
+    const server = createServer((sock) => void held.push(sock));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    try {
+      // As in a flanneld.service: single dashes, a scheme-less endpoint, -v, -vmodule, a separate value.
+      const args = [`-etcd-endpoints=127.0.0.1:${port}`, '-etcd-prefix=/kube-centos/network/', '-iface', 'eth0', '-ip-masq', '-v=2', '-vmodule=main=3', '-subnet-file=/nonexistent-dir/subnet.env'];
+      const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH, FLANNELD_IPTABLES_RESYNC: 'often', FLANNELD_PUBLIC_IP: '' } });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+      const deadline = Date.now() + 8000;
+      while (!out.includes('starting flanneld-ts') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      child.kill('SIGTERM');
+      const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+      expect(code).toBe(0);
+      const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const warn = lines.find((l) => String(l.msg).includes('FLANNELD_IPTABLES_RESYNC'));
+      expect(warn?.level).toBe(40);
+      const start = lines.find((l) => l.msg === 'starting flanneld-ts') as { options: Record<string, unknown> & { etcd: Record<string, unknown> } } | undefined;
+      expect(start?.options.etcd.endpoints).toEqual([`http://127.0.0.1:${port}`]);
+      expect(start?.options.etcd.prefix).toBe('/kube-centos/network/');
+      expect([start?.options.iface, start?.options.ipMasq, start?.options.logLevel, start?.options.iptablesResyncMs]).toEqual([['eth0'], true, 'debug', 5000]);
+    } finally {
+      held.forEach((s) => s.destroy());
+      server.close();
+    }
   });
   it('stops within 2 s on SIGTERM even while an etcd call hangs, exit 0', async () => {
     // An "etcd" that accepts connections and never answers.

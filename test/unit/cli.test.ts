@@ -43,8 +43,10 @@ describe('command line', () => {
     [['--subnet-lease-renew-margin', '0'], /--subnet-lease-renew-margin/],
     [['--subnet-lease-renew-margin', '1440'], /--subnet-lease-renew-margin/],
     [['--public-ip', 'x'], /--public-ip/],
-    [['--etcd-endpoints', 'localhost:2379'], /--etcd-endpoints/],
-    [['--etcd-keyfile', 'k'], /--etcd-certfile/],
+    [['--etcd-endpoints', 'ftp://localhost:2379'], /--etcd-endpoints/],
+    [['--public-ipv6', '10.0.0.1'], /--public-ipv6/],
+    [['--iface-can-reach', 'eth0'], /--iface-can-reach/],
+    [['--kube-subnet-mgr'], /--kube-subnet-mgr: the Kubernetes subnet manager is not supported/],
     [['--iface-regex', '('], /--iface-regex/],
   ])('rejects %j with one clear line', (args, message) => {
     let err: unknown;
@@ -57,8 +59,34 @@ describe('command line', () => {
     expect((err as Error).message).toMatch(message);
     expect((err as Error).message).not.toContain('\n');
   });
-  it('rejects a bad boolean in the environment naming the variable', () => {
-    expect(() => parseCommandLine([], { FLANNELD_IP_MASQ: 'maybe' })).toThrow(/FLANNELD_IP_MASQ/);
+  it('keeps the default for an invalid FLANNELD_* value with a warning naming it, as flanneld does', () => {
+    const c = parseCommandLine([], { FLANNELD_IP_MASQ: 'maybe', FLANNELD_IPTABLES_RESYNC: 'often' });
+    expect(c.command === 'run' && [c.options.ipMasq, c.options.iptablesResyncMs]).toEqual([false, 5000]);
+    expect(c.command === 'run' && c.warnings.join('\n')).toMatch(/FLANNELD_IP_MASQ="maybe".*\n.*FLANNELD_IPTABLES_RESYNC="often"/);
+  });
+  it('ignores empty FLANNELD_* variables, as flanneld does', () => {
+    const c = parseCommandLine([], { FLANNELD_IP_MASQ: '', FLANNELD_ETCD_PREFIX: '', FLANNELD_HEALTHZ_PORT: '' });
+    expect(c.command === 'run' && [c.options.ipMasq, c.options.etcd.prefix, c.options.healthzPort, c.warnings]).toEqual([false, '/coreos.com/network', 0, []]);
+  });
+  it('accepts endpoints without a scheme: TLS only with a key and a certificate', () => {
+    expect(run(['--etcd-endpoints', '10.0.0.2:2379,etcd:2379']).etcd.endpoints).toEqual(['http://10.0.0.2:2379', 'http://etcd:2379']);
+    expect(run(['--etcd-endpoints', '10.0.0.2:2379', '--etcd-keyfile', 'k', '--etcd-certfile', 'c']).etcd.endpoints).toEqual(['https://10.0.0.2:2379']);
+    expect(run(['--etcd-endpoints', '10.0.0.2:2379', '--etcd-cafile', 'ca']).etcd.endpoints).toEqual(['http://10.0.0.2:2379']);
+  });
+  it('warns and goes on without TLS for a key file without a cert file, as flanneld does', () => {
+    const c = parseCommandLine(['--etcd-keyfile', 'k', '--etcd-cafile', 'ca'], {});
+    if (c.command !== 'run') throw new Error('not run');
+    expect([c.options.etcd.keyFile, c.options.etcd.certFile, c.options.etcd.caFile]).toEqual([undefined, undefined, undefined]);
+    expect(c.warnings).toEqual([expect.stringMatching(/^--etcd-keyfile given without --etcd-certfile: .*without TLS/)]);
+  });
+  it('maps -v to a log level unless --log-level is given', () => {
+    expect([run([]).logLevel, run(['-v=0']).logLevel, run(['-v', '2']).logLevel, run(['--v=5']).logLevel]).toEqual(['info', 'info', 'debug', 'trace']);
+    expect(run(['-v=2', '--log-level', 'warn']).logLevel).toBe('warn');
+    expect(run([], { FLANNELD_V: '3' }).logLevel).toBe('debug');
+  });
+  it('takes --iface-can-reach and --public-ipv6 (kept for dual-stack)', () => {
+    const o = run(['--iface-can-reach', '10.65.154.1', '--public-ipv6', 'FC00::5']);
+    expect([formatIPv4(o.ifaceCanReach as number), o.publicIPv6]).toEqual(['10.65.154.1', 'FC00::5']);
   });
   it('prints complete help and the version', () => {
     const help = parseCommandLine(['--help'], {});

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_LEASE_VALUE_BYTES, configKey, decodeLease, encodeLeaseValue, normalizePrefix, parseSubnetKeyName, subnetKey } from '../../src/lease/codec';
+import { MAX_LEASE_VALUE_BYTES, configKey, decodeLease, encodeLeaseValue, parseSubnetKeyName, subnetKey, subnetsPrefix } from '../../src/lease/codec';
 import { formatCidr, formatIPv4, parseCidr, parseIPv4 } from '../../src/net/ipv4';
 
 const KEY = '/coreos.com/network/subnets/10.7.5.0-24';
@@ -8,7 +8,14 @@ describe('lease keys', () => {
   it('builds flannel keys and ignores a trailing slash on the prefix', () => {
     expect(subnetKey('/coreos.com/network/', parseCidr('10.7.5.0/24'))).toBe(KEY);
     expect(configKey('/coreos.com/network')).toBe('/coreos.com/network/config');
-    expect(normalizePrefix('/a/b//')).toBe('/a/b');
+    expect(configKey('/a/b//')).toBe('/a/b/config');
+  });
+  it('joins the prefix like Go path.Join: // collapses, no leading slash is added', () => {
+    expect(configKey('coreos.com/network')).toBe('coreos.com/network/config');
+    expect(subnetsPrefix('coreos.com//network/')).toBe('coreos.com/network/subnets/');
+    expect(subnetKey('/x/../coreos.com/network', parseCidr('10.7.5.0/24'))).toBe(KEY);
+    expect(configKey('')).toBe('config');
+    expect(configKey('/')).toBe('/config');
   });
   it('parses key names, dual-stack too', () => {
     expect(parseSubnetKeyName('10.7.5.0-24')).toEqual({ kind: 'ipv4', subnet: parseCidr('10.7.5.0/24') });

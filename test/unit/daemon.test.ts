@@ -17,8 +17,8 @@ import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
 import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { WatchHandlers } from '../../src/lease/store';
-import { Metrics } from '../../src/metrics';
-import { Cidr, formatCidr, parseIPv4 } from '../../src/net/ipv4';
+import { DaemonObserver, Metrics } from '../../src/metrics';
+import { Cidr, formatCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { waitFor } from '../../src/testbed/scene';
 import { systemClock } from '../../src/util/clock';
 import { HostError, KernelError, OutOfSubnetsError, errorMessage } from '../../src/util/errors';
@@ -52,7 +52,7 @@ function peerValue(ip: string, mac: string): string {
   return encodeLeaseValue({ publicIP: parseIPv4(ip), vni: 1, vtepMAC: mac });
 }
 
-function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; brNetfilter?: boolean; rules?: Harness['rules']; firewalls?: FirewallBackends; observer?: Metrics } = {}): Harness {
+function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; brNetfilter?: boolean; rules?: Harness['rules']; firewalls?: FirewallBackends; observer?: DaemonObserver } = {}): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'flts-daemon-'));
   // A stand-in /proc/sys: the br_netfilter sysctl (unless told otherwise) and flannel.1's IPv6 conf directory.
   const sysctlRoot = join(dir, 'sys');
@@ -395,5 +395,83 @@ describe('Daemon firewall, routes and host checks (contract §16)', () => {
     await ready(off);
     await new Promise((r) => setTimeout(r, 1500));
     expect(off.blackholes).toEqual([]);
+  });
+});
+
+describe('Daemon: writing its unchanged value again (contract §13)', () => {
+  const ownRecord = async (h: Harness) => {
+    const rec = await h.store.get(parseCidr(h.daemon.status().subnet as string));
+    if (rec?.kind !== 'lease') throw new Error('own lease missing');
+    return rec.lease;
+  };
+  const revisionAbove = (h: Harness, rev: bigint) => waitFor('own lease written again', async () => BigInt((await ownRecord(h)).modRevision ?? '0') > rev, 8000, 20);
+
+  it('re-puts the same bytes on the same etcd lease every --subnet-lease-reput-interval', async () => {
+    const h = start({ args: ['--subnet-lease-reput-interval', '1'] });
+    await ready(h);
+    const first = await ownRecord(h);
+    await revisionAbove(h, BigInt(first.modRevision ?? '0'));
+    const second = await ownRecord(h);
+    await revisionAbove(h, BigInt(second.modRevision ?? '0'));
+    const third = await ownRecord(h);
+    expect([second.etcdLease, third.etcdLease]).toEqual([first.etcdLease, first.etcdLease]);
+    expect(h.store.leaseIds()).toEqual([first.etcdLease]);
+    expect((await h.store.list()).records.filter((r) => r.kind === 'lease').map((r) => r.kind === 'lease' && r.lease.vtepMAC)).toEqual(['5a:5a:5a:5a:5a:5a']);
+  }, 20_000);
+
+  it('keeps a reservation a reservation when it re-puts it', async () => {
+    const store = new MemoryLeaseStore();
+    store.putRaw(`${PFX}10.7.44.0-24`, peerValue('10.65.154.11', '5a:5a:5a:5a:5a:5a'));
+    const h = start({ store, args: ['--subnet-lease-reput-interval', '1'] });
+    await ready(h);
+    expect(h.daemon.status().subnet).toBe('10.7.44.0/24');
+    const before = await ownRecord(h);
+    await revisionAbove(h, BigInt(before.modRevision ?? '0'));
+    expect((await ownRecord(h)).etcdLease).toBeUndefined();
+    expect(store.leaseIds()).toEqual([]);
+  }, 20_000);
+
+  it('re-puts soon after an event flanneld peers cannot decode, and after an etcd outage', async () => {
+    const h = start({ args: ['--subnet-lease-reput-interval', '82800'] });
+    await ready(h);
+    const before = BigInt((await ownRecord(h)).modRevision ?? '0');
+    h.store.putRaw(`${PFX}not-a-subnet`, 'garbage');
+    await revisionAbove(h, before);
+    expect((await ownRecord(h)).etcdLease).toBe(h.store.leaseIds()[0]);
+    const afterWipe = BigInt((await ownRecord(h)).modRevision ?? '0');
+    h.store.setUnavailable(true);
+    await waitFor('watch lost', () => h.logs.join('').includes('lost the etcd watch'), 5000, 20);
+    h.store.setUnavailable(false);
+    await revisionAbove(h, afterWipe);
+  }, 20_000);
+
+  it('leaves the kernel alone when a peer re-puts an unchanged value, and follows a changed one', async () => {
+    const store = new MemoryLeaseStore();
+    const peerLease = store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'), { ttlSeconds: 3600 });
+    const kernel = new MemoryKernel();
+    kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('10.65.154.11'), prefixLen: 24, scope: 0 }] });
+    kernel.setDefaultRoute(2);
+    let applied = 0;
+    let passes = 0;
+    const apply = kernel.apply.bind(kernel);
+    kernel.apply = async (index, ops) => {
+      applied += ops.length;
+      return apply(index, ops);
+    };
+    const noop = (): void => undefined;
+    const observer: DaemonObserver = { leasesSeen: noop, reconciled: () => passes++, etcdReconnected: noop, watchResynced: noop, leaseRenewed: noop, leaseRewritten: noop, leaseEventApplied: noop, kernelWatchOverflowed: noop };
+    const h = start({ store, kernel, observer, args: ['--kernel-resync', '600'] });
+    await ready(h);
+    await new Promise((r) => setTimeout(r, 200));
+    const settled = applied;
+    const passesBefore = passes;
+    for (let i = 0; i < 5; i++) store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'), { etcdLease: peerLease });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(applied).toBe(settled);
+    // Not even a reconcile pass (nor a recomputed desired state).
+    expect(passes).toBe(passesBefore);
+    store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:13'), { etcdLease: peerLease });
+    await waitFor('changed peer programmed', async () => (await h.entries()).join().includes('02:00:00:00:00:13'), 3000, 10);
+    expect(applied).toBeGreaterThan(settled);
   });
 });

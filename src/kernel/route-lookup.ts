@@ -1,0 +1,63 @@
+/**
+ * The host facts flanneld's interface choice needs beyond `ip -4 addr`
+ * (contract §14), read over the NetlinkKernel's request socket:
+ * - address flags (`ip -4 addr` shows them as dynamic / secondary / deprecated);
+ * - `ip route get <ip>`: output interface and preferred source (--iface-can-reach);
+ * - the main table's first default route, which may be multipath.
+ * Kept apart from netlink-kernel.ts, which delegates here.
+ */
+import type { RtNetlinkSocket, rt } from 'netlink';
+import { ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
+import { DefaultRoute, IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY, RouteLookup, addressKey } from './interfaces';
+
+const AF_INET = 2;
+const RT_TABLE_MAIN = 254;
+const RTN_UNICAST = 1;
+const REQUEST_TIMEOUT_MS = 5_000;
+const opts = { flags: 0, timeout: REQUEST_TIMEOUT_MS, localPort: 0 };
+
+const ipOf = (b: Buffer | undefined): number | undefined => (b && b.length === 4 ? ipv4FromBytes(b) : undefined);
+
+/** The ifa_flags bits flanneld looks at; the u32 IFA_FLAGS attribute wins over the u8 header field, as in the kernel. */
+function flagBits(f: rt.AddressFlags | undefined): number {
+  if (!f) return 0;
+  return (f.secondary ? IFA_F_TEMPORARY : 0) | (f.deprecated ? IFA_F_DEPRECATED : 0) | (f.permanent ? IFA_F_PERMANENT : 0);
+}
+
+/** `ip -4 addr`: flags of each address, keyed by `addressKey(index, ip)`. */
+export async function readAddressFlags(socket: RtNetlinkSocket): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const a of await socket.getAddresses({ family: AF_INET }, {}, opts)) {
+    const ip = ipOf(a.attrs.local ?? a.attrs.address);
+    if (ip !== undefined) out.set(addressKey(a.data.index ?? 0, ip), flagBits(a.attrs.flags ?? a.data.flags));
+  }
+  return out;
+}
+
+/** `ip route get <dst>`; undefined when the kernel has no route (ENETUNREACH and the like). */
+export async function lookupRoute(socket: RtNetlinkSocket, dst: number): Promise<RouteLookup | undefined> {
+  let routes: rt.RouteMessage[];
+  try {
+    routes = await socket.getRoute({ family: AF_INET, dstLen: 32 }, { dst: Buffer.from(ipv4ToBytes(dst)) }, opts);
+  } catch (err) {
+    if (/ENETUNREACH|EHOSTUNREACH|ENETDOWN|EINVAL/.test(String((err as Error).message ?? err))) return undefined;
+    throw err;
+  }
+  const r = routes[0];
+  if (r?.attrs.oif === undefined) return undefined;
+  return { index: r.attrs.oif, src: ipOf(r.attrs.prefsrc) };
+}
+
+/** `ip route show default` in the main table: the lowest-metric one's interface, or `multipath`. */
+export async function readDefaultRoute(socket: RtNetlinkSocket): Promise<DefaultRoute> {
+  const routes = await socket.getRoutes({ family: AF_INET }, {}, opts);
+  const defaults = routes.filter(({ data, attrs }) => {
+    const unicast = data.type === 'UNICAST' || data.type === RTN_UNICAST;
+    return data.dstLen === 0 && (attrs.table ?? data.table) === RT_TABLE_MAIN && unicast;
+  });
+  defaults.sort((a, b) => (a.attrs.priority ?? 0) - (b.attrs.priority ?? 0));
+  const first = defaults[0];
+  if (!first) return undefined;
+  if (first.attrs.oif !== undefined) return first.attrs.oif;
+  return first.attrs.multipath ? 'multipath' : undefined;
+}

@@ -1,0 +1,60 @@
+/**
+ * What flanneld's interface choice reads beyond `ip -4 addr` (route-lookup.ts),
+ * through NetlinkKernel against the real kernel, in the suite's private network
+ * namespace: address flags as `ip addr` shows them, and `ip route get`.
+ */
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY, addressKey, chooseExternalInterface, readInterfaceFacts } from '../../src/kernel/interfaces';
+import { NetlinkKernel } from '../../src/kernel/netlink-kernel';
+import { formatIPv4, parseIPv4 } from '../../src/net/ipv4';
+import { assertPrivateNetns } from '../helpers/private-netns';
+
+const ip = parseIPv4;
+const sh = (cmd: string, ...args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8' });
+const NAME = `rlk${process.pid % 10000}`;
+
+assertPrivateNetns();
+
+describe('route lookup and address flags over netlink', () => {
+  let kernel: NetlinkKernel;
+  let index: number;
+  beforeAll(() => {
+    sh('ip', 'link', 'add', NAME, 'type', 'veth', 'peer', 'name', `${NAME}p`);
+    // A DHCP-like primary (finite lifetime), a static secondary, a deprecated one.
+    sh('ip', 'addr', 'add', '10.66.160.5/24', 'dev', NAME, 'valid_lft', '600', 'preferred_lft', '600');
+    sh('ip', 'addr', 'add', '10.66.160.9/24', 'dev', NAME);
+    sh('ip', 'addr', 'add', '10.66.160.7/24', 'dev', NAME, 'preferred_lft', '0');
+    sh('ip', 'link', 'set', NAME, 'up');
+    sh('ip', 'link', 'set', `${NAME}p`, 'up');
+    sh('ip', 'route', 'add', 'unreachable', '198.51.100.0/24');
+    index = Number(sh('cat', `/sys/class/net/${NAME}/ifindex`).trim());
+    kernel = new NetlinkKernel();
+  });
+  afterAll(() => {
+    kernel.close();
+    sh('ip', 'link', 'del', NAME);
+    sh('ip', 'route', 'del', 'unreachable', '198.51.100.0/24');
+  });
+
+  it('reads dynamic, permanent, secondary and deprecated as `ip addr` shows them', async () => {
+    const flags = await kernel.addressFlags();
+    const shown = sh('ip', '-4', 'addr', 'show', 'dev', NAME);
+    expect(shown).toMatch(/10\.66\.160\.5\/24 .*dynamic/);
+    expect(flags.get(addressKey(index, ip('10.66.160.5'))) ?? -1).toBe(0);
+    expect(flags.get(addressKey(index, ip('10.66.160.9')))).toBe(IFA_F_PERMANENT | IFA_F_TEMPORARY);
+    expect((flags.get(addressKey(index, ip('10.66.160.7'))) ?? 0) & IFA_F_DEPRECATED).toBe(IFA_F_DEPRECATED);
+  });
+
+  it('chooses the static secondary on that interface, as flanneld would', async () => {
+    const facts = await readInterfaceFacts(kernel, undefined);
+    const got = chooseExternalInterface(facts.ifaces, facts.defaultRoute, { iface: [NAME] });
+    expect(formatIPv4(got.publicIP)).toBe('10.66.160.9');
+  });
+
+  it('looks a route up like `ip route get`: device and preferred source; unreachable is undefined', async () => {
+    const src = /src (\S+)/.exec(sh('ip', 'route', 'get', '10.66.160.77'))?.[1];
+    expect(await kernel.routeGet(ip('10.66.160.77'))).toEqual({ index, src: ip(src as string) });
+    expect(await kernel.routeGet(ip('198.51.100.1'))).toBeUndefined();
+  });
+});
