@@ -52,9 +52,12 @@ export class EtcdAgent {
     });
   }
 
-  /** Starts the agent in `netns` against `endpoint` and waits until it has talked to etcd once. */
-  static async start(cluster: Cluster, netns: string, endpoint: string): Promise<EtcdAgent> {
-    const child = cluster.spawn(netns, process.execPath, [join(__dirname, 'etcd-agent.js'), endpoint], { stdio: ['pipe', 'pipe', 'pipe'] });
+  /**
+   * Starts the agent in `netns` against `endpoint` and waits until it has talked to etcd once.
+   * `script`: the compiled etcd-agent.js (tests running from src/ pass the one in dist/).
+   */
+  static async start(cluster: Cluster, netns: string, endpoint: string, script = join(__dirname, 'etcd-agent.js')): Promise<EtcdAgent> {
+    const child = cluster.spawn(netns, process.execPath, [script, endpoint], { stdio: ['pipe', 'pipe', 'pipe'] });
     const agent = new EtcdAgent(child);
     await agent.call({ op: 'ping' });
     return agent;

@@ -379,7 +379,7 @@ describe('bin/flanneld-ts under a NOTIFY_SOCKET', () => {
     await scene.putConfig(BENCH_CONFIG);
     // Enough peers that programming them takes a while: an early signal would find entries missing.
     const peers = peerRange(300, undefined);
-    agent = await EtcdAgent.start(scene.cluster, scene.cluster.infraNetns, scene.endpoint);
+    agent = await EtcdAgent.start(scene.cluster, scene.cluster.infraNetns, scene.endpoint, join(ROOT, 'dist', 'bench', 'etcd-agent.js'));
     await agent.put(peers.map((p) => leaseItem(PREFIX, p)));
     const sockPath = join(tempDir(), 'notify.sock');
     const subnetFile = join(tempDir(), 'subnet.env');
