@@ -23,6 +23,13 @@ describe('bench peers', () => {
     expect(new Set(many.map((x) => x.publicIP)).size).toBe(5000);
     expect(() => benchPeer(0)).toThrow(RangeError);
     expect(() => benchPeer(MAX_INDEX + 1)).toThrow(RangeError);
+    // Above 100.127.255.0 the index wraps to the bottom of the /9: 25,000 peers stay distinct and inside it.
+    expect(formatCidr(benchPeer(16_383).subnet)).toBe('100.127.255.0/24');
+    expect(formatCidr(benchPeer(16_384).subnet)).toBe('100.0.0.0/24');
+    expect(formatCidr(benchPeer(MAX_INDEX).subnet)).toBe('100.63.255.0/24');
+    const wide = peerRange(25_000, undefined);
+    expect(new Set(wide.map((x) => formatCidr(x.subnet))).size).toBe(25_000);
+    expect(wide.every((x) => peerIndexOf(x.subnet) === x.index)).toBe(true);
   });
 
   it('skips the daemon own subnet and maps subnets back to indices', () => {
@@ -40,7 +47,7 @@ describe('bench peers', () => {
     expect(key).toBe('/coreos.com/network/subnets/100.64.77.0-24');
     const rec = decodeLease(key, key.split('/').pop() as string, value);
     expect(rec).toMatchObject({ kind: 'lease', lease: { publicIP: p.publicIP, vtepMAC: p.mac, vni: 1, backendType: 'vxlan' } });
-    expect(config.network.prefixLen).toBe(10);
+    expect(config.network.prefixLen).toBe(9);
   });
 });
 
@@ -162,7 +169,7 @@ describe('bench command line', () => {
   });
 
   it('names the bad flag or value', () => {
-    expect(() => parseBenchArgs(['--sizes', '100,abc'])).toThrow(new UsageError('--sizes: "abc" is not a whole number from 1 to 11998'));
+    expect(() => parseBenchArgs(['--sizes', '100,abc'])).toThrow(new UsageError('--sizes: "abc" is not a whole number from 1 to 29998'));
     expect(() => parseBenchArgs(['--sizes', '100,100'])).toThrow(/repeats a size/);
     expect(() => parseBenchArgs(['--joins'])).toThrow(/--joins: "" is not a whole number/);
     expect(() => parseBenchArgs(['--verbose'])).toThrow('unknown argument "--verbose"');
