@@ -77,6 +77,11 @@ export class EtcdAgent {
     return (await this.call({ op: 'metrics' })).text ?? '';
   }
 
+  /** GETs a URL from the agent's namespace (e.g. a daemon's /metrics on the underlay). */
+  async fetch(url: string): Promise<string> {
+    return (await this.call({ op: 'fetch', url })).text ?? '';
+  }
+
   /** Closes stdin: the agent closes its etcd client and exits. */
   close(): void {
     this.child.stdin?.end();

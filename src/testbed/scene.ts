@@ -51,6 +51,19 @@ export interface DaemonStartOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly umask?: string;
   readonly subnetFile?: string;
+  /**
+   * More Node flags (e.g. --cpu-prof, which NODE_OPTIONS refuses): the daemon then
+   * runs as `node <the shebang's flags> <these> BIN …`.
+   */
+  readonly nodeFlags?: readonly string[];
+}
+
+/** The Node flags on BIN's shebang line (`#!/usr/bin/env -S node --flag …`): what ships. */
+export function shippedNodeFlags(): string[] {
+  const first = readFileSync(BIN, 'utf8').split('\n')[0] ?? '';
+  const words = first.replace(/^#!\s*/, '').split(/\s+/);
+  const node = words.findIndex((w) => w === 'node' || w.endsWith('/node'));
+  return node < 0 ? [] : words.slice(node + 1).filter((w) => w !== '');
 }
 
 export interface HostKernel {
@@ -100,7 +113,8 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
       const out = createWriteStream(logFile);
       // BIN itself, not `node BIN`: its shebang carries the Node flags that ship.
       const argv = ['--etcd-endpoints', endpoint, '--iface', 'eth0', '--subnet-file', subnetFile, ...extraArgs];
-      const [cmd, cmdArgs] = opts.umask ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, BIN, ...argv]] : [BIN, argv];
+      const program: string[] = opts.nodeFlags ? [process.execPath, ...shippedNodeFlags(), ...opts.nodeFlags, BIN] : [BIN];
+      const [cmd, cmdArgs] = opts.umask ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, ...program, ...argv]] : [program[0] as string, [...program.slice(1), ...argv]];
       const child = cluster.spawn(host.netns, cmd as string, cmdArgs as string[], { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env && { env: { ...process.env, ...opts.env } }) });
       child.stdout?.pipe(out, { end: false });
       child.stderr?.pipe(out, { end: false });

@@ -4,7 +4,7 @@ import { matchPeer, parseMonitorLine } from '../../src/bench/join-monitor';
 import { limitBatches } from '../../src/bench/kernel-limit';
 import { expectedLines, parseDeviceDump, verifyDump } from '../../src/bench/kernel-view';
 import { diffCounts, isKeepAlive, parseGrpcCounter, total } from '../../src/bench/metrics';
-import { idleSecondsFor, parseBenchArgs, resyncSeconds } from '../../src/bench/options';
+import { idleSecondsFor, parseBenchArgs, daemonOptionsFor } from '../../src/bench/options';
 import { BENCH_CONFIG, benchPeer, JOIN_BASE_INDEX, leaseItem, MAX_INDEX, peerIndexOf, peerRange } from '../../src/bench/peers';
 import { parseCpuLine, parseFibPrefixes, parseProcStat, parseVmHWM } from '../../src/bench/proc';
 import { parseNetworkConfig } from '../../src/config';
@@ -151,7 +151,19 @@ describe('bench kernel views', () => {
 
 describe('bench command line', () => {
   it('has defaults that fit the issue', () => {
-    expect(parseBenchArgs([])).toEqual({ sizes: [100, 1000, 5000], out: 'bench-results.json', joins: 50, idleSeconds: undefined, limitRuns: 3, failOnMiss: false, daemonArgs: [] });
+    expect(parseBenchArgs([])).toEqual({
+      sizes: [100, 1000, 5000],
+      out: 'bench-results.json',
+      joins: 50,
+      idleSeconds: undefined,
+      limitRuns: 3,
+      failOnMiss: false,
+      daemonArgs: [],
+      repeat: 3,
+      churnSeconds: 60,
+      churnRate: 50,
+      phases: ['joins', 'idle', 'pass', 'churn', 'cold', 'warm', 'limit'],
+    });
     expect([idleSecondsFor(100), idleSecondsFor(1000), idleSecondsFor(5000)]).toEqual([30, 30, 60]);
   });
 
@@ -164,6 +176,17 @@ describe('bench command line', () => {
       limitRuns: 1,
       failOnMiss: true,
       daemonArgs: ['--kernel-resync', '300', '--iptables-resync', '60'],
+      repeat: 3,
+      churnSeconds: 60,
+      churnRate: 50,
+      phases: ['joins', 'idle', 'pass', 'churn', 'cold', 'warm', 'limit'],
+    });
+    expect(parseBenchArgs(['--sizes', '20000', '--phases', 'churn', '--churn-seconds=30', '--churn-rate', '100', '--repeat', '1'])).toMatchObject({
+      sizes: [20000],
+      phases: ['churn'],
+      churnSeconds: 30,
+      churnRate: 100,
+      repeat: 1,
     });
     expect(parseBenchArgs(['--help'])).toBe('help');
   });
@@ -173,13 +196,17 @@ describe('bench command line', () => {
     expect(() => parseBenchArgs(['--sizes', '100,100'])).toThrow(/repeats a size/);
     expect(() => parseBenchArgs(['--joins'])).toThrow(/--joins: "" is not a whole number/);
     expect(() => parseBenchArgs(['--verbose'])).toThrow('unknown argument "--verbose"');
+    expect(() => parseBenchArgs(['--phases', 'idle,nap'])).toThrow('--phases: unknown phase "nap" (choose from joins, idle, pass, churn, cold, warm, limit)');
+    expect(() => parseBenchArgs(['--daemon-args', '--kernel-resync 0'])).toThrow(/^--daemon-args: --kernel-resync: 0 is not a positive number of seconds$/);
+    expect(() => parseBenchArgs(['--daemon-args', '--no-such-flag'])).toThrow(/^--daemon-args: Unknown argument/);
   });
 });
 
-describe('bench periodic pass', () => {
-  it('takes the last --kernel-resync of the daemon flags, as the CLI does', () => {
-    expect(resyncSeconds([])).toBe(10);
-    expect(resyncSeconds(['--kernel-resync', '300', '--iptables-resync', '60'])).toBe(300);
-    expect(resyncSeconds(['--kernel-resync=30', '--kernel-resync', '86400'])).toBe(86400);
+describe('bench daemon defaults', () => {
+  it('come from the daemon\'s own parser: the shipped defaults, overridden by --daemon-args as the CLI does', () => {
+    expect(daemonOptionsFor([]).resyncMs).toBe(300_000);
+    expect(daemonOptionsFor([]).iptablesResyncMs).toBe(5_000);
+    expect(daemonOptionsFor(['--kernel-resync', '300', '--iptables-resync', '60'])).toMatchObject({ resyncMs: 300_000, iptablesResyncMs: 60_000 });
+    expect(daemonOptionsFor(['--kernel-resync=30', '--kernel-resync', '86400']).resyncMs).toBe(86_400_000);
   });
 });
