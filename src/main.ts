@@ -16,6 +16,7 @@ import { StoreUnavailableError, UsageError, errorMessage } from './util/errors';
 import { Logger, createLogger, silentLogger } from './util/log';
 import { notifySystemd } from './util/sd-notify';
 import { startHealthServer } from './health';
+import { IdleCollector, collectingObserver, fullGc } from './idle-gc';
 import { Metrics } from './metrics';
 
 export const EXIT_OK = 0;
@@ -56,6 +57,16 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   const { password: _password, ...etcdShown } = options.etcd;
   log.info({ options: { ...options, etcd: { ...etcdShown, password: options.etcd.password ? '[redacted]' : undefined } } }, 'starting flanneld-ts');
   const metrics = options.healthzPort > 0 ? new Metrics() : undefined;
+  const gc = fullGc();
+  const collector = gc
+    ? new IdleCollector(() => {
+        const before = process.memoryUsage();
+        gc();
+        const after = process.memoryUsage();
+        const mb = (n: number): number => Math.round(n / 2 ** 20);
+        log.debug({ heapUsedMB: [mb(before.heapUsed), mb(after.heapUsed)], rssMB: [mb(before.rss), mb(after.rss)] }, 'collected garbage after a burst of kernel changes');
+      })
+    : undefined;
   const daemon = new Daemon(options, {
     store,
     kernel,
@@ -63,7 +74,7 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
     rand: Math.random,
     randomBytes,
     log,
-    observer: metrics,
+    observer: collector ? collectingObserver(collector, metrics) : metrics,
     onReady: (st) => void notifySystemd({ ready: true, status: `subnet ${st.subnet}, ${st.peers} peers programmed` }, log),
   });
   const health = metrics
@@ -77,6 +88,7 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
     await Promise.race([daemon.run(controller.signal), grace]);
     return EXIT_OK;
   } finally {
+    collector?.stop();
     health?.close();
     kernel.close();
     await store.close().catch(() => undefined);
