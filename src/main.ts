@@ -19,6 +19,7 @@ import { notifySystemd } from './util/sd-notify';
 import { etcdPassword, plaintextCredentialsWarning } from './etcd-credentials';
 import { tryParseIPv4 } from './net/ipv4';
 import { startHealthServer } from './health';
+import { IdleCollector, collectingObserver, fullGc } from './idle-gc';
 import { Metrics } from './metrics';
 
 export const EXIT_OK = 0;
@@ -83,6 +84,16 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   const { password: _password, ...etcdShown } = options.etcd;
   log.info({ options: { ...options, etcd: { ...etcdShown, password: options.etcd.password ? '[redacted]' : undefined } } }, 'starting flanneld-ts');
   const metrics = options.healthzPort > 0 ? new Metrics() : undefined;
+  const gc = fullGc();
+  const collector = gc
+    ? new IdleCollector(() => {
+        const before = process.memoryUsage();
+        gc();
+        const after = process.memoryUsage();
+        const mb = (n: number): number => Math.round(n / 2 ** 20);
+        log.debug({ heapUsedMB: [mb(before.heapUsed), mb(after.heapUsed)], rssMB: [mb(before.rss), mb(after.rss)] }, 'collected garbage after a burst of kernel changes');
+      })
+    : undefined;
   const daemon = new Daemon(options, {
     store,
     kernel,
@@ -90,7 +101,7 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
     rand: Math.random,
     randomBytes,
     log,
-    observer: metrics,
+    observer: collector ? collectingObserver(collector, metrics) : metrics,
     etcdAddresses: await etcdAddresses(options.etcd.endpoints),
     onReady: (st) => void notifySystemd({ ready: true, status: `subnet ${st.subnet}, ${st.peers} peers programmed` }, log),
   });
@@ -105,6 +116,7 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
     await Promise.race([daemon.run(controller.signal), grace]);
     return EXIT_OK;
   } finally {
+    collector?.stop();
     health?.close();
     kernel.close();
     await store.close().catch(() => undefined);

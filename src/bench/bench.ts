@@ -1,9 +1,11 @@
 /**
- * `npm run bench` (as root): issue 6's benchmark. For each size it builds a
- * namespace host with a real etcd (run-size.ts), measures cold start, join
- * storm, single-join latency, idle cost and the kernel limit, verifies the
- * kernel state after every phase, prints a table with MET / MISSED per target,
- * and writes the results as JSON.
+ * `npm run bench` (as root): the benchmark of issues 6 and 10. For each size it
+ * builds a namespace host with a real etcd (run-size.ts), measures the join
+ * storm, single-join latency (several series), idle cost, the CPU of a full
+ * pass, memory under churn, cold start, a profiled idle window and the kernel
+ * limit, verifies the kernel state after every phase, prints tables with MET /
+ * MISSED per target, and writes the results as JSON (and the idle CPU profile
+ * beside it).
  *
  * Exit codes: 0 measured and verified; 1 a phase failed or the kernel state was
  * wrong (a fast wrong result must not pass); 2 bad usage; 3 a target was missed
@@ -12,6 +14,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { cpus, release } from 'node:os';
 import { Scene } from '../testbed/scene';
 import { UsageError } from '../util/errors';
@@ -56,7 +59,7 @@ async function bench(opts: BenchOptions): Promise<number> {
   };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
-  say(`flanneld-ts benchmark: sizes ${opts.sizes.join(', ')}; ${machine.cpus} × ${machine.cpuModel}, Linux ${machine.kernel}`);
+  say(`flanneld-ts benchmark: sizes ${opts.sizes.join(', ')}; phases storm${opts.phases.map((p) => `, ${p}`).join('')}; ${machine.cpus} × ${machine.cpuModel}, Linux ${machine.kernel}`);
   if (opts.daemonArgs.length > 0) say(`daemon flags added to the defaults: ${opts.daemonArgs.join(' ')}`);
   for (const peers of opts.sizes) {
     try {
@@ -64,9 +67,14 @@ async function bench(opts: BenchOptions): Promise<number> {
         await runSize({
           peers,
           joins: opts.joins,
+          repeat: opts.repeat,
           idleSeconds: opts.idleSeconds ?? idleSecondsFor(peers),
           limitRuns: opts.limitRuns,
+          churnSeconds: opts.churnSeconds,
+          churnRate: opts.churnRate,
+          phases: opts.phases,
           daemonArgs: opts.daemonArgs,
+          profileOut: join(dirname(opts.out), `bench-idle-${peers}.cpuprofile`),
           say,
           onScene: (s) => (current = s),
         }),

@@ -52,9 +52,12 @@ export class EtcdAgent {
     });
   }
 
-  /** Starts the agent in `netns` against `endpoint` and waits until it has talked to etcd once. */
-  static async start(cluster: Cluster, netns: string, endpoint: string): Promise<EtcdAgent> {
-    const child = cluster.spawn(netns, process.execPath, [join(__dirname, 'etcd-agent.js'), endpoint], { stdio: ['pipe', 'pipe', 'pipe'] });
+  /**
+   * Starts the agent in `netns` against `endpoint` and waits until it has talked to etcd once.
+   * `script`: the compiled etcd-agent.js (tests running from src/ pass the one in dist/).
+   */
+  static async start(cluster: Cluster, netns: string, endpoint: string, script = join(__dirname, 'etcd-agent.js')): Promise<EtcdAgent> {
+    const child = cluster.spawn(netns, process.execPath, [script, endpoint], { stdio: ['pipe', 'pipe', 'pipe'] });
     const agent = new EtcdAgent(child);
     await agent.call({ op: 'ping' });
     return agent;
@@ -72,6 +75,11 @@ export class EtcdAgent {
   /** etcd's Prometheus exposition text. */
   async metrics(): Promise<string> {
     return (await this.call({ op: 'metrics' })).text ?? '';
+  }
+
+  /** GETs a URL from the agent's namespace (e.g. a daemon's /metrics on the underlay). */
+  async fetch(url: string): Promise<string> {
+    return (await this.call({ op: 'fetch', url })).text ?? '';
   }
 
   /** Closes stdin: the agent closes its etcd client and exits. */

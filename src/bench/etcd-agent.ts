@@ -7,6 +7,7 @@
  *   {"id":1,"op":"put","items":[["<key>","<value>"],…]}  → {"id":1,"ok":true,"sentNs":"…","doneNs":"…"}
  *   {"id":2,"op":"del","keys":["<key>",…]}                → same
  *   {"id":3,"op":"metrics"}                                → {"id":3,"ok":true,"text":"<etcd /metrics>"}
+ *   {"id":5,"op":"fetch","url":"http://…"}                 → {"id":5,"ok":true,"text":"<body>"} (the daemon's /metrics)
  *   {"id":4,"op":"ping"}                                   → {"id":4,"ok":true}
  *
  * Writes go out as transactions of at most MAX_TXN_OPS operations (etcd's
@@ -28,6 +29,7 @@ type Request =
   | { id: number; op: 'put'; items: Array<[string, string]> }
   | { id: number; op: 'del'; keys: string[] }
   | { id: number; op: 'metrics' }
+  | { id: number; op: 'fetch'; url: string }
   | { id: number; op: 'ping' };
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
@@ -65,6 +67,8 @@ async function main(endpoint: string): Promise<void> {
       }
       case 'metrics':
         return { text: await fetchText(`${endpoint}/metrics`) };
+      case 'fetch':
+        return { text: await fetchText(req.url) };
       case 'ping':
         await client.get('bench-ping').string();
         return {};

@@ -43,6 +43,8 @@ export async function measureIdle(pid: number, agent: EtcdAgent, seconds: number
     etcdRequestsPerMin: round1(requests / (windowMs / 60_000)),
     etcdNonKeepAlive: [...byMethod].filter(([m]) => !isKeepAlive(m)).reduce((s, [, n]) => s + n, 0),
     etcdByMethod: Object.fromEntries(byMethod),
+    fromMonoMs: t0,
+    toMonoMs: t1,
   };
 }
 

@@ -1,6 +1,11 @@
 /** The bench's command line. Pure: returns options or throws `UsageError`. */
+import { DaemonOptions, parseCommandLine } from '../cli';
 import { UsageError } from '../util/errors';
 import { MAX_PEERS } from './peers';
+
+/** Phases that can be left out (`--phases`); the join storm always runs, as it fills the daemon. */
+export const OPTIONAL_PHASES = ['joins', 'idle', 'pass', 'churn', 'cold', 'warm', 'limit'] as const;
+export type Phase = (typeof OPTIONAL_PHASES)[number];
 
 export interface BenchOptions {
   readonly sizes: number[];
@@ -13,6 +18,12 @@ export interface BenchOptions {
   readonly failOnMiss: boolean;
   /** Extra flags for every daemon the bench starts, to measure other settings than the shipped defaults. */
   readonly daemonArgs: string[];
+  /** Series of single joins run back to back; the spread of their p99 is reported and the worst judged. */
+  readonly repeat: number;
+  readonly churnSeconds: number;
+  /** Lease writes per second during churn (a delete and a put of the same peer are two). */
+  readonly churnRate: number;
+  readonly phases: Phase[];
 }
 
 export const USAGE = `usage: npm run bench -- [options]   (as root)
@@ -24,6 +35,11 @@ export const USAGE = `usage: npm run bench -- [options]   (as root)
   --limit-runs N          ip -batch runs per size; the median counts (default 3)
   --fail-on-miss          exit 3 when a target is missed
   --daemon-args "FLAGS"   extra flanneld-ts flags for every daemon started (default none: the shipped defaults)
+  --repeat N              series of single joins run back to back (default 3); the worst p99 is judged
+  --churn-seconds S       length of the churn phase (default 60)
+  --churn-rate R          lease writes per second during churn, deletes and puts alternating (default 50)
+  --phases LIST           phases to run besides the join storm, from ${OPTIONAL_PHASES.join(',')}
+                          (default all); e.g. --sizes 20000 --phases churn for the memory check
 `;
 
 /** The default idle window: at least 30 s, where one 10 ms CPU tick is 0.033 % of a core, and 60 s at 5,000 peers. */
@@ -31,17 +47,19 @@ export function idleSecondsFor(peers: number): number {
   return peers <= 1000 ? 30 : 60;
 }
 
-/** The daemon's default --kernel-resync, in seconds. */
-const DEFAULT_RESYNC_S = 10;
-
-/** The period of the full reconcile pass the daemon runs with `args` (the last --kernel-resync wins, as in the CLI). */
-export function resyncSeconds(args: readonly string[]): number {
-  let seconds = DEFAULT_RESYNC_S;
-  args.forEach((a, i) => {
-    const value = a === '--kernel-resync' ? args[i + 1] : a.startsWith('--kernel-resync=') ? a.slice('--kernel-resync='.length) : undefined;
-    if (value !== undefined && Number(value) > 0) seconds = Number(value);
-  });
-  return seconds;
+/**
+ * The options the daemon itself derives from `args` (its own parser and defaults:
+ * the bench keeps no copy of them). Throws UsageError naming --daemon-args.
+ */
+export function daemonOptionsFor(args: readonly string[]): DaemonOptions {
+  let cmd;
+  try {
+    cmd = parseCommandLine(['run', '--etcd-endpoints', 'http://127.0.0.1:2379', ...args], {});
+  } catch (err) {
+    throw new UsageError(`--daemon-args: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (cmd.command !== 'run') throw new UsageError(`--daemon-args: ${args.join(' ')} is not a set of flanneld-ts run flags`);
+  return cmd.options;
 }
 
 function positiveInt(flag: string, text: string | undefined, max: number): number {
@@ -60,6 +78,10 @@ export function parseBenchArgs(args: readonly string[]): BenchOptions | 'help' {
   let limitRuns = 3;
   let failOnMiss = false;
   let daemonArgs: string[] = [];
+  let repeat = 3;
+  let churnSeconds = 60;
+  let churnRate = 50;
+  let phases: Phase[] = [...OPTIONAL_PHASES];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string;
     const eq = arg.indexOf('=');
@@ -93,10 +115,28 @@ export function parseBenchArgs(args: readonly string[]): BenchOptions | 'help' {
         break;
       case '--daemon-args':
         daemonArgs = (value() ?? '').split(/\s+/).filter((a) => a !== '');
+        daemonOptionsFor(daemonArgs);
         break;
+      case '--repeat':
+        repeat = positiveInt('--repeat', value(), 10);
+        break;
+      case '--churn-seconds':
+        churnSeconds = positiveInt('--churn-seconds', value(), 3600);
+        break;
+      case '--churn-rate':
+        churnRate = positiveInt('--churn-rate', value(), 1000);
+        break;
+      case '--phases': {
+        const text = value() ?? '';
+        const names = text.split(',').map((x) => x.trim()).filter((x) => x !== '');
+        const unknown = names.filter((x) => !(OPTIONAL_PHASES as readonly string[]).includes(x));
+        if (unknown.length > 0) throw new UsageError(`--phases: unknown phase ${JSON.stringify(unknown[0])} (choose from ${OPTIONAL_PHASES.join(', ')})`);
+        phases = OPTIONAL_PHASES.filter((x) => names.includes(x));
+        break;
+      }
       default:
         throw new UsageError(`unknown argument ${JSON.stringify(arg)}`);
     }
   }
-  return { sizes, out, joins, idleSeconds, limitRuns, failOnMiss, daemonArgs };
+  return { sizes, out, joins, idleSeconds, limitRuns, failOnMiss, daemonArgs, repeat, churnSeconds, churnRate, phases };
 }

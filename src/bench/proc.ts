@@ -48,6 +48,23 @@ export function parseFibPrefixes(triestat: string): number {
   return Number(m[1]);
 }
 
+/** VmRSS (resident set now) in kB from /proc/<pid>/status. */
+export function parseVmRSS(status: string): number {
+  const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+  if (!m) throw new Error('no VmRSS line in /proc/<pid>/status');
+  return Number(m[1]);
+}
+
+export function readRssKb(pid: number): number {
+  return parseVmRSS(readFileSync(`/proc/${pid}/status`, 'utf8'));
+}
+
+/** utime + stime + cutime + cstime of a process in ms: itself and the children it reaped (its iptables runs). */
+export function readCpuMs(pid: number): number {
+  const t = readCpuTicks(pid);
+  return ((t.utime + t.stime + t.cutime + t.cstime) * 1000) / clockTicksPerSecond();
+}
+
 export function readCpuTicks(pid: number): CpuTicks {
   return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 }

@@ -1,4 +1,7 @@
 /** The shape of one benchmark run, as written to the JSON file (times in ms, sizes in MB). */
+import { ChurnResult } from './churn';
+import { ProfileSummary } from './cpu-profile';
+import { PassCostResult } from './pass-cost';
 import { Summary } from './stats';
 
 export interface IdleResult {
@@ -15,13 +18,42 @@ export interface IdleResult {
   /** Of those, everything but lease keep-alives (the issue allows no other periodic traffic). */
   readonly etcdNonKeepAlive: number;
   readonly etcdByMethod: Readonly<Record<string, number>>;
+  /** The window on CLOCK_MONOTONIC, ms (to cut a CPU profile to it). */
+  readonly fromMonoMs: number;
+  readonly toMonoMs: number;
 }
+
+/** One series of single joins. */
+export type JoinRun = Summary & { readonly samplesMs: number[]; readonly etcdPutMedianMs: number };
 
 export interface SizeResult {
   readonly peers: number;
+  /** What the daemons ran with, from the daemon's own parser (shipped defaults plus --daemon-args). */
+  readonly daemon: { readonly periodicPassS: number; readonly iptablesCheckS: number };
+  readonly storm: {
+    /** First byte of N puts sent → all 3N entries verified present. */
+    readonly ms: number;
+    /** etcd's time to accept the N puts. */
+    readonly etcdWriteMs: number;
+    /** Txn messages etcd counted during the storm: the positive control of the request counter. */
+    readonly etcdTxns: number;
+  };
+  /** Memory of the daemons (VmHWM, the kernel's peak resident set). */
+  readonly rss: {
+    /** D1 once the storm is programmed. */
+    readonly afterStormMB: number;
+    /** D1 at the end of all its phases (storm, joins, idle, full passes, churn). */
+    readonly firstDaemonPeakMB: number;
+    /** D2 after its cold start. */
+    readonly coldStartPeakMB?: number;
+    /** The largest of the above: what the peak-RSS target is judged on. */
+    readonly peakMB: number;
+  };
+  /** CPU (daemon + its children) per phase, ms. */
+  readonly cpuByPhaseMs: Readonly<Record<string, number>>;
   /** `bridge -batch` + `ip -batch` of the same 3N entries on a fresh flannel.1: every run and their median. */
-  readonly limit: { readonly runsMs: number[]; readonly ms: number };
-  readonly coldStart: {
+  readonly limit?: { readonly runsMs: number[]; readonly ms: number };
+  readonly coldStart?: {
     /** Spawn of bin/flanneld-ts → all 3N entries verified present. */
     readonly ms: number;
     /** Spawn → first log line (Node start and module loading). */
@@ -30,27 +62,21 @@ export interface SizeResult {
     readonly leaseMs?: number;
     /** Spawn → "ready" log line. */
     readonly readyLogMs?: number;
-    /** VmHWM once settled after the cold start. */
-    readonly peakRssMB: number;
   };
-  readonly storm: {
-    /** First byte of N puts sent → all 3N entries verified present. */
-    readonly ms: number;
-    /** etcd's time to accept the N puts. */
-    readonly etcdWriteMs: number;
-  };
-  readonly join: Summary & { readonly samplesMs: number[]; readonly etcdPutMedianMs: number };
-  readonly leave: Summary;
-  /** Idle with the shipped defaults (full kernel pass every 10 s, iptables check every 5 s) plus any --daemon-args. */
-  readonly idle: IdleResult;
-  /** Idle with the periodic kernel pass switched off (--kernel-resync 86400), iptables check as shipped. */
-  readonly idleNoResync: IdleResult;
-  /** CPU of one periodic full reconcile pass, from the two idle windows (NaN when the window held none). */
-  readonly resyncPassCpuMs: number;
+  /** Every join series pooled (the table's figures). */
+  readonly join?: JoinRun;
+  /** Each series run back to back: the spread of p99 and the worst one judged. */
+  readonly joinRuns?: JoinRun[];
+  readonly leave?: Summary;
+  /** Idle with the shipped defaults (plus any --daemon-args), on the daemon that went through the storm and the joins. */
+  readonly idle?: IdleResult;
+  /** One full reconcile pass, triggered by an external change and counted by the daemon. */
+  readonly fullPass?: PassCostResult;
+  readonly churn?: ChurnResult;
   /** A restart on a kernel that already holds every entry: spawn → "ready". */
   readonly warmRestartMs?: number;
-  /** VmHWM of the daemon that went through the storm, the joins and the idle window. */
-  readonly rssAfterStormMB: number;
+  /** CPU profile of the warm-restarted daemon over an idle window (profiler overhead included). */
+  readonly idleProfile?: ProfileSummary & { readonly file?: string };
   /**
    * How busy the whole machine was while this size ran (% of all CPUs, everything
    * included): the bench shares the machine with whatever else runs, and a busy

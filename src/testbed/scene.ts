@@ -51,6 +51,19 @@ export interface DaemonStartOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly umask?: string;
   readonly subnetFile?: string;
+  /**
+   * More Node flags (e.g. --cpu-prof, which NODE_OPTIONS refuses): the daemon then
+   * runs as `node <the shebang's flags> <these> BIN …`.
+   */
+  readonly nodeFlags?: readonly string[];
+}
+
+/** The Node flags on BIN's shebang line (`#!/usr/bin/env -S node --flag …`): what ships. */
+export function shippedNodeFlags(): string[] {
+  const first = readFileSync(BIN, 'utf8').split('\n')[0] ?? '';
+  const words = first.replace(/^#!\s*/, '').split(/\s+/);
+  const node = words.findIndex((w) => w === 'node' || w.endsWith('/node'));
+  return node < 0 ? [] : words.slice(node + 1).filter((w) => w !== '');
 }
 
 export interface HostKernel {
@@ -100,7 +113,8 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
       const out = createWriteStream(logFile);
       // BIN itself, not `node BIN`: its shebang carries the Node flags that ship.
       const argv = ['--etcd-endpoints', endpoint, '--iface', 'eth0', '--subnet-file', subnetFile, ...extraArgs];
-      const [cmd, cmdArgs] = opts.umask ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, BIN, ...argv]] : [BIN, argv];
+      const program: string[] = opts.nodeFlags ? [process.execPath, ...shippedNodeFlags(), ...opts.nodeFlags, BIN] : [BIN];
+      const [cmd, cmdArgs] = opts.umask ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, ...program, ...argv]] : [program[0] as string, [...program.slice(1), ...argv]];
       const child = cluster.spawn(host.netns, cmd as string, cmdArgs as string[], { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env && { env: { ...process.env, ...opts.env } }) });
       child.stdout?.pipe(out, { end: false });
       child.stderr?.pipe(out, { end: false });
@@ -160,7 +174,13 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
   return scene;
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs` with `what`. */
+/** Thrown by a `waitFor` check to end the wait at once (the condition can no longer come true). */
+export class WaitAbandoned extends Error {}
+
+/**
+ * Polls `check` until it returns a value other than undefined/false, or throws after `timeoutMs` with `what`.
+ * Other errors from `check` count as "not yet"; a `WaitAbandoned` ends the wait with that error.
+ */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -170,6 +190,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
       if (v !== undefined && v !== false) return v;
       last = undefined;
     } catch (err) {
+      if (err instanceof WaitAbandoned) throw err;
       last = err;
     }
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
@@ -177,13 +198,26 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
-/** Waits for the daemon's "ready" log line; fails early, with its log, if it exits. */
+/** Log lines shown when a daemon dies before it is ready. */
+const EXIT_LOG_LINES = 30;
+
+/** Waits for the daemon's "ready" log line; fails as soon as it exits, with its exit code and last log lines. */
 export async function waitReady(d: DaemonHandle, timeoutMs = 20_000): Promise<void> {
   let exitCode: number | undefined;
   void d.exited.then((c) => (exitCode = c));
   await waitFor(`flanneld-ts on ${d.host.name} to be ready`, () => {
-    if (exitCode !== undefined) throw new Error(`flanneld-ts on ${d.host.name} exited with ${exitCode}:\n${d.log()}`);
-    return /"msg":"ready: /.test(d.log());
+    let log = '';
+    try {
+      log = d.log();
+    } catch {
+      // The log file appears a moment after the spawn.
+    }
+    if (/"msg":"ready: /.test(log)) return true;
+    if (exitCode !== undefined) {
+      const lines = log.trimEnd().split('\n').slice(-EXIT_LOG_LINES).join('\n');
+      throw new WaitAbandoned(`flanneld-ts on ${d.host.name} exited with ${exitCode} before it was ready; last log lines:\n${lines}`);
+    }
+    return false;
   }, timeoutMs);
 }
 

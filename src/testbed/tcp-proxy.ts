@@ -5,7 +5,9 @@
  *
  * Run as a child process inside a namespace:
  *   node dist/testbed/tcp-proxy.js <listenHost> <listenPort> <targetHost> <targetPort>
- * and write `cut` / `heal` lines to its stdin; it answers each with `ok <cmd>`.
+ * and write `cut` / `heal` / `delay <ms>` lines to its stdin; it answers each
+ * with `ok <cmd>`. `delay` holds every chunk that much longer in each direction
+ * (order kept), widening the window between a client's read and its write.
  */
 import { createConnection, createServer, Socket } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -13,7 +15,14 @@ import { ChildProcess } from 'node:child_process';
 
 export function runProxy(listenHost: string, listenPort: number, targetHost: string, targetPort: number): void {
   let cut = false;
+  let delayMs = 0;
   const live = new Set<Socket>();
+  /** Like `from.pipe(to)`, each chunk held `delayMs` first (timers of equal delay fire in order). */
+  const forward = (from: Socket, to: Socket): void => {
+    const later = (fn: () => void): void => void (delayMs > 0 ? setTimeout(fn, delayMs) : fn());
+    from.on('data', (chunk) => later(() => to.write(chunk)));
+    from.on('end', () => later(() => to.end()));
+  };
   const server = createServer((client) => {
     if (cut) return void client.destroy();
     const upstream = createConnection({ host: targetHost, port: targetPort });
@@ -24,8 +33,8 @@ export function runProxy(listenHost: string, listenPort: number, targetHost: str
     }
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
-    client.pipe(upstream);
-    upstream.pipe(client);
+    forward(client, upstream);
+    forward(upstream, client);
   });
   server.listen(listenPort, listenHost, () => process.stdout.write('ok listening\n'));
   createInterface({ input: process.stdin }).on('line', (line) => {
@@ -35,6 +44,8 @@ export function runProxy(listenHost: string, listenPort: number, targetHost: str
       for (const s of live) s.destroy();
     } else if (cmd === 'heal') {
       cut = false;
+    } else if (cmd.startsWith('delay ')) {
+      delayMs = Number(cmd.slice('delay '.length)) || 0;
     }
     process.stdout.write(`ok ${cmd}\n`);
   });
@@ -42,7 +53,7 @@ export function runProxy(listenHost: string, listenPort: number, targetHost: str
 }
 
 /** Test-side handle: sends a command and waits for its acknowledgement. */
-export function proxyControl(child: ChildProcess): { ready: Promise<void>; send(cmd: 'cut' | 'heal'): Promise<void> } {
+export function proxyControl(child: ChildProcess): { ready: Promise<void>; send(cmd: 'cut' | 'heal' | `delay ${number}`): Promise<void> } {
   const waiters: Array<{ want: string; resolve: () => void }> = [];
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
     const i = waiters.findIndex((w) => w.want === line.trim());

@@ -1,14 +1,15 @@
 /**
- * Who owns which subnet: reservations, eight daemons racing for subnets, a
+ * Who owns which subnet: reservations, eight daemons racing for one subnet, a
  * network with room for only three, and a config that is wrong at first.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createScene, DaemonHandle, PREFIX, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
-import { countLog, sceneLifecycle } from '../helpers/overlay';
+import { countLog, sceneLifecycle, startEtcdProxy } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
-const HOSTS = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8'];
+const HOSTS = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8', 'h9'];
 let scene: Scene;
 const start = (host: string, args: string[] = [], subnetFile?: string): DaemonHandle => scene.startDaemon(host, args, { subnetFile });
 
@@ -37,18 +38,37 @@ describe('ownership', () => {
     await h1.stop();
   }, 30_000);
 
-  it('eight daemons started at the same moment get eight distinct subnets', async () => {
-    const all = HOSTS.slice(1).map((h) => start(h));
-    await Promise.all(all.map((x) => waitReady(x, 40_000)));
+  it('eight daemons started at the same moment, all wanting the same subnet, get eight distinct subnets', async () => {
+    // A collision is forced rather than hoped for: every daemon's subnet file names 10.7.99.0/24 (the
+    // "previous subnet" each tries first while it is free), and every etcd message is held 400 ms each
+    // way, so each daemon's list-to-create window (three round trips) spans the others' lists.
+    const proxy = await startEtcdProxy(scene, 23791);
+    await proxy.delay(400);
+    const racers = HOSTS.slice(1);
+    expect(racers).toHaveLength(8);
+    const all = racers.map((h) => {
+      const file = `${scene.workDir}/race-${h}/subnet.env`;
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, 'FLANNEL_NETWORK=10.7.0.0/16\nFLANNEL_SUBNET=10.7.99.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
+      return start(h, ['--etcd-endpoints', proxy.endpoint], file);
+    });
+    await Promise.all(all.map((x) => waitReady(x, 90_000)));
     const subnets = all.map((x) => subnetOf(readFileSync(x.subnetFile, 'utf8')));
-    expect(new Set([...subnets, '10.7.77.0/24']).size).toBe(8);
+    expect(new Set([...subnets, '10.7.77.0/24']).size).toBe(9);
+    expect(subnets).toContain('10.7.99.0/24');
+    const lost = all.map((x) => countLog(x.log(), /^subnet 10\.7\.99\.0\/24 was taken by another node meanwhile; choosing again$/));
+    expect(lost.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
+    // The winner never lost; each loser chose again and got a subnet of its own.
+    expect(lost[subnets.indexOf('10.7.99.0/24')]).toBe(0);
     const keys = (await scene.etcdctl(['get', '--prefix', '--keys-only', `${PREFIX}/subnets/`])).split('\n').filter((l) => l.trim() !== '');
-    expect(keys).toHaveLength(8);
+    expect(keys).toHaveLength(9);
+    // One etcd lease per daemon: the creates that lost revoked theirs.
     const leases = (await scene.etcdctl(['lease', 'list'])).trim();
-    expect(leases).toMatch(/found 7 leases/);
-    await waitFor('h8 to program all 7 peers', async () => (await scene.kernel('h8')).routes.length === 7, 15_000);
+    expect(leases).toMatch(/found 8 leases/);
+    await proxy.delay(0);
+    await waitFor('h9 to program all 8 peers', async () => (await scene.kernel('h9')).routes.length === 8, 20_000);
     await Promise.all(all.map((x) => x.stop()));
-  }, 60_000);
+  }, 150_000);
 
   it('a wrong config is reported naming the field; the corrected one is picked up without restart', async () => {
     const prefix = '/small/network';

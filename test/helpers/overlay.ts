@@ -6,13 +6,13 @@ import { ETCD_PORT, HostKernel, Scene, waitFor } from '../../src/testbed/scene';
 
 const PROXY_JS = resolve(__dirname, '..', '..', 'dist', 'testbed', 'tcp-proxy.js');
 
-/** A TCP proxy in the infra namespace in front of etcd; returns its endpoint and cut/heal. */
-export async function startEtcdProxy(scene: Scene, port: number): Promise<{ endpoint: string; cut(): Promise<void>; heal(): Promise<void> }> {
+/** A TCP proxy in the infra namespace in front of etcd; returns its endpoint, cut/heal and a one-way delay. */
+export async function startEtcdProxy(scene: Scene, port: number): Promise<{ endpoint: string; cut(): Promise<void>; heal(): Promise<void>; delay(ms: number): Promise<void> }> {
   const ip = scene.cluster.infraIP;
   const child = scene.cluster.spawn(scene.cluster.infraNetns, process.execPath, [PROXY_JS, ip, String(port), ip, String(ETCD_PORT)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const ctl = proxyControl(child);
   await ctl.ready;
-  return { endpoint: `http://${ip}:${port}`, cut: () => ctl.send('cut'), heal: () => ctl.send('heal') };
+  return { endpoint: `http://${ip}:${port}`, cut: () => ctl.send('cut'), heal: () => ctl.send('heal'), delay: (ms) => ctl.send(`delay ${ms}`) };
 }
 
 /** One line per entry kind, for comparing whole kernel states. */

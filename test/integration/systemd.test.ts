@@ -11,11 +11,15 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EtcdAgent } from '../../src/bench/etcd-agent-client';
+import { parseDeviceDump, verifyDump } from '../../src/bench/kernel-view';
+import { BENCH_CONFIG, leaseItem, peerRange } from '../../src/bench/peers';
 import { parseCommandLine } from '../../src/cli';
 import { run } from '../../src/testbed/exec';
-import { createScene, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
+import { createScene, PREFIX, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
 import { createLogger } from '../../src/util/log';
 import { notifySystemd } from '../../src/util/sd-notify';
 import { inHostNamespaces } from '../helpers/host-namespaces';
@@ -303,38 +307,125 @@ describe('readiness over NOTIFY_SOCKET', () => {
   });
 });
 
+/**
+ * Readiness judged at the instant it is claimed: a stand-in notify socket that, on READY=1,
+ * and a /readyz poller that, on its first 200, each freeze the daemon (SIGSTOP), snapshot
+ * flannel.1 (`ip -j route`, `ip -j neigh`, `bridge -j fdb`) and subnet.env, then let it go
+ * (SIGCONT). Run inside the host's namespace; the daemon's pid arrives on stdin.
+ */
+const READINESS_SNAPSHOTTER = `
+import json, os, signal, socket, subprocess, sys, threading, time, urllib.error, urllib.request
+sock_path, url, subnet_file = sys.argv[1:4]
+pid_ready = threading.Event()
+pid = [0]
+lock = threading.Lock()
+def out(obj):
+    with lock:
+        print(json.dumps(obj), flush=True)
+def snapshot(trigger, extra):
+    os.kill(pid[0], signal.SIGSTOP)
+    try:
+        run = lambda *a: subprocess.run(list(a), capture_output=True, text=True).stdout
+        snap = {"trigger": trigger, "routes": run("ip", "-j", "route", "show", "dev", "flannel.1"),
+                "neighbors": run("ip", "-j", "neigh", "show", "dev", "flannel.1"),
+                "fdb": run("bridge", "-j", "fdb", "show", "dev", "flannel.1"),
+                "subnetEnv": open(subnet_file).read() if os.path.exists(subnet_file) else None}
+    finally:
+        os.kill(pid[0], signal.SIGCONT)
+    snap.update(extra)
+    out(snap)
+def notify():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(sock_path)
+    out({"listening": True})
+    while True:
+        msg, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(16 * 4))
+        text = msg.decode()
+        if "READY=1" in text.split("\\n"):
+            pid_ready.wait()
+            snapshot("READY=1", {"message": text})
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                for i in range(0, len(data) - len(data) % 4, 4):
+                    os.close(int.from_bytes(data[i:i + 4], sys.byteorder))
+def readyz():
+    pid_ready.wait()
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    snapshot("readyz", {"body": r.read().decode()})
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        time.sleep(0.005)
+threading.Thread(target=notify, daemon=True).start()
+threading.Thread(target=readyz, daemon=True).start()
+pid[0] = int(sys.stdin.readline())
+pid_ready.set()
+threading.Event().wait()
+`;
+
+interface ReadinessSnapshot {
+  readonly trigger: 'READY=1' | 'readyz';
+  readonly routes: string;
+  readonly neighbors: string;
+  readonly fdb: string;
+  readonly subnetEnv: string | null;
+  readonly message?: string;
+  readonly body?: string;
+}
+
 describe('bin/flanneld-ts under a NOTIFY_SOCKET', () => {
   let scene: Scene | undefined;
+  let agent: EtcdAgent | undefined;
   afterAll(async () => {
+    agent?.close();
     await scene?.destroy();
   }, 60_000);
 
-  it('tells READY=1 with its own MAINPID only once its lease, subnet.env and peers are in place', async () => {
+  it('tells READY=1 (with its own MAINPID) and answers /readyz 200 only when flannel.1 and subnet.env are complete at that instant', async () => {
     assertPrivateNetns();
-    scene = await createScene({ hosts: ['h1', 'h2'] });
-    await scene.putConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
-    const peer = scene.startDaemon('h2');
-    await waitReady(peer);
-    const sock = await startNotifySocket();
+    scene = await createScene({ hosts: ['h1'] });
+    await scene.putConfig(BENCH_CONFIG);
+    // Enough peers that programming them takes a while: an early signal would find entries missing.
+    const peers = peerRange(300, undefined);
+    agent = await EtcdAgent.start(scene.cluster, scene.cluster.infraNetns, scene.endpoint, join(ROOT, 'dist', 'bench', 'etcd-agent.js'));
+    await agent.put(peers.map((p) => leaseItem(PREFIX, p)));
+    const sockPath = join(tempDir(), 'notify.sock');
+    const subnetFile = join(tempDir(), 'subnet.env');
+    const port = 9181;
+    const snapshotter = scene.cluster.spawn(scene.cluster.member('h1').netns, 'python3', ['-c', READINESS_SNAPSHOTTER, sockPath, `http://127.0.0.1:${port}/readyz`, subnetFile], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const snaps: ReadinessSnapshot[] = [];
+    let listening = false;
+    createInterface({ input: snapshotter.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const v = JSON.parse(line) as ReadinessSnapshot & { listening?: boolean };
+      if (v.listening) listening = true;
+      else snaps.push(v);
+    });
     try {
-      // startDaemon spawns with this process's environment.
-      process.env.NOTIFY_SOCKET = sock.path;
-      const d = scene.startDaemon('h1');
-      delete process.env.NOTIFY_SOCKET;
-      await waitReady(d);
-      const ready = await waitFor('READY=1 from the daemon', () => sock.received.find((m) => fields(m.message).READY === '1'), 10_000);
-      const f = fields(ready.message);
-      expect(f.MAINPID).toBe(String(d.process.pid)); // `ip netns exec` execs in place: the daemon's own pid
+      await waitFor('the snapshotting notify socket', () => listening, 10_000);
+      const d = scene.startDaemon('h1', ['--healthz-ip', '127.0.0.1', '--healthz-port', String(port)], { env: { NOTIFY_SOCKET: sockPath }, subnetFile });
+      snapshotter.stdin?.write(`${d.process.pid}\n`);
+      await waitReady(d, 60_000);
+      await waitFor('both snapshots', () => snaps.length === 2, 20_000);
       const subnet = subnetOf(readFileSync(d.subnetFile, 'utf8'));
+      for (const snap of snaps) {
+        const what = `at ${snap.trigger}`;
+        expect(snap.subnetEnv, what).toBe(readFileSync(d.subnetFile, 'utf8'));
+        const v = verifyDump(parseDeviceDump(snap.routes, snap.neighbors, snap.fdb), peers);
+        expect(v.problems, what).toEqual([]);
+        expect(v.routes, what).toBe(300);
+      }
+      const ready = snaps.find((s) => s.trigger === 'READY=1');
+      const f = fields(ready?.message ?? '');
+      expect(f.MAINPID).toBe(String(d.process.pid)); // `ip netns exec` execs in place: the daemon's own pid
       expect(f.STATUS).toContain(subnet);
-      expect(f.STATUS).toMatch(/\b1 peers? programmed/);
-      // Ready means the peer is programmed already.
-      const k = await scene.kernel('h1');
-      expect(k.routes).toHaveLength(1);
-      expect(sock.received.filter((m) => fields(m.message).READY === '1')).toHaveLength(1);
+      expect(f.STATUS).toMatch(/\b300 peers programmed/);
+      const readyz = JSON.parse(snaps.find((s) => s.trigger === 'readyz')?.body ?? '{}') as { ready?: boolean; subnet?: string; peers?: number };
+      expect(readyz).toMatchObject({ ready: true, subnet, peers: 300 });
     } finally {
-      delete process.env.NOTIFY_SOCKET;
-      sock.child.kill();
+      snapshotter.kill();
     }
-  }, 90_000);
+  }, 120_000);
 });

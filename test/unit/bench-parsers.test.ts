@@ -4,7 +4,7 @@ import { matchPeer, parseMonitorLine } from '../../src/bench/join-monitor';
 import { limitBatches } from '../../src/bench/kernel-limit';
 import { expectedLines, parseDeviceDump, verifyDump } from '../../src/bench/kernel-view';
 import { diffCounts, isKeepAlive, parseGrpcCounter, total } from '../../src/bench/metrics';
-import { idleSecondsFor, parseBenchArgs, resyncSeconds } from '../../src/bench/options';
+import { idleSecondsFor, parseBenchArgs, daemonOptionsFor } from '../../src/bench/options';
 import { BENCH_CONFIG, benchPeer, JOIN_BASE_INDEX, leaseItem, MAX_INDEX, peerIndexOf, peerRange } from '../../src/bench/peers';
 import { parseCpuLine, parseFibPrefixes, parseProcStat, parseVmHWM } from '../../src/bench/proc';
 import { parseNetworkConfig } from '../../src/config';
@@ -23,6 +23,13 @@ describe('bench peers', () => {
     expect(new Set(many.map((x) => x.publicIP)).size).toBe(5000);
     expect(() => benchPeer(0)).toThrow(RangeError);
     expect(() => benchPeer(MAX_INDEX + 1)).toThrow(RangeError);
+    // Above 100.127.255.0 the index wraps to the bottom of the /9: 25,000 peers stay distinct and inside it.
+    expect(formatCidr(benchPeer(16_383).subnet)).toBe('100.127.255.0/24');
+    expect(formatCidr(benchPeer(16_384).subnet)).toBe('100.0.0.0/24');
+    expect(formatCidr(benchPeer(MAX_INDEX).subnet)).toBe('100.63.255.0/24');
+    const wide = peerRange(25_000, undefined);
+    expect(new Set(wide.map((x) => formatCidr(x.subnet))).size).toBe(25_000);
+    expect(wide.every((x) => peerIndexOf(x.subnet) === x.index)).toBe(true);
   });
 
   it('skips the daemon own subnet and maps subnets back to indices', () => {
@@ -40,7 +47,7 @@ describe('bench peers', () => {
     expect(key).toBe('/coreos.com/network/subnets/100.64.77.0-24');
     const rec = decodeLease(key, key.split('/').pop() as string, value);
     expect(rec).toMatchObject({ kind: 'lease', lease: { publicIP: p.publicIP, vtepMAC: p.mac, vni: 1, backendType: 'vxlan' } });
-    expect(config.network.prefixLen).toBe(10);
+    expect(config.network.prefixLen).toBe(9);
   });
 });
 
@@ -144,7 +151,19 @@ describe('bench kernel views', () => {
 
 describe('bench command line', () => {
   it('has defaults that fit the issue', () => {
-    expect(parseBenchArgs([])).toEqual({ sizes: [100, 1000, 5000], out: 'bench-results.json', joins: 50, idleSeconds: undefined, limitRuns: 3, failOnMiss: false, daemonArgs: [] });
+    expect(parseBenchArgs([])).toEqual({
+      sizes: [100, 1000, 5000],
+      out: 'bench-results.json',
+      joins: 50,
+      idleSeconds: undefined,
+      limitRuns: 3,
+      failOnMiss: false,
+      daemonArgs: [],
+      repeat: 3,
+      churnSeconds: 60,
+      churnRate: 50,
+      phases: ['joins', 'idle', 'pass', 'churn', 'cold', 'warm', 'limit'],
+    });
     expect([idleSecondsFor(100), idleSecondsFor(1000), idleSecondsFor(5000)]).toEqual([30, 30, 60]);
   });
 
@@ -157,22 +176,37 @@ describe('bench command line', () => {
       limitRuns: 1,
       failOnMiss: true,
       daemonArgs: ['--kernel-resync', '300', '--iptables-resync', '60'],
+      repeat: 3,
+      churnSeconds: 60,
+      churnRate: 50,
+      phases: ['joins', 'idle', 'pass', 'churn', 'cold', 'warm', 'limit'],
+    });
+    expect(parseBenchArgs(['--sizes', '20000', '--phases', 'churn', '--churn-seconds=30', '--churn-rate', '100', '--repeat', '1'])).toMatchObject({
+      sizes: [20000],
+      phases: ['churn'],
+      churnSeconds: 30,
+      churnRate: 100,
+      repeat: 1,
     });
     expect(parseBenchArgs(['--help'])).toBe('help');
   });
 
   it('names the bad flag or value', () => {
-    expect(() => parseBenchArgs(['--sizes', '100,abc'])).toThrow(new UsageError('--sizes: "abc" is not a whole number from 1 to 11998'));
+    expect(() => parseBenchArgs(['--sizes', '100,abc'])).toThrow(new UsageError('--sizes: "abc" is not a whole number from 1 to 29998'));
     expect(() => parseBenchArgs(['--sizes', '100,100'])).toThrow(/repeats a size/);
     expect(() => parseBenchArgs(['--joins'])).toThrow(/--joins: "" is not a whole number/);
     expect(() => parseBenchArgs(['--verbose'])).toThrow('unknown argument "--verbose"');
+    expect(() => parseBenchArgs(['--phases', 'idle,nap'])).toThrow('--phases: unknown phase "nap" (choose from joins, idle, pass, churn, cold, warm, limit)');
+    expect(() => parseBenchArgs(['--daemon-args', '--kernel-resync 0'])).toThrow(/^--daemon-args: --kernel-resync: 0 is not a positive number of seconds$/);
+    expect(() => parseBenchArgs(['--daemon-args', '--no-such-flag'])).toThrow(/^--daemon-args: Unknown argument/);
   });
 });
 
-describe('bench periodic pass', () => {
-  it('takes the last --kernel-resync of the daemon flags, as the CLI does', () => {
-    expect(resyncSeconds([])).toBe(10);
-    expect(resyncSeconds(['--kernel-resync', '300', '--iptables-resync', '60'])).toBe(300);
-    expect(resyncSeconds(['--kernel-resync=30', '--kernel-resync', '86400'])).toBe(86400);
+describe('bench daemon defaults', () => {
+  it('come from the daemon\'s own parser: the shipped defaults, overridden by --daemon-args as the CLI does', () => {
+    expect(daemonOptionsFor([]).resyncMs).toBe(300_000);
+    expect(daemonOptionsFor([]).iptablesResyncMs).toBe(5_000);
+    expect(daemonOptionsFor(['--kernel-resync', '300', '--iptables-resync', '60'])).toMatchObject({ resyncMs: 300_000, iptablesResyncMs: 60_000 });
+    expect(daemonOptionsFor(['--kernel-resync=30', '--kernel-resync', '86400']).resyncMs).toBe(86_400_000);
   });
 });

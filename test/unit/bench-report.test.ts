@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { markdownTable, renderReport, resultsTable, targetLines } from '../../src/bench/report';
-import { BenchReport, IdleResult, SizeResult } from '../../src/bench/results';
+import { BenchReport, IdleResult, JoinRun, SizeResult } from '../../src/bench/results';
 import { checkTargets } from '../../src/bench/targets';
 
 const idle = (over: Partial<IdleResult> = {}): IdleResult => ({
@@ -12,22 +12,29 @@ const idle = (over: Partial<IdleResult> = {}): IdleResult => ({
   etcdRequestsPerMin: 0,
   etcdNonKeepAlive: 0,
   etcdByMethod: {},
+  fromMonoMs: 1000,
+  toMonoMs: 61_000,
   ...over,
 });
+
+const joinRun = (p99Ms: number): JoinRun => ({ count: 50, medianMs: 20, p99Ms, maxMs: p99Ms, samplesMs: [20], etcdPutMedianMs: 2 });
 
 function size(over: Partial<SizeResult> = {}): SizeResult {
   return {
     peers: 5000,
+    daemon: { periodicPassS: 300, iptablesCheckS: 5 },
     limit: { runsMs: [600, 610, 640], ms: 610 },
-    coldStart: { ms: 2500, firstLogMs: 250, leaseMs: 400, readyLogMs: 2520, peakRssMB: 110.4 },
-    storm: { ms: 1700, etcdWriteMs: 300 },
-    join: { count: 50, medianMs: 20, p99Ms: 45.5, maxMs: 45.5, samplesMs: [20], etcdPutMedianMs: 2 },
+    coldStart: { ms: 2500, firstLogMs: 250, leaseMs: 400, readyLogMs: 2520 },
+    storm: { ms: 1700, etcdWriteMs: 300, etcdTxns: 40 },
+    rss: { afterStormMB: 100, firstDaemonPeakMB: 115, coldStartPeakMB: 110.4, peakMB: 115 },
+    cpuByPhaseMs: { start: 400, storm: 900, joins: 300, idle: 40 },
+    join: joinRun(45.5),
+    joinRuns: [joinRun(41), joinRun(45.5), joinRun(43)],
     leave: { count: 50, medianMs: 19, p99Ms: 40, maxMs: 40 },
     idle: idle(),
-    idleNoResync: idle({ cpuPctOfCore: 0.02 }),
-    resyncPassCpuMs: 5,
+    fullPass: { triggers: 5, passes: 10, cpuMsPerPass: 35, wallMsPerPass: 40 },
+    churn: { seconds: 60, writes: 3000, rate: 50, rssBeforeMB: 100, rssPeakMB: 118, rssAfterMB: 104, rssGrowthPct: 4, cpuMs: 9000, heapUsedBeforeMB: 30, heapUsedAfterMB: 31 },
     warmRestartMs: 900,
-    rssAfterStormMB: 115,
     machineBusyPct: 55,
     checks: [],
     ...over,
@@ -44,6 +51,7 @@ describe('bench targets', () => {
       ['single join p99', true],
       ['idle CPU', true],
       ['idle etcd traffic', true],
+      ['RSS after churn', true],
     ]);
     // 3 × 610 ms + 1 s
     expect(checks[0]?.figure).toBe('2500 ms vs 3 × 610 ms + 1 s = 2830 ms');
@@ -51,7 +59,7 @@ describe('bench targets', () => {
   });
 
   it('judges cold start, peak RSS and storm only at 5,000 peers, where issue 6 states them', () => {
-    const small = checkTargets(size({ peers: 100, storm: { ms: 5000, etcdWriteMs: 1 } }));
+    const small = checkTargets(size({ peers: 100, storm: { ms: 5000, etcdWriteMs: 1, etcdTxns: 1 } }));
     expect(small.map((c) => [c.name, c.judged])).toEqual([
       ['cold start', false],
       ['peak RSS', false],
@@ -59,6 +67,7 @@ describe('bench targets', () => {
       ['single join p99', true],
       ['idle CPU', true],
       ['idle etcd traffic', true],
+      ['RSS after churn', false],
     ]);
     expect(targetLines(small).split('\n')[2]).toMatch(/^INFO {4}  100 peers  join storm/);
     expect(checkTargets(size()).every((c) => c.judged)).toBe(true);
@@ -67,15 +76,25 @@ describe('bench targets', () => {
   it('misses each target just past its bound, saying by how much', () => {
     const checks = checkTargets(
       size({
-        coldStart: { ms: 2831, peakRssMB: 120 },
-        storm: { ms: 1831, etcdWriteMs: 300 },
-        join: { count: 50, medianMs: 20, p99Ms: 50, maxMs: 50, samplesMs: [], etcdPutMedianMs: 2 },
+        coldStart: { ms: 2831 },
+        rss: { afterStormMB: 100, firstDaemonPeakMB: 120, coldStartPeakMB: 110, peakMB: 120 },
+        storm: { ms: 1831, etcdWriteMs: 300, etcdTxns: 40 },
+        joinRuns: [joinRun(30), joinRun(50), joinRun(31)],
         idle: idle({ cpuPctOfCore: 0.1, etcdNonKeepAlive: 6, etcdByMethod: { 'etcdserverpb.KV/Range': 6, 'etcdserverpb.Lease/LeaseKeepAlive': 1 } }),
+        churn: { seconds: 60, writes: 3000, rate: 50, rssBeforeMB: 100, rssPeakMB: 130, rssAfterMB: 110.1, rssGrowthPct: 10.1, cpuMs: 9000, heapUsedBeforeMB: 30, heapUsedAfterMB: 31 },
       }),
     );
     expect(checks.every((c) => !c.met)).toBe(true);
     expect(checks.find((c) => c.name === 'idle etcd traffic')?.figure).toBe('6 requests besides keep-alives in 60 s: etcdserverpb.KV/Range 6');
-    expect(checks.find((c) => c.name === 'peak RSS')?.figure).toBe('120.0 MB vs < 120 MB');
+    // The peak is the largest over every daemon and phase, and the worst join run is judged.
+    expect(checks.find((c) => c.name === 'peak RSS')?.figure).toBe('120.0 MB vs < 120 MB (max of D1 (storm, joins, idle, passes, churn) 120.0 MB, cold start 110.0 MB)');
+    expect(checks.find((c) => c.name === 'single join p99')?.figure).toMatch(/^worst 50\.0 ms vs < 50 ms \(p99 of 3 runs back to back: 30\.0 \/ 50\.0 \/ 31\.0 ms/);
+    expect(checks.find((c) => c.name === 'RSS after churn')?.figure).toMatch(/^110\.1 MB settled after vs 100\.0 MB before \(\+10\.1 % vs ≤ \+10 %; peak 130\.0 MB/);
+  });
+
+  it('checks only the phases that ran', () => {
+    const stormOnly = checkTargets(size({ limit: undefined, coldStart: undefined, join: undefined, joinRuns: undefined, idle: undefined, churn: undefined }));
+    expect(stormOnly.map((c) => c.name)).toEqual(['peak RSS']);
   });
 
   it('counts lease keep-alives as allowed idle traffic', () => {
@@ -98,12 +117,12 @@ describe('bench report', () => {
     expect(table).toContain('1700 ms (2.8×)');
     expect(table).toContain('20.0 ms / 45.5 ms');
     expect(table).toContain('0.067 %');
-    expect(table).toContain('110.4 MB');
+    expect(table).toContain('115.0 MB');
   });
 
   it('says MET or MISSED in front of every target', () => {
-    const lines = targetLines(checkTargets(size({ storm: { ms: 5000, etcdWriteMs: 1 } }))).split('\n');
-    expect(lines).toHaveLength(6);
+    const lines = targetLines(checkTargets(size({ storm: { ms: 5000, etcdWriteMs: 1, etcdTxns: 40 } }))).split('\n');
+    expect(lines).toHaveLength(7);
     expect(lines[2]).toMatch(/^MISSED   5000 peers  join storm +5000 ms vs 3 × 610 ms = 1830 ms$/);
     expect(lines[0]).toMatch(/^MET {6}5000 peers  cold start/);
   });
@@ -123,6 +142,10 @@ describe('bench report', () => {
     expect(text).toContain('daemon flags added to the defaults: --kernel-resync 300');
     expect(text).toContain('| peers | kernel limit (ip -batch)');
     expect(text).toContain('cold: first log / lease / ready');
+    expect(text).toContain('| 41.0 ms / 45.5 ms / 43.0 ms');
+    expect(text).toContain('35.0 ms CPU, 40.0 ms wall');
+    expect(text).toContain('100.0 MB / 118.0 MB / 104.0 MB (heap 30.0 MB → 31.0 MB)');
+    expect(text).toContain('| CPU start | CPU storm | CPU joins | CPU idle |');
     expect(text).toContain('FAILED:\n  100 peers: join storm of 100');
   });
 });
