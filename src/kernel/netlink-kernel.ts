@@ -28,7 +28,7 @@
  * and, for neighbour and FDB changes, its device index are read.
  */
 import { createRtNetlink, Protocol, RawNetlinkSocket, rt, RtNetlinkSocket } from 'netlink';
-import { Cidr, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
+import { Cidr, formatIPv4, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
 import { macFromBytes, macToBytes, parseMac } from '../net/mac';
 import { KernelError, errorMessage } from '../util/errors';
 import {
@@ -44,6 +44,7 @@ import {
 } from './kernel';
 import { decodeLinkInfo, encodeVxlanLinkInfo } from './vxlan-linkinfo';
 import { ChangeCause, describeEntry } from './kernel';
+import { LinkDetail, RouteLookup, RouteQuery, RouteReader, queryLinks, queryNetnsId, queryRoute } from './route-query';
 
 const NLM_F_REPLACE = 0x100;
 const NLM_F_EXCL = 0x200;
@@ -348,7 +349,7 @@ function fdbDumpRequest(index: number): Buffer {
   return ifinfo;
 }
 
-export class NetlinkKernel implements Kernel {
+export class NetlinkKernel implements Kernel, RouteReader {
   private readonly socket: RtNetlinkSocket;
   private watcher: RawNetlinkSocket | undefined;
   private readonly listeners = new Set<(cause: ChangeCause) => void>();
@@ -653,5 +654,17 @@ export class NetlinkKernel implements Kernel {
         }
       }
     });
+  }
+  // Reads of `flanneld-ts trace` (src/kernel/route-query.ts has the messages).
+  routeGet(query: RouteQuery): Promise<RouteLookup> {
+    return this.exclusive(`get route to ${formatIPv4(query.dst)}`, () => queryRoute(this.socket, query));
+  }
+
+  listLinks(): Promise<LinkDetail[]> {
+    return this.exclusive('list links', () => queryLinks(this.socket));
+  }
+
+  netnsId(path: string): Promise<number | undefined> {
+    return this.exclusive(`get the netns id of ${path}`, () => queryNetnsId(this.socket, path));
   }
 }
