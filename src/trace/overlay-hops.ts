@@ -7,6 +7,7 @@
  */
 import { LinkDetail } from '../kernel/route-query';
 import { formatCidr, formatIPv4 } from '../net/ipv4';
+import { formatDuration } from '../status/render';
 import { vtepFor } from './collect';
 import { Check, Encapsulation } from './report';
 import { HopDraft } from './source-hops';
@@ -142,7 +143,7 @@ export function remoteHop(ctx: TraceContext): HopDraft | undefined {
     interface: null,
     lookup: null,
     facts: [
-      `lease ${row?.key ?? formatCidr(lease.subnet)}: PublicIP ${publicIP}, VtepMAC ${lease.vtepMAC ?? '(none)'}, backend ${lease.backendType}${row?.expiresInSeconds != null ? `, expires in ${row.expiresInSeconds} s` : ''}`,
+      `lease ${row?.key ?? formatCidr(lease.subnet)}: PublicIP ${publicIP}, VtepMAC ${lease.vtepMAC ?? '(none)'}, backend ${lease.backendType}${row?.expiresInSeconds != null ? `, expires in ${formatDuration(row.expiresInSeconds)}` : ''}`,
       `decapsulation: ${publicIP} UDP ${port} → ${ctx.deviceName} (VNI ${lease.vni}, ${lease.vtepMAC ?? '?'}) → route ${formatCidr(lease.subnet)} dev cni0 → pod ${formatIPv4(ctx.facts.dst)}`,
     ],
     commands: [`etcdctl get ${ctx.status.etcd.prefix}/subnets/${formatCidr(lease.subnet).replace('/', '-')}`, `flanneld-ts trace ${ctx.facts.src === undefined ? '<this host>' : formatIPv4(ctx.facts.src)} --from ${formatIPv4(ctx.facts.dst)} (on ${publicIP}: the way back)`],
