@@ -68,6 +68,7 @@ export interface TraceOptions {
   readonly color: boolean | undefined;
   /** ICMP echoes sent end to end (0 with --no-probe). */
   readonly count: number;
+  readonly capture: boolean;
 }
 
 export type Command =
@@ -129,6 +130,7 @@ const TRACE_VIEW_FLAGS = {
   color: { type: 'boolean', describe: 'Colour the text (default: only on a terminal); --no-color to turn it off' },
   probe: { type: 'boolean', default: true, describe: 'Send ICMP echoes from the source end to end (--no-probe: only read state)' },
   count: { type: 'number', default: 3, describe: 'How many ICMP echoes to send (1-100)' },
+  capture: { type: 'boolean', default: false, describe: "Capture the probes at each local hop with tcpdump and say where they stop" },
 } as const;
 
 type FlagSpec = { readonly type: 'string' | 'number' | 'boolean'; readonly array?: boolean; readonly default?: unknown; readonly defaultDescription?: string; readonly describe: string; readonly hidden?: boolean };
@@ -292,6 +294,7 @@ function ipArg(value: unknown, what: string): number {
 function traceOptionsFrom(argv: Record<string, unknown>): TraceOptions {
   const dst = ipArg(argv.dst === undefined ? undefined : String(argv.dst), 'trace DST');
   const src = argv.from === undefined ? undefined : ipArg(argv.from, '--from');
+  if (argv.capture === true && argv.probe === false) throw new UsageError('--capture and --no-probe: capture watches the probes, so it needs them');
   const count = Number(argv.count);
   if (!Number.isInteger(count) || count < 1 || count > 100) throw new UsageError(`--count: ${argv.count} is not a whole number from 1 to 100`);
   return {
@@ -305,6 +308,7 @@ function traceOptionsFrom(argv: Record<string, unknown>): TraceOptions {
     format: argv.json === true ? 'json' : 'text',
     color: typeof argv.color === 'boolean' ? argv.color : undefined,
     count: argv.probe === false ? 0 : count,
+    capture: argv.capture === true,
   };
 }
 

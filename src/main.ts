@@ -11,6 +11,7 @@ import { Daemon } from './daemon';
 import type { NetlinkKernel } from './kernel/netlink-kernel';
 import { EtcdLeaseStore } from './lease/etcd-store';
 import { ETCD_CALL_TIMEOUT_MS, runStatus, unreachableMessage } from './status/command';
+import { TcpdumpCapture } from './capture/capture';
 import { runTrace } from './trace/command';
 import { run as runProgram } from './testbed/exec';
 import { systemClock } from './util/clock';
@@ -127,6 +128,7 @@ async function runTraceCommand(options: TraceOptions): Promise<number> {
       kernel: () => (opening ??= openNetlink()),
       readFile: (path) => readFile(path, 'utf8'),
       exec: (cmd, args) => runProgram(cmd, args, { timeoutMs: 60_000 }),
+      capture: new TcpdumpCapture(),
       clock: systemClock,
       stdout: (text) => void process.stdout.write(text),
       isTTY: process.stdout.isTTY === true,

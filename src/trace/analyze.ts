@@ -7,6 +7,7 @@ import { NetworkConfig, parseNetworkConfig } from '../config';
 import { formatCidr, formatIPv4 } from '../net/ipv4';
 import { AnalyzeOptions, analyzeStatus } from '../status/analyze';
 import { TraceFacts, leaseFor } from './collect';
+import { CaptureReport, judgeCapture } from './capture-verdict';
 import { TraceContext, ok, problem, warning } from './hop-context';
 import { remoteHop, underlayHop, vxlanHop } from './overlay-hops';
 import { Check, Encapsulation, Hop, TRACE_SCHEMA_VERSION, TraceProblem, TraceReport } from './report';
@@ -26,6 +27,27 @@ function probeCheck(facts: TraceFacts, localProblems: boolean, remote: string | 
   return problem(`${what}: every hop on this host is ok, so the packets are lost${where}`, `on ${remote ?? 'the destination node'}: flanneld-ts status, iptables-save, and flanneld-ts trace back to the source`);
 }
 
+/** The capture's verdicts, with the hop where the probes stop marked as a problem there. */
+function captureReport(facts: TraceFacts, drafts: HopDraft[], config: NetworkConfig, encapsulation: Encapsulation | null): CaptureReport | null {
+  const c = facts.capture;
+  if (!c) return null;
+  if ('unavailable' in c) return { available: false, reason: c.unavailable, points: [], lost: null };
+  const report = judgeCapture(c.points, c.files, {
+    src: facts.src === undefined ? undefined : formatIPv4(facts.src),
+    dst: formatIPv4(facts.dst),
+    port: config.backend.port,
+    vni: config.backend.vni,
+    remote: encapsulation?.outerDst,
+  });
+  if (report.lost) {
+    const at = drafts.findIndex((d) => d.kind === report.lost?.kind);
+    const i = at >= 0 ? at : drafts.length - 1;
+    const hop = drafts[i] as HopDraft;
+    drafts[i] = { ...hop, checks: [...hop.checks, problem(`on the wire: ${report.lost.message}`, 'the other checks of this hop say why; tcpdump lines below')] };
+  }
+  return report;
+}
+
 function numbered(drafts: readonly HopDraft[]): Hop[] {
   return drafts.map((d, i) => ({ step: i + 1, ...d }));
 }
@@ -43,6 +65,7 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
   const dstLease = leaseFor(facts.status, facts.dst);
   const drafts: HopDraft[] = [];
   let encapsulation: Encapsulation | null = null;
+  let capture: CaptureReport | null = null;
   if (!config) {
     const message = status.problems.find((p) => p.kind === 'config')?.message ?? 'no usable network config';
     drafts.push({ kind: 'host', title: 'network config', predicted: false, interface: null, lookup: null, facts: [], commands: [`etcdctl get ${opts.prefix}/config`], checks: [problem(message, `etcdctl put ${opts.prefix}/config '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}'`)] });
@@ -82,6 +105,7 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
     const pc = probeCheck(facts, localProblems, dstLease && !ctx.local ? formatIPv4(dstLease.publicIP) : undefined, config.backend.port);
     const last = drafts[drafts.length - 1];
     if (pc && last) drafts[drafts.length - 1] = { ...last, checks: [...last.checks, pc] };
+    capture = captureReport(facts, drafts, config, encapsulation);
   }
   const hops = numbered(drafts);
   const problems: TraceProblem[] = hops.flatMap((h) => h.checks.filter((c) => c.state === 'problem').map((c) => ({ step: h.step, kind: h.kind, message: c.message, fix: c.fix })));
@@ -110,6 +134,7 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
     hops,
     encapsulation,
     probe: facts.probe ?? null,
+    capture,
     problems,
     verdict,
   };

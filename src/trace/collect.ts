@@ -12,6 +12,7 @@ import { Lease } from '../lease/lease';
 import { cidrContains, formatIPv4 } from '../net/ipv4';
 import { CollectDeps, CollectOptions, KernelReader, StatusFacts, collectFacts } from '../status/collect';
 import { errorMessage } from '../util/errors';
+import { Capture, CaptureSession, CaptureUnavailableError, CapturePoint } from '../capture/capture';
 import { Exec, PodFacts, findPod } from './pod-netns';
 
 export type TraceKernel = KernelReader & RouteReader;
@@ -40,11 +41,14 @@ export interface TraceFacts {
   /** /proc/net/udp of this namespace. */
   readonly udp: { readonly text: string } | { readonly error: string };
   readonly probe: { readonly command: string; readonly sent: number; readonly received: number } | undefined;
+  /** With --capture: the points and the pcap bytes each gave while the probe ran, or why capture could not run. */
+  readonly capture: { readonly points: readonly CapturePoint[]; readonly files: ReadonlyMap<string, Buffer> } | { readonly unavailable: string } | undefined;
 }
 
 export interface TraceCollectDeps extends Omit<CollectDeps, 'kernel'> {
   readonly kernel: () => Promise<TraceKernel>;
   readonly exec: Exec;
+  readonly capture: Capture;
 }
 
 export interface TraceCollectOptions extends CollectOptions {
@@ -52,6 +56,23 @@ export interface TraceCollectOptions extends CollectOptions {
   readonly src: number | undefined;
   /** ICMP echoes to send from the source; 0 for none. */
   readonly probeCount: number;
+  /** Capture the probes at each local hop. */
+  readonly capture: boolean;
+}
+
+/**
+ * Where `--capture` listens, in path order, each named by its hop: the pod's
+ * host veth and the bridge (the ICMP probes to or from DST), flannel.<VNI>, and
+ * the underlay interface (the VXLAN datagrams to and from the remote VTEP).
+ */
+export function capturePoints(p: { veth?: string | undefined; bridge?: string | undefined; device: string | undefined; underlay?: string | undefined; remote?: number | undefined; dst: number; port: number }): CapturePoint[] {
+  const icmp = `icmp and host ${formatIPv4(p.dst)}`;
+  const out: CapturePoint[] = [];
+  if (p.veth) out.push({ name: 'veth', iface: p.veth, filter: icmp });
+  if (p.bridge) out.push({ name: 'bridge', iface: p.bridge, filter: icmp });
+  if (p.device) out.push({ name: 'vxlan', iface: p.device, filter: icmp });
+  if (p.underlay && p.remote !== undefined) out.push({ name: 'underlay', iface: p.underlay, filter: `udp and port ${p.port} and host ${formatIPv4(p.remote)}` });
+  return out;
 }
 
 async function lookup(kernel: TraceKernel, query: RouteQuery): Promise<LookupResult> {
@@ -113,11 +134,12 @@ export async function collectTraceFacts(deps: TraceCollectDeps, opts: TraceColle
     kernel = await deps.kernel();
     links = await kernel.listLinks();
   } catch (err) {
-    const none = { pod: undefined, forward: undefined, reply: undefined, underlay: undefined, probe: undefined, sysctls: new Map(), links: [] };
+    const none = { pod: undefined, forward: undefined, reply: undefined, underlay: undefined, probe: undefined, capture: undefined, sysctls: new Map(), links: [] };
     return { ...base, ...none, kernelError: `failed to read kernel state: ${errorMessage(err)}`, iptables: { error: 'not read' }, udp: { error: 'not read' } };
   }
   let pod: TraceFacts['pod'];
   let iif: number | undefined;
+  let vethName: string | undefined;
   if (opts.src !== undefined) {
     const wanted = new Set(links.flatMap((l) => (l.kind === 'veth' && l.linkNetnsid !== undefined ? [l.linkNetnsid] : [])));
     pod = await findPod(deps.exec, (p) => kernel.netnsId(p), wanted, opts.src, opts.dst);
@@ -125,6 +147,7 @@ export async function collectTraceFacts(deps: TraceCollectDeps, opts: TraceColle
       const { nsid, iface } = pod;
       const veth = links.find((l) => l.linkNetnsid === nsid && l.peerIndex === iface.index);
       iif = veth?.master ?? veth?.index;
+      vethName = veth?.name;
     }
   }
   const forward = opts.src !== undefined && iif === undefined ? undefined : await lookup(kernel, { dst: opts.dst, src: opts.src, iif });
@@ -134,12 +157,13 @@ export async function collectTraceFacts(deps: TraceCollectDeps, opts: TraceColle
   const entries = k?.kind === 'read' ? k.entries : [];
   const gateway = forward && 'answer' in forward ? (forward.answer.gateway ?? opts.dst) : opts.dst;
   const remote = vtepFor(entries, gateway).dst ?? leaseFor(status, opts.dst)?.publicIP;
-  let vni: number | undefined;
+  let backend: { vni: number; port: number } | undefined;
   try {
-    vni = status.store.configText === undefined ? undefined : parseNetworkConfig(status.store.configText).backend.vni;
+    backend = status.store.configText === undefined ? undefined : parseNetworkConfig(status.store.configText).backend;
   } catch {
-    vni = undefined;
+    backend = undefined;
   }
+  const vni = backend?.vni;
   const underlay = remote === undefined ? undefined : await lookup(kernel, { dst: remote });
   const names = new Set<string>();
   for (const index of [iif, out, underlay && 'answer' in underlay ? underlay.answer.oif : undefined]) {
@@ -156,6 +180,27 @@ export async function collectTraceFacts(deps: TraceCollectDeps, opts: TraceColle
     deps.readFile('/proc/net/udp').then((text) => ({ text }), (err: unknown) => ({ error: errorMessage(err) })),
   ]);
   const podFound = pod && 'iface' in pod ? pod : undefined;
-  const probe = opts.probeCount > 0 && (opts.src === undefined || podFound) ? await ping(deps.exec, podFound, opts.dst, opts.probeCount) : undefined;
-  return { ...base, kernelError: undefined, links, pod, forward, reply, underlay, sysctls, iptables, udp, probe };
+  const probing = opts.probeCount > 0 && (opts.src === undefined || podFound !== undefined);
+  let capture: TraceFacts['capture'];
+  let session: CaptureSession | undefined;
+  let points: CapturePoint[] = [];
+  if (opts.capture && probing) {
+    const device = vni === undefined ? undefined : links.find((l) => l.name === `flannel.${vni}`)?.name;
+    const egress = underlay && 'answer' in underlay ? links.find((l) => l.index === underlay.answer.oif)?.name : undefined;
+    const toDevice = forward && 'answer' in forward && links.find((l) => l.index === forward.answer.oif)?.name === device;
+    points = capturePoints({ veth: vethName, bridge: links.find((l) => l.index === iif)?.name, device: toDevice ? device : undefined, underlay: toDevice ? egress : undefined, remote, dst: opts.dst, port: backend?.port ?? 8472 });
+    try {
+      session = await deps.capture.start(points);
+    } catch (err) {
+      if (!(err instanceof CaptureUnavailableError)) throw err;
+      capture = { unavailable: err.message };
+    }
+  }
+  const probe = probing ? await ping(deps.exec, podFound, opts.dst, opts.probeCount) : undefined;
+  if (session) {
+    // Replies still in flight when ping gives up, and tcpdump's last buffer.
+    await deps.clock.sleep(300);
+    capture = { points, files: await session.stop() };
+  }
+  return { ...base, kernelError: undefined, links, pod, forward, reply, underlay, sysctls, iptables, udp, probe, capture };
 }

@@ -5,6 +5,7 @@
 import { TraceOptions } from '../cli';
 import { StatusStore } from '../status/collect';
 import { ETCD_BUDGET_MS } from '../status/command';
+import { Capture } from '../capture/capture';
 import { Clock } from '../util/clock';
 import { analyzeTrace } from './analyze';
 import { TraceKernel, collectTraceFacts } from './collect';
@@ -16,6 +17,7 @@ export interface TraceDeps {
   readonly kernel: () => Promise<TraceKernel>;
   readonly readFile: (path: string) => Promise<string>;
   readonly exec: Exec;
+  readonly capture: Capture;
   readonly clock: Clock;
   readonly stdout: (text: string) => void;
   readonly isTTY: boolean;
@@ -28,8 +30,8 @@ export interface TraceDeps {
  */
 export async function runTrace(opts: TraceOptions, deps: TraceDeps): Promise<number> {
   const facts = await collectTraceFacts(
-    { store: deps.store, kernel: deps.kernel, readFile: deps.readFile, exec: deps.exec, clock: deps.clock },
-    { subnetFile: opts.subnetFile, etcdBudgetMs: ETCD_BUDGET_MS, endpoints: opts.etcd.endpoints, dst: opts.dst, src: opts.src, probeCount: opts.count },
+    { store: deps.store, kernel: deps.kernel, readFile: deps.readFile, exec: deps.exec, capture: deps.capture, clock: deps.clock },
+    { subnetFile: opts.subnetFile, etcdBudgetMs: ETCD_BUDGET_MS, endpoints: opts.etcd.endpoints, dst: opts.dst, src: opts.src, probeCount: opts.count, capture: opts.capture },
   );
   const report = analyzeTrace(facts, { endpoints: opts.etcd.endpoints, prefix: opts.etcd.prefix, iface: opts.iface, ifaceRegex: opts.ifaceRegex, renewMarginMs: opts.renewMarginMinutes * 60_000 });
   const color = opts.format !== 'json' && (opts.color ?? (deps.isTTY && !deps.env.NO_COLOR && deps.env.TERM !== 'dumb'));

@@ -1,5 +1,6 @@
 /** The trace report as text for people (`--json` prints the report itself). Pure. */
 import { paint } from '../status/render';
+import { CaptureReport } from './capture-verdict';
 import { Check, Hop, TraceReport } from './report';
 
 const LABEL = 9;
@@ -26,6 +27,19 @@ function hopLines(h: Hop, color: boolean): string[] {
   return lines;
 }
 
+function captureLines(c: CaptureReport, color: boolean): string[] {
+  if (!c.available) return [paint(`capture  unavailable: ${c.reason}`, 'warn', color)];
+  const lines = ['capture  tcpdump on each local hop while the probes ran'];
+  for (const p of c.points) {
+    const verdict = paint(p.verdict, p.verdict === 'not seen' ? 'bad' : p.verdict === 'altered' ? 'warn' : 'ok', color);
+    lines.push(`   ${p.kind.padEnd(LABEL)}${p.iface}: ${verdict}, ${p.requests} request${p.requests === 1 ? '' : 's'}, ${p.replies} repl${p.replies === 1 ? 'y' : 'ies'}  (tcpdump -i ${p.iface} '${p.filter}')`);
+    for (const n of p.notes) lines.push(`${label('')}${n}`);
+    for (const pkt of p.packets) lines.push(`${label('')}${paint(pkt, 'dim', color)}`);
+  }
+  lines.push(c.lost ? paint(`   lost     at the ${c.lost.kind} hop: ${c.lost.message}`, 'bad', color) : '   lost     nowhere: requests and replies seen at every hop');
+  return lines;
+}
+
 export function renderTrace(r: TraceReport, color: boolean): string {
   const src = r.source.kind === 'host' ? `this host ${r.source.ip ?? ''}`.trim() : `pod ${r.source.ip}`;
   const where = r.destination.subnet ? ` (lease ${r.destination.subnet} of node ${r.destination.publicIP}${r.destination.local ? ', this node' : ''})` : ' (in no lease)';
@@ -38,6 +52,7 @@ export function renderTrace(r: TraceReport, color: boolean): string {
   }
   if (r.probe) out.push(`probe    ${r.probe.received}/${r.probe.sent} echo replies: ${r.probe.command}`);
   if (e || r.probe) out.push('');
+  if (r.capture) out.push(...captureLines(r.capture, color), '');
   out.push(paint(r.verdict, r.ok ? 'ok' : 'bad', color));
   return `${out.join('\n')}\n`;
 }

@@ -4,6 +4,8 @@
  * together and bump the version on any change that is not a pure addition.
  */
 
+import type { CaptureReport } from './capture-verdict';
+
 /** Version of the `--json` document; scripts should check it. */
 export const TRACE_SCHEMA_VERSION = 1;
 
@@ -102,6 +104,8 @@ export interface TraceReport {
   readonly hops: readonly Hop[];
   readonly encapsulation: Encapsulation | null;
   readonly probe: Probe | null;
+  /** With --capture: what each local hop saw of the probes; null without. */
+  readonly capture: CaptureReport | null;
   readonly problems: readonly TraceProblem[];
   /** One line: "OK: …" or the first problem's hop and cause. */
   readonly verdict: string;

@@ -118,6 +118,7 @@ export function healthyFacts(change: Partial<TraceFacts> = {}): TraceFacts {
     iptables: { text: IPTABLES },
     udp: { text: PROC_NET_UDP },
     probe: { command: 'ip netns exec pod1 ping -n -c 3 -i 0.2 -W 2 10.7.34.2', sent: 3, received: 3 },
+    capture: undefined,
   };
   return { ...base, ...change };
 }
