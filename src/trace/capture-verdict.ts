@@ -43,6 +43,8 @@ export interface CaptureExpectation {
 // The hop between two capture points, where a packet seen at the first and not at the second was lost.
 const BETWEEN_OUT: Record<string, HopKind> = { 'veth>bridge': 'bridge', 'bridge>vxlan': 'route', 'vxlan>underlay': 'vxlan' };
 const BETWEEN_BACK: Record<string, HopKind> = { 'underlay>vxlan': 'vxlan', 'vxlan>bridge': 'route', 'bridge>veth': 'bridge' };
+// The hop after the last capture point: where requests seen there, with no reply ever, went on to.
+const AFTER: Record<string, HopKind> = { veth: 'bridge', bridge: 'route', vxlan: 'vxlan', underlay: 'remote' };
 
 function judgePoint(point: CapturePoint & { name: HopKind }, bytes: Buffer | undefined, e: CaptureExpectation): CapturedHop {
   const base = { kind: point.name, iface: point.iface, filter: point.filter };
@@ -87,7 +89,7 @@ export function judgeCapture(points: readonly CapturePoint[], files: ReadonlyMap
     if (firstNoReply === 0) {
       const h = back[0] as CapturedHop;
       const to = e.remote ? ` to ${e.remote} UDP ${e.port}` : '';
-      lost = { kind: h.kind === 'underlay' ? 'remote' : h.kind, message: `the echo requests leave by ${h.iface}${to} and no reply comes back${e.remote ? `: lost at or beyond ${e.remote}` : ''}` };
+      lost = { kind: AFTER[h.kind] ?? h.kind, message: h.kind === 'underlay' ? `the echo requests leave by ${h.iface}${to} and no reply comes back${e.remote ? `: lost at or beyond ${e.remote}` : ''}` : `the echo requests reach ${h.iface}, the last capture point, and no reply comes back` };
     } else if (firstNoReply > 0) {
       const [prev, cur] = [back[firstNoReply - 1] as CapturedHop, back[firstNoReply] as CapturedHop];
       lost = { kind: BETWEEN_BACK[`${prev.kind}>${cur.kind}`] ?? cur.kind, message: `the echo replies are seen on ${prev.iface} but not on ${cur.iface}` };

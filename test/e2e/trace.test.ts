@@ -106,6 +106,20 @@ describe('trace between two pods on a healthy overlay', () => {
     expect(r.probe).toMatchObject({ sent: 2, received: 2 });
   });
 
+  it('--capture: request and reply at every hop; UDP 8472, VNI 1 and the two flannel.1 MACs on eth0', async () => {
+    const r = await traceJson([(pods.get('h2') as Pod).ip, '--capture']);
+    expect(r.exitCode, r.verdict).toBe(0);
+    expect(r.capture?.available, r.capture?.reason ?? '').toBe(true);
+    expect(r.capture?.lost).toBeNull();
+    expect(r.capture?.points.map((p) => [p.kind, p.requests, p.replies])).toEqual([['veth', 2, 2], ['bridge', 2, 2], ['vxlan', 2, 2], ['underlay', 2, 2]]);
+    const fl1 = (await linkJson('h1', 'flannel.1')).address;
+    const fl2 = (await linkJson('h2', 'flannel.1')).address;
+    const eth0 = r.capture?.points[3];
+    expect(eth0?.notes).toContain(`VXLAN UDP dport 8472, VNI 1, inner ${fl1} > ${fl2}`);
+    expect(eth0?.notes).toContain(`VXLAN UDP dport 8472, VNI 1, inner ${fl1} < ${fl2}`);
+    expect(eth0?.packets[0]).toMatch(/ 10\.65\.154\.11\.\d+ > 10\.65\.154\.12\.8472: VXLAN, flags \[I\] \(0x08\), vni 1: /);
+  });
+
   it('prints the hops and an OK verdict as text', async () => {
     const r = await trace([(pods.get('h2') as Pod).ip, '--from', (pods.get('h1') as Pod).ip, '--count', '1']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -131,6 +145,8 @@ describe('trace names the hop and the cause of each fault', () => {
     expect(r.exitCode).toBe(1);
     expect(r.problems[0]).toMatchObject({ kind: 'vxlan', message: `FDB entry ${mac2} dst 10.65.154.12 on flannel.1: missing: the kernel does not know which host to send ${mac2}'s frames to` });
     expect(r.verdict).toMatch(/^PROBLEM at hop 5 \(vxlan\): FDB entry/);
+    const c = await traceJson([(pods.get('h2') as Pod).ip, '--capture']);
+    expect(c.capture?.lost).toEqual({ kind: 'vxlan', message: 'the echo requests are seen on flannel.1 but not on eth0' });
     await restartDaemon('h1');
     expect((await traceJson()).exitCode).toBe(0);
   });
@@ -143,6 +159,8 @@ describe('trace names the hop and the cause of each fault', () => {
       const r = await traceJson();
       expect(r.problems[0]).toMatchObject({ step: 4, kind: 'route', message: `FORWARD drops the request ${(pods.get('h1') as Pod).ip} → ${(pods.get('h2') as Pod).ip}: policy DROP and no rule accepts 10.7.0.0/16` });
       expect(r.probe?.received).toBe(0);
+      const c = await traceJson([(pods.get('h2') as Pod).ip, '--capture']);
+      expect(c.capture?.lost).toEqual({ kind: 'route', message: 'the echo requests are seen on cni0 but not on flannel.1' });
     } finally {
       await sh('h1', 'iptables', ['-P', 'FORWARD', 'ACCEPT']);
       await restartDaemon('h1');
@@ -168,6 +186,9 @@ describe('trace names the hop and the cause of each fault', () => {
       expect(r.problems).toHaveLength(1);
       expect(r.problems[0]?.kind).toBe('remote');
       expect(r.problems[0]?.message).toMatch(/^0\/2 echo replies .*: every hop on this host is ok, so the packets are lost at or beyond 10\.65\.154\.12 \(its firewall on UDP 8472/);
+      const c = await traceJson([(pods.get('h2') as Pod).ip, '--capture']);
+      expect(c.capture?.lost?.kind).toBe('remote');
+      expect(c.capture?.points.map((p) => [p.kind, p.requests, p.replies])).toEqual([['veth', 2, 0], ['bridge', 2, 0], ['vxlan', 2, 0], ['underlay', 2, 0]]);
     } finally {
       await sh('h2', 'iptables', ['-D', 'INPUT', '-p', 'udp', '--dport', '8472', '-j', 'DROP']);
     }
@@ -179,6 +200,8 @@ describe('trace names the hop and the cause of each fault', () => {
       const r = await traceJson();
       expect(r.problems).toHaveLength(1);
       expect(r.problems[0]).toMatchObject({ step: 4, kind: 'route', message: "ip_forward is off: this host drops the pod's packets instead of routing them" });
+      const c = await traceJson([(pods.get('h2') as Pod).ip, '--capture']);
+      expect(c.capture?.lost?.kind).toBe('route');
     } finally {
       await sh('h1', 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
     }

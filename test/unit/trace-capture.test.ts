@@ -102,6 +102,12 @@ describe('hop verdicts from replayed captures', () => {
     expect(r.lost).toEqual({ kind: 'remote', message: 'the echo requests leave by eth0 to 10.65.154.12 UDP 8472 and no reply comes back: lost at or beyond 10.65.154.12' });
   });
 
+  it('requests seen on cni0, the last point, and no reply: lost at the routing hop after it', async () => {
+    const points = POINTS.slice(0, 2);
+    const files = new Map<string, Buffer>([['veth', keep(fixture('veth'), (i) => i % 2 === 0)], ['bridge', keep(fixture('bridge'), (i) => i % 2 === 0)]]);
+    expect(judgeCapture(points, files, { ...EXPECT, remote: undefined }).lost).toEqual({ kind: 'route', message: 'the echo requests reach cni0, the last capture point, and no reply comes back' });
+  });
+
   it('replies seen at flannel.1 but not on cni0: lost at the routing hop on the way back', async () => {
     const files = new Map(HOPS.map((h) => [h, h === 'bridge' || h === 'veth' ? keep(fixture(h), (i) => i % 2 === 0) : fixture(h)]));
     expect(judgeCapture(POINTS, await replay(files), EXPECT).lost).toEqual({ kind: 'route', message: 'the echo replies are seen on flannel.1 but not on cni0' });
