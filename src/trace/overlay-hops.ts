@@ -146,7 +146,10 @@ export function remoteHop(ctx: TraceContext): HopDraft | undefined {
       `lease ${row?.key ?? formatCidr(lease.subnet)}: PublicIP ${publicIP}, VtepMAC ${lease.vtepMAC ?? '(none)'}, backend ${lease.backendType}${row?.expiresInSeconds != null ? `, expires in ${formatDuration(row.expiresInSeconds)}` : ''}`,
       `decapsulation: ${publicIP} UDP ${port} → ${ctx.deviceName} (VNI ${lease.vni}, ${lease.vtepMAC ?? '?'}) → route ${formatCidr(lease.subnet)} dev cni0 → pod ${formatIPv4(ctx.facts.dst)}`,
     ],
-    commands: [`etcdctl get ${ctx.status.etcd.prefix}/subnets/${formatCidr(lease.subnet).replace('/', '-')}`, `flanneld-ts trace ${ctx.facts.src === undefined ? '<this host>' : formatIPv4(ctx.facts.src)} --from ${formatIPv4(ctx.facts.dst)} (on ${publicIP}: the way back)`],
+    commands: [
+      `etcdctl get ${ctx.status.etcd.prefix}/subnets/${formatCidr(lease.subnet).replace('/', '-')}`,
+      ...(ctx.facts.src === undefined ? [] : [`flanneld-ts trace ${formatIPv4(ctx.facts.src)} --from ${formatIPv4(ctx.facts.dst)} (on ${publicIP}: the way back)`]),
+    ],
     checks,
   };
 }
