@@ -2,7 +2,8 @@
 # The demo of flanneld-ts: sudo ./scripts/demo.sh
 # Installs what it needs (Debian 12 or 13, Node.js 24), then runs `npm run demo`: two namespace
 # hosts, a real etcd, flanneld-ts on both, nginx1 -> nginx2 ping across the
-# VXLAN overlay, the state along the path printed, everything torn down.
+# VXLAN overlay, the state along the path printed, then `flanneld-ts trace`
+# nginx1 -> nginx2 hop by hop, everything torn down.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then

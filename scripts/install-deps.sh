@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 # Debian package names; each provides a binary the tests run (etcd, etcdctl, /usr/lib/cni/*, ip, bridge, ping, iptables, nft,
 # openssl: test/e2e/security.test.ts makes its CA and certificates with it; minimal Debian images lack it;
 # the shellcheck linter for test/unit/kind-manifests.test.ts; systemd: systemd-analyze and systemd-notify for
-# test/integration/systemd.test.ts, with python3 for its stand-in notify socket).
-packages=(etcd-server etcd-client containernetworking-plugins iproute2 iputils-ping iptables nftables openssl shellcheck systemd python3)
+# test/integration/systemd.test.ts, with python3 for its stand-in notify socket; tcpdump: `flanneld-ts trace --capture`).
+packages=(etcd-server etcd-client containernetworking-plugins iproute2 iputils-ping iptables nftables openssl shellcheck systemd python3 tcpdump)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

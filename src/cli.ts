@@ -72,9 +72,27 @@ export interface StatusOptions {
 /** Problems that flanneld logs and starts anyway (an invalid FLANNELD_* value, a key file without a cert): logged once the logger exists. */
 export type Warnings = readonly string[];
 
+/** `flanneld-ts trace DST [--from SRC]`: the path of one packet, hop by hop. */
+export interface TraceOptions {
+  readonly etcd: EtcdOptions;
+  readonly iface: string[];
+  readonly ifaceRegex: string[];
+  readonly subnetFile: string;
+  readonly renewMarginMinutes: number;
+  readonly dst: number;
+  /** undefined: this host is the source. */
+  readonly src: number | undefined;
+  readonly format: 'text' | 'json';
+  readonly color: boolean | undefined;
+  /** ICMP echoes sent end to end (0 with --no-probe). */
+  readonly count: number;
+  readonly capture: boolean;
+}
+
 export type Command =
   | { readonly command: 'run'; readonly options: DaemonOptions; readonly warnings: Warnings }
   | { readonly command: 'status'; readonly options: StatusOptions; readonly warnings: Warnings }
+  | { readonly command: 'trace'; readonly options: TraceOptions; readonly warnings: Warnings }
   | { readonly command: 'help' | 'version'; readonly text: string };
 
 const ETCD_FLAGS = {
@@ -144,6 +162,16 @@ const STATUS_VIEW_FLAGS = {
   subnet: { type: 'string', describe: 'Only what overlaps this subnet or address (e.g. 10.7.5.0/24, 10.7.5.23)' },
   'public-ip': { type: 'string', describe: 'Only what concerns the node with this public IP' },
   'kernel-check': { type: 'boolean', default: true, describe: 'Check this host\'s kernel state (--no-kernel-check for etcd only)' },
+} as const;
+
+// The view of one trace; never from the environment.
+const TRACE_VIEW_FLAGS = {
+  from: { type: 'string', describe: 'Source pod IP (default: this host)' },
+  json: { type: 'boolean', default: false, describe: 'Print the report as JSON (schema: docs/trace.schema.json)' },
+  color: { type: 'boolean', describe: 'Colour the text (default: only on a terminal); --no-color to turn it off' },
+  probe: { type: 'boolean', default: true, describe: 'Send ICMP echoes from the source end to end (--no-probe: only read state)' },
+  count: { type: 'number', default: 3, describe: 'How many ICMP echoes to send (1-100)' },
+  capture: { type: 'boolean', default: false, describe: "Capture the probes at each local hop with tcpdump and say where they stop" },
 } as const;
 
 type FlagSpec = { readonly type: 'string' | 'number' | 'boolean'; readonly array?: boolean; readonly default?: unknown; readonly defaultDescription?: string; readonly describe: string; readonly hidden?: boolean };
@@ -340,13 +368,40 @@ function statusOptionsFrom(argv: Record<string, unknown>, warnings: string[]): S
   };
 }
 
-const ALL_FLAGS = { ...ETCD_FLAGS, ...RUN_FLAGS, ...FLANNELD_COMPAT_FLAGS, ...STATUS_FLAGS, ...STATUS_VIEW_FLAGS } as Record<string, FlagSpec>;
+const ALL_FLAGS = { ...ETCD_FLAGS, ...RUN_FLAGS, ...FLANNELD_COMPAT_FLAGS, ...STATUS_FLAGS, ...STATUS_VIEW_FLAGS, ...TRACE_VIEW_FLAGS } as Record<string, FlagSpec>;
 
 /** Every declared flag and whether it is a boolean: what the Go-style normaliser needs. */
 function flagKinds(): Map<string, FlagKind> {
   const kinds = new Map<string, FlagKind>([['help', 'boolean'], ['h', 'boolean'], ['version', 'boolean']]);
   for (const [name, spec] of Object.entries(ALL_FLAGS)) kinds.set(name, spec.type === 'boolean' ? 'boolean' : 'value');
   return kinds;
+}
+
+function ipArg(value: unknown, what: string): number {
+  const ip = typeof value === 'string' ? tryParseIPv4(value) : undefined;
+  if (ip === undefined) throw new UsageError(`${what}: ${JSON.stringify(value ?? '')} is not an IPv4 address`);
+  return ip;
+}
+
+function traceOptionsFrom(argv: Record<string, unknown>, warnings: string[]): TraceOptions {
+  const dst = ipArg(argv.dst === undefined ? undefined : String(argv.dst), 'trace DST');
+  const src = argv.from === undefined ? undefined : ipArg(argv.from, '--from');
+  if (argv.capture === true && argv.probe === false) throw new UsageError('--capture and --no-probe: capture watches the probes, so it needs them');
+  const count = Number(argv.count);
+  if (!Number.isInteger(count) || count < 1 || count > 100) throw new UsageError(`--count: ${argv.count} is not a whole number from 1 to 100`);
+  return {
+    etcd: etcdOptionsFrom(argv, warnings),
+    iface: (argv.iface as string[]).flatMap(splitList),
+    ifaceRegex: ifaceRegexFrom(argv),
+    subnetFile: String(argv['subnet-file']),
+    renewMarginMinutes: renewMarginFrom(argv),
+    dst,
+    src,
+    format: argv.json === true ? 'json' : 'text',
+    color: typeof argv.color === 'boolean' ? argv.color : undefined,
+    count: argv.probe === false ? 0 : count,
+    capture: argv.capture === true,
+  };
 }
 
 /** Parses argv (without node and script) and the environment. Throws UsageError. */
@@ -357,12 +412,15 @@ export function parseCommandLine(rawArgs: readonly string[], env: NodeJS.Process
   const warnings: string[] = [];
   const parser = yargs([...args])
     .scriptName('flanneld-ts')
-    .usage('$0 [run|status] [options]\n\nA flannel-compatible VXLAN overlay daemon.')
+    .usage('$0 [run|status|trace] [options]\n\nA flannel-compatible VXLAN overlay daemon.')
     .command(['run', '$0'], 'Run the daemon (default)', (y) =>
       y.options(withEnvDefaults(ETCD_FLAGS, env, warnings)).options(withEnvDefaults(RUN_FLAGS, env, warnings)).options(withEnvDefaults(FLANNELD_COMPAT_FLAGS, env, warnings)),
     )
     .command('status', "Show leases, the overlay and this host's kernel state; changes nothing. Exit 0 healthy, 1 problems, 2 usage, 3 etcd unreachable", (y) =>
       y.options(withEnvDefaults(ETCD_FLAGS, env, warnings)).options(withEnvDefaults(STATUS_FLAGS, env, warnings)).options(STATUS_VIEW_FLAGS),
+    )
+    .command('trace <dst>', "Follow one packet from a pod (or this host) to a pod IP, hop by hop, and say where it dies. Exit 0 path ok, 1 problem, 2 usage, 3 etcd unreachable", (y) =>
+      y.options(withEnvDefaults(ETCD_FLAGS, env, warnings)).options(withEnvDefaults(STATUS_FLAGS, env, warnings)).options(TRACE_VIEW_FLAGS).positional('dst', { type: 'string', describe: 'Destination pod IP' }),
     )
     .epilogue('Every flag can also be set as FLANNELD_<FLAG> (e.g. FLANNELD_ETCD_ENDPOINTS); the command line wins. Go-style spellings work too: -flag, -flag=value, -flag value.')
     // Flags are read by their dashed names; camelCase twins would only show up in "Unknown arguments: foo-bar, fooBar".
@@ -386,6 +444,10 @@ export function parseCommandLine(rawArgs: readonly string[], env: NodeJS.Process
   for (const [name, spec] of Object.entries(ALL_FLAGS)) {
     const v = argv[name];
     if (!spec.array && Array.isArray(v)) argv[name] = v[v.length - 1];
+  }
+  if (argv._ instanceof Array && argv._[0] === 'trace') {
+    const options = traceOptionsFrom(argv, warnings);
+    return { command: 'trace', options, warnings };
   }
   if (argv._ instanceof Array && argv._[0] === 'status') {
     const options = statusOptionsFrom(argv, warnings);

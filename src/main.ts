@@ -7,11 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
-import { Command, DaemonOptions, EtcdOptions, StatusOptions, parseCommandLine } from './cli';
+import { Command, DaemonOptions, EtcdOptions, StatusOptions, TraceOptions, parseCommandLine } from './cli';
 import { Daemon } from './daemon';
 import type { NetlinkKernel } from './kernel/netlink-kernel';
 import { EtcdLeaseStore } from './lease/etcd-store';
 import { ETCD_CALL_TIMEOUT_MS, runStatus, unreachableMessage } from './status/command';
+import { TcpdumpCapture } from './capture/capture';
+import { runTrace } from './trace/command';
+import { run as runProgram } from './testbed/exec';
 import { systemClock } from './util/clock';
 import { StoreUnavailableError, UsageError, errorMessage } from './util/errors';
 import { Logger, createLogger, silentLogger } from './util/log';
@@ -157,6 +160,28 @@ async function runStatusCommand(options: StatusOptions): Promise<number> {
   }
 }
 
+/** `flanneld-ts trace` on the real etcd and this host's netlink; never writes to either. */
+async function runTraceCommand(options: TraceOptions): Promise<number> {
+  const store = etcdStore(options.etcd, silentLogger(), ETCD_CALL_TIMEOUT_MS);
+  let opening: Promise<NetlinkKernel> | undefined;
+  try {
+    return await runTrace(options, {
+      store,
+      kernel: () => (opening ??= openNetlink()),
+      readFile: (path) => readFile(path, 'utf8'),
+      exec: (cmd, args) => runProgram(cmd, args, { timeoutMs: 60_000 }),
+      capture: new TcpdumpCapture(),
+      clock: systemClock,
+      stdout: (text) => void process.stdout.write(text),
+      isTTY: process.stdout.isTTY === true,
+      env: process.env,
+    });
+  } finally {
+    await opening?.then((k) => k.close(), () => undefined);
+    await store.close().catch(() => undefined);
+  }
+}
+
 /** Runs the CLI and exits the process with the command's exit code (once stdout is flushed). */
 export function main(args: readonly string[]): void {
   run(args).then(
@@ -174,24 +199,25 @@ export async function run(args: readonly string[]): Promise<number> {
     command = parseCommandLine(args);
   } catch (err) {
     if (err instanceof UsageError) {
-      const help = args[0] === 'status' ? 'flanneld-ts status --help' : 'flanneld-ts --help';
+      const help = args[0] === 'status' || args[0] === 'trace' ? `flanneld-ts ${args[0]} --help` : 'flanneld-ts --help';
       process.stderr.write(`flanneld-ts: ${err.message}\nRun '${help}' for the flags.\n`);
       return EXIT_USAGE;
     }
     throw err;
   }
-  if (command.command === 'status') {
-    for (const w of command.warnings) process.stderr.write(`flanneld-ts status: warning: ${w}\n`);
+  if (command.command === 'status' || command.command === 'trace') {
+    const name = command.command;
+    for (const w of command.warnings) process.stderr.write(`flanneld-ts ${name}: warning: ${w}\n`);
     try {
-      return await runStatusCommand(command.options);
+      return await (command.command === 'status' ? runStatusCommand(command.options) : runTraceCommand(command.options));
     } catch (err) {
       if (err instanceof StoreUnavailableError) {
-        process.stderr.write(`flanneld-ts status: etcd unreachable: ${unreachableMessage(err)}\n`);
+        process.stderr.write(`flanneld-ts ${name}: etcd unreachable: ${unreachableMessage(err)}\n`);
         return EXIT_UNREACHABLE;
       }
       if (!(err instanceof UsageError)) throw err;
       // A flag whose value turned out unusable (an unreadable --etcd-cafile).
-      process.stderr.write(`flanneld-ts status: ${err.message}\n`);
+      process.stderr.write(`flanneld-ts ${name}: ${err.message}\n`);
       return EXIT_USAGE;
     }
   }

@@ -1,12 +1,13 @@
 /**
  * `npm run demo` (as root): the two-host scene of the flannel VXLAN article, in
  * network namespaces on this machine. Starts a real etcd and flanneld-ts on both
- * hosts, wires nginx1 and nginx2 with the real CNI plugins, pings nginx1 → nginx2
- * and prints what each step left in the kernel and in etcd. Tears it all down.
+ * hosts, wires nginx1 and nginx2 with the real CNI plugins, pings nginx1 → nginx2,
+ * prints what each step left in the kernel and in etcd, and ends with
+ * `flanneld-ts trace` from nginx1 to nginx2 run on node1. Tears it all down.
  */
 import { readFileSync } from 'node:fs';
 import { addPod } from '../testbed/netns-cluster';
-import { createScene, PREFIX, Scene, subnetOf, waitReady } from '../testbed/scene';
+import { BIN, createScene, PREFIX, Scene, subnetOf, waitReady } from '../testbed/scene';
 
 const CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}';
 const say = (text: string): void => void process.stdout.write(`${text}\n`);
@@ -44,11 +45,14 @@ async function main(): Promise<number> {
     );
     if (!n1 || !n2) throw new Error('pods were not created');
     say(`pods (CNI bridge + host-local): nginx1 ${n1.ip} on node1 (${subnetOf(readFileSync(daemons[0]!.subnetFile, 'utf8'))}), nginx2 ${n2.ip} on node2`);
-    say('path: nginx1 eth0 -> veth -> cni0 -> flannel.1 (VXLAN, UDP 8472) -> node1 eth0 ==> node2 eth0 -> flannel.1 -> cni0 -> veth -> nginx2');
     const ping = await n1.ping(n2.ip, { count: 3, timeoutSec: 10 });
     say(`nginx1$ ping -c 3 ${n2.ip}\n${indent(ping.output)}`);
-    code = ping.ok ? 0 : 1;
     say(ping.ok ? 'OK: nginx1 reached nginx2 across the overlay' : 'FAILED: nginx1 did not reach nginx2');
+    // The path, hop by hop, as the tool shows it: run on node1 like the daemon.
+    const args = ['trace', n2.ip, '--from', n1.ip, '--etcd-endpoints', scene.endpoint, '--subnet-file', daemons[0]!.subnetFile];
+    const trace = await scene.cluster.exec(daemons[0]!.host.netns, process.execPath, [BIN, ...args], { timeoutMs: 60_000 });
+    say(`node1$ flanneld-ts ${args.join(' ')}\n${indent(trace.stdout + trace.stderr)}`);
+    code = ping.ok && trace.code === 0 ? 0 : 1;
     for (const d of daemons) await d.stop('SIGTERM');
   } catch (err) {
     process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n${await scene.dump()}\n`);

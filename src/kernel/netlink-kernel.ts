@@ -23,7 +23,7 @@
  * window of an apply are `apply-order.ts`.
  */
 import { createRtNetlink, rt, RtNetlinkSocket } from 'netlink';
-import { Cidr, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
+import { Cidr, formatIPv4, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
 import { macFromBytes, macToBytes } from '../net/mac';
 import { KernelError } from '../util/errors';
 import { ignoring, errnoName, kernelError } from './netlink-errors';
@@ -67,6 +67,7 @@ import type { HostNetwork } from './kernel';
 import type { DefaultRoute, RouteLookup } from './interfaces';
 import { lookupRoute, readAddressFlags, readDefaultRoute } from './route-lookup';
 import { ChangeCause, describeEntry } from './kernel';
+import { LinkDetail, RouteLookup as RouteAnswer, RouteQuery, RouteReader, queryLinks, queryNetnsId, queryRoute } from './route-query';
 
 const MAX_IN_FLIGHT = 64;
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -91,7 +92,7 @@ export interface NetlinkKernelOptions {
   readonly ipCommand?: string;
 }
 
-export class NetlinkKernel implements Kernel {
+export class NetlinkKernel implements Kernel, RouteReader {
   private readonly socket: RtNetlinkSocket;
   private watcher: KernelWatch | undefined;
   /** True once the watch's child listens; a listing made before then may have missed a change. */
@@ -439,5 +440,18 @@ export class NetlinkKernel implements Kernel {
 
   routeGet(dst: number): Promise<RouteLookup | undefined> {
     return this.exclusive('look up a route (ip route get)', () => lookupRoute(this.socket, dst));
+  }
+
+  // Reads of `flanneld-ts trace` (src/kernel/route-query.ts has the messages).
+  routeQuery(query: RouteQuery): Promise<RouteAnswer> {
+    return this.exclusive(`get route to ${formatIPv4(query.dst)}`, () => queryRoute(this.socket, query));
+  }
+
+  listLinks(): Promise<LinkDetail[]> {
+    return this.exclusive('list links', () => queryLinks(this.socket));
+  }
+
+  netnsId(path: string): Promise<number | undefined> {
+    return this.exclusive(`get the netns id of ${path}`, () => queryNetnsId(this.socket, path));
   }
 }

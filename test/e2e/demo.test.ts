@@ -8,7 +8,7 @@ import { assertPrivateNetns } from '../helpers/private-netns';
 const DEMO = resolve(__dirname, '..', '..', 'dist', 'demo', 'demo.js');
 
 describe('npm run demo', () => {
-  it('pings nginx1 -> nginx2 across the overlay, shows route, neighbour, FDB and leases, and leaves nothing behind', async () => {
+  it('pings nginx1 -> nginx2 across the overlay, shows route, neighbour, FDB and leases, traces the path, and leaves nothing behind', async () => {
     assertPrivateNetns();
     const before = new Set(listNetns());
     const r = await run(process.execPath, [DEMO], { timeoutMs: 90_000 });
@@ -20,6 +20,13 @@ describe('npm run demo', () => {
     expect(r.stdout).toMatch(/([0-9a-f]{2}:){5}[0-9a-f]{2} dst 10\.65\.154\.1[12] self permanent/);
     expect(r.stdout).toMatch(/\/coreos\.com\/network\/subnets\/10\.7\.\d+\.0-24\n\s+\{"PublicIP":"10\.65\.154\.1[12]","PublicIPv6":null,"BackendType":"vxlan"/);
     expect(r.stdout).toContain(' 0% packet loss');
+    // It ends with flanneld-ts trace nginx1 -> nginx2, every hop ok.
+    expect(r.stdout).toMatch(/node1\$ flanneld-ts trace 10\.7\.\d+\.\d+ --from 10\.7\.\d+\.\d+ --etcd-endpoints/);
+    expect(r.stdout).toMatch(/^\s+1 pod 10\.7\.\d+\.\d+ eth0@if\d+ in netns flts-[0-9a-f]{4}-node1-nginx1$/m);
+    expect(r.stdout).toMatch(/^\s+5 flannel\.1 vxlan id 1 local 10\.65\.154\.11 dstport 8472$/m);
+    expect(r.stdout).toMatch(/^\s+VXLAN {4}outer 10\.65\.154\.11 → 10\.65\.154\.12 UDP dport 8472 VNI 1 out eth0$/m);
+    expect(r.stdout).toMatch(/^\s+OK: 10\.7\.\d+\.\d+ → 10\.7\.\d+\.\d+, 7 hops ok/m);
+    expect(r.stdout).not.toContain('PROBLEM');
     expect(listNetns().filter((n) => !before.has(n))).toEqual([]);
   }, 120_000);
 });

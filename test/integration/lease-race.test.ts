@@ -54,6 +54,7 @@ function losingStore(inner: LeaseStore, rival: LeaseStore, losses: number): { st
     },
     update: (subnet, value, modRevision, etcdLease) => inner.update(subnet, value, modRevision, etcdLease),
     renew: (etcdLease) => inner.renew(etcdLease),
+    rewrite: (subnet, value, etcdLease) => inner.rewrite(subnet, value, etcdLease),
     deleteIfValue: (subnet, value, etcdLease) => inner.deleteIfValue(subnet, value, etcdLease),
     revoke: (etcdLease) => inner.revoke(etcdLease),
     close: () => inner.close(),

@@ -29,7 +29,7 @@ describe('IdleCollector', () => {
   it('does not collect after passes that changed nothing (idle, periodic passes), and passes every event on', () => {
     vi.useFakeTimers();
     const collect = vi.fn();
-    const inner = { leasesSeen: vi.fn(), reconciled: vi.fn(), etcdReconnected: vi.fn(), watchResynced: vi.fn(), leaseRenewed: vi.fn(), leaseEventApplied: vi.fn() };
+    const inner = { leasesSeen: vi.fn(), reconciled: vi.fn(), etcdReconnected: vi.fn(), watchResynced: vi.fn(), leaseRenewed: vi.fn(), leaseRewritten: vi.fn(), leaseEventApplied: vi.fn(), kernelWatchOverflowed: vi.fn() };
     const observer = collectingObserver(new IdleCollector(collect, 5000), inner);
     observer.reconciled(pass(0));
     observer.leasesSeen({ valid: 1, invalid: 0, ignored: 0 });

@@ -1,0 +1,206 @@
+/**
+ * The imperative half of `trace`: status's own collectors (etcd, subnet file,
+ * flannel.<VNI> and its entries), then what a path walk adds: every link, the
+ * source pod's namespace, the kernel's route lookups along the path, the sysctls
+ * and firewall rules that can stop the packet, the UDP sockets, and an optional
+ * ping. Reads only; judgement is in analyze.ts.
+ */
+import { parseNetworkConfig } from '../config';
+import { Entry, FdbEntry, NeighborEntry } from '../kernel/kernel';
+import { LinkDetail, RouteLookup, RouteQuery, RouteReader } from '../kernel/route-query';
+import { Lease } from '../lease/lease';
+import { cidrContains, formatIPv4 } from '../net/ipv4';
+import { CollectDeps, CollectOptions, KernelReader, StatusFacts, collectFacts } from '../status/collect';
+import { errorMessage } from '../util/errors';
+import { Capture, CaptureSession, CaptureUnavailableError, CapturePoint } from '../capture/capture';
+import { Exec, PodFacts, findPod } from './pod-netns';
+
+export type TraceKernel = KernelReader & RouteReader;
+
+/** A route lookup and the kernel's answer or errno. */
+export type LookupResult = { readonly query: RouteQuery } & ({ readonly answer: RouteLookup } | { readonly error: string });
+
+export interface TraceFacts {
+  readonly status: StatusFacts;
+  readonly dst: number;
+  /** The --from address; undefined for this host. */
+  readonly src: number | undefined;
+  /** Why the host side could not be read (not Linux, no netlink), or undefined. */
+  readonly kernelError: string | undefined;
+  readonly links: readonly LinkDetail[];
+  readonly pod: PodFacts | { readonly notFound: string } | undefined;
+  /** The packet's lookup on this host (`ip route get DST from SRC iif cni0`, or `ip route get DST`). */
+  readonly forward: LookupResult | undefined;
+  /** The reply's lookup as it comes back out of the overlay (`ip route get SRC from DST iif flannel.1`). */
+  readonly reply: LookupResult | undefined;
+  /** The lookup for the remote VTEP (`ip route get <FDB dst>`). */
+  readonly underlay: LookupResult | undefined;
+  /** "net.ipv4.ip_forward", "net.ipv4.conf.cni0.rp_filter", "net.bridge.bridge-nf-call-iptables" → value. */
+  readonly sysctls: ReadonlyMap<string, string>;
+  readonly iptables: { readonly text: string } | { readonly error: string };
+  /** /proc/net/udp of this namespace. */
+  readonly udp: { readonly text: string } | { readonly error: string };
+  readonly probe: { readonly command: string; readonly sent: number; readonly received: number } | undefined;
+  /** With --capture: the points and the pcap bytes each gave while the probe ran, or why capture could not run. */
+  readonly capture: { readonly points: readonly CapturePoint[]; readonly files: ReadonlyMap<string, Buffer> } | { readonly unavailable: string } | undefined;
+}
+
+export interface TraceCollectDeps extends Omit<CollectDeps, 'kernel'> {
+  readonly kernel: () => Promise<TraceKernel>;
+  readonly exec: Exec;
+  readonly capture: Capture;
+}
+
+export interface TraceCollectOptions extends CollectOptions {
+  readonly dst: number;
+  readonly src: number | undefined;
+  /** ICMP echoes to send from the source; 0 for none. */
+  readonly probeCount: number;
+  /** Capture the probes at each local hop. */
+  readonly capture: boolean;
+}
+
+/**
+ * Where `--capture` listens, in path order, each named by its hop: the pod's
+ * host veth and the bridge (the ICMP probes to or from DST), flannel.<VNI>, and
+ * the underlay interface (the VXLAN datagrams to and from the remote VTEP).
+ */
+export function capturePoints(p: { veth?: string | undefined; bridge?: string | undefined; device: string | undefined; underlay?: string | undefined; remote?: number | undefined; dst: number; port: number }): CapturePoint[] {
+  const icmp = `icmp and host ${formatIPv4(p.dst)}`;
+  const out: CapturePoint[] = [];
+  if (p.veth) out.push({ name: 'veth', iface: p.veth, filter: icmp });
+  if (p.bridge) out.push({ name: 'bridge', iface: p.bridge, filter: icmp });
+  if (p.device) out.push({ name: 'vxlan', iface: p.device, filter: icmp });
+  if (p.underlay && p.remote !== undefined) out.push({ name: 'underlay', iface: p.underlay, filter: `udp and port ${p.port} and host ${formatIPv4(p.remote)}` });
+  return out;
+}
+
+async function lookup(kernel: TraceKernel, query: RouteQuery): Promise<LookupResult> {
+  try {
+    return { query, answer: await kernel.routeQuery(query) };
+  } catch (err) {
+    const errno = /\b(E[A-Z]+)\b/.exec(errorMessage(err))?.[1];
+    return { query, error: errno ?? errorMessage(err) };
+  }
+}
+
+function sysctlPath(name: string, iface?: string): string {
+  return iface === undefined ? `/proc/sys/${name.replace(/\./g, '/')}` : `/proc/sys/net/ipv4/conf/${iface}/${name}`;
+}
+
+async function readSysctls(readFile: (p: string) => Promise<string>, ifaces: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const read = async (key: string, path: string): Promise<void> => {
+    const v = await readFile(path).catch(() => undefined);
+    if (v !== undefined) out.set(key, v.trim());
+  };
+  await read('net.ipv4.ip_forward', sysctlPath('net.ipv4.ip_forward'));
+  await read('net.bridge.bridge-nf-call-iptables', sysctlPath('net.bridge.bridge-nf-call-iptables'));
+  for (const i of ['all', ...ifaces]) await read(`net.ipv4.conf.${i}.rp_filter`, sysctlPath('rp_filter', i));
+  return out;
+}
+
+/** The lease whose subnet holds `ip`. */
+export function leaseFor(status: StatusFacts, ip: number): Lease | undefined {
+  return status.store.records.flatMap((r) => (r.kind === 'lease' ? [r.lease] : [])).find((l) => cidrContains(l.subnet, ip));
+}
+
+/** The VTEP the kernel would send to for `gateway`: flannel.<VNI>'s neighbour, then the FDB entry for its MAC. */
+export function vtepFor(entries: readonly Entry[], gateway: number): { mac: string | undefined; dst: number | undefined } {
+  const neighbor = entries.find((e): e is NeighborEntry => e.kind === 'neighbor' && e.ip === gateway);
+  const fdb = neighbor && entries.find((e): e is FdbEntry => e.kind === 'fdb' && e.mac === neighbor.mac);
+  return { mac: neighbor?.mac, dst: fdb?.dst };
+}
+
+async function ping(exec: Exec, pod: PodFacts | undefined, dst: number, count: number): Promise<TraceFacts['probe']> {
+  const args = ['-n', '-c', String(count), '-i', '0.2', '-W', '2', formatIPv4(dst)];
+  const [cmd, argv] = pod ? ['nsenter', [`--net=${pod.path}`, 'ping', ...args]] : ['ping', args];
+  const r = await exec(cmd as string, argv as string[]);
+  const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(r.stdout);
+  const command = `${pod ? `${pod.enter} ` : ''}ping ${args.join(' ')}`;
+  return { command, sent: m ? Number(m[1]) : count, received: m ? Number(m[2]) : 0 };
+}
+
+/**
+ * Everything trace looks at. Rejects only like status (StoreUnavailableError
+ * when etcd does not answer in time); a kernel that cannot be read is a fact.
+ */
+export async function collectTraceFacts(deps: TraceCollectDeps, opts: TraceCollectOptions): Promise<TraceFacts> {
+  const status = await collectFacts({ ...deps, kernel: deps.kernel }, opts);
+  const base = { status, dst: opts.dst, src: opts.src };
+  let kernel: TraceKernel;
+  let links: LinkDetail[];
+  try {
+    kernel = await deps.kernel();
+    links = await kernel.listLinks();
+  } catch (err) {
+    const none = { pod: undefined, forward: undefined, reply: undefined, underlay: undefined, probe: undefined, capture: undefined, sysctls: new Map(), links: [] };
+    return { ...base, ...none, kernelError: `failed to read kernel state: ${errorMessage(err)}`, iptables: { error: 'not read' }, udp: { error: 'not read' } };
+  }
+  let pod: TraceFacts['pod'];
+  let iif: number | undefined;
+  let vethName: string | undefined;
+  if (opts.src !== undefined) {
+    const wanted = new Set(links.flatMap((l) => (l.kind === 'veth' && l.linkNetnsid !== undefined ? [l.linkNetnsid] : [])));
+    pod = await findPod(deps.exec, (p) => kernel.netnsId(p), wanted, opts.src, opts.dst);
+    if ('iface' in pod) {
+      const { nsid, iface } = pod;
+      const veth = links.find((l) => l.linkNetnsid === nsid && l.peerIndex === iface.index);
+      iif = veth?.master ?? veth?.index;
+      vethName = veth?.name;
+    }
+  }
+  const forward = opts.src !== undefined && iif === undefined ? undefined : await lookup(kernel, { dst: opts.dst, src: opts.src, iif });
+  const out = forward && 'answer' in forward ? forward.answer.oif : undefined;
+  const reply = opts.src !== undefined && out !== undefined && iif !== undefined ? await lookup(kernel, { dst: opts.src, src: opts.dst, iif: out }) : undefined;
+  const k = status.kernel;
+  const entries = k?.kind === 'read' ? k.entries : [];
+  const gateway = forward && 'answer' in forward ? (forward.answer.gateway ?? opts.dst) : opts.dst;
+  const remote = vtepFor(entries, gateway).dst ?? leaseFor(status, opts.dst)?.publicIP;
+  let backend: { vni: number; port: number } | undefined;
+  try {
+    backend = status.store.configText === undefined ? undefined : parseNetworkConfig(status.store.configText).backend;
+  } catch {
+    backend = undefined;
+  }
+  const vni = backend?.vni;
+  const underlay = remote === undefined ? undefined : await lookup(kernel, { dst: remote });
+  const names = new Set<string>();
+  for (const index of [iif, out, underlay && 'answer' in underlay ? underlay.answer.oif : undefined]) {
+    const name = links.find((l) => l.index === index)?.name;
+    if (name) names.add(name);
+  }
+  if (vni !== undefined) names.add(`flannel.${vni}`);
+  const [sysctls, iptables, udp] = await Promise.all([
+    readSysctls(deps.readFile, [...names]),
+    deps.exec('iptables-save', []).then(
+      (r) => (r.code === 0 ? { text: r.stdout } : { error: (r.stderr.trim() || `exit ${r.code}`).split('\n')[0] as string }),
+      (err: unknown) => ({ error: errorMessage(err) }),
+    ),
+    deps.readFile('/proc/net/udp').then((text) => ({ text }), (err: unknown) => ({ error: errorMessage(err) })),
+  ]);
+  const podFound = pod && 'iface' in pod ? pod : undefined;
+  const probing = opts.probeCount > 0 && (opts.src === undefined || podFound !== undefined);
+  let capture: TraceFacts['capture'];
+  let session: CaptureSession | undefined;
+  let points: CapturePoint[] = [];
+  if (opts.capture && probing) {
+    const device = vni === undefined ? undefined : links.find((l) => l.name === `flannel.${vni}`)?.name;
+    const egress = underlay && 'answer' in underlay ? links.find((l) => l.index === underlay.answer.oif)?.name : undefined;
+    const toDevice = forward && 'answer' in forward && links.find((l) => l.index === forward.answer.oif)?.name === device;
+    points = capturePoints({ veth: vethName, bridge: links.find((l) => l.index === iif)?.name, device: toDevice ? device : undefined, underlay: toDevice ? egress : undefined, remote, dst: opts.dst, port: backend?.port ?? 8472 });
+    try {
+      session = await deps.capture.start(points);
+    } catch (err) {
+      if (!(err instanceof CaptureUnavailableError)) throw err;
+      capture = { unavailable: err.message };
+    }
+  }
+  const probe = probing ? await ping(deps.exec, podFound, opts.dst, opts.probeCount) : undefined;
+  if (session) {
+    // Replies still in flight when ping gives up, and tcpdump's last buffer.
+    await deps.clock.sleep(300);
+    capture = { points, files: await session.stop() };
+  }
+  return { ...base, kernelError: undefined, links, pod, forward, reply, underlay, sysctls, iptables, udp, probe, capture };
+}
