@@ -151,12 +151,23 @@ describe('--ip-masq on a namespace host', () => {
 
   it('restores the whole rule set within the resync period after it is deleted by hand', async () => {
     const writes = { nat: installs('nat/FLANNEL-POSTRTG'), filter: installs('filter/FLANNEL-FWD') };
-    await iptables(['-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG']);
-    await iptables(['-t', 'nat', '-F', 'FLANNEL-POSTRTG']);
-    await iptables(['-t', 'nat', '-X', 'FLANNEL-POSTRTG']);
-    await iptables(['-D', 'FORWARD', '-m', 'comment', '--comment', 'flanneld forward', '-j', 'FLANNEL-FWD']);
-    await iptables(['-F', 'FLANNEL-FWD']);
-    await iptables(['-X', 'FLANNEL-FWD']);
+    // One transaction: done as six commands, the daemon's 1 s resync could put the jump back between
+    // the -D and the -X, and the -X would then fail with "chain busy".
+    const removal = [
+      '*nat',
+      '-D POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
+      '-F FLANNEL-POSTRTG',
+      '-X FLANNEL-POSTRTG',
+      'COMMIT',
+      '*filter',
+      '-D FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+      '-F FLANNEL-FWD',
+      '-X FLANNEL-FWD',
+      'COMMIT',
+      '',
+    ].join('\n');
+    const r = await scene.cluster.exec(host().netns, 'iptables-restore', ['-w', '5', '--noflush'], { input: removal });
+    expect(r.code, r.stderr).toBe(0);
     // (No look at the empty tables here: the daemon may already be putting the rules back.)
     const t0 = Date.now();
     await waitFor('the nat and filter rules to come back', async () => JSON.stringify(await listing('nat')) === JSON.stringify(contractNat(subnet)) && JSON.stringify(await listing('filter')) === JSON.stringify(contractFilter()), 5000, 50);
