@@ -43,7 +43,10 @@ function captureLines(c: CaptureReport, color: boolean): string[] {
 export function renderTrace(r: TraceReport, color: boolean): string {
   const src = r.source.kind === 'host' ? `this host ${r.source.ip ?? ''}`.trim() : `pod ${r.source.ip}`;
   const where = r.destination.subnet ? ` (lease ${r.destination.subnet} of node ${r.destination.publicIP}${r.destination.local ? ', this node' : ''})` : ' (in no lease)';
-  const out = [`trace ${src} → ${r.destination.ip}${where}`, ''];
+  const head = r.listen
+    ? `trace --listen: echo requests from ${r.source.ip ?? 'any source'} → ${r.destination.ip}${where}, ${r.listen.count} awaited, ${r.listen.waitedSeconds} s${r.listen.timedOut ? ` (timed out after ${r.listen.timeoutSeconds} s)` : ''}`
+    : `trace ${src} → ${r.destination.ip}${where}`;
+  const out = [head, ''];
   for (const h of r.hops) out.push(...hopLines(h, color), '');
   const e = r.encapsulation;
   if (e) {
