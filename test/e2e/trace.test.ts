@@ -180,6 +180,19 @@ describe('trace between two pods on a healthy overlay', () => {
     expect(eth0?.packets[0]).toMatch(/ 10\.65\.154\.11\.\d+ > 10\.65\.154\.12\.8472: VXLAN, flags \[I\] \(0x08\), vni 1: /);
   });
 
+  it('--listen as text: a hop per capture point with its packets and the OK verdict', async () => {
+    const l = listen(['--count', '1', '--timeout', '60']);
+    await l.listening;
+    expect((await trace([(pods.get('h2') as Pod).ip, '--from', (pods.get('h1') as Pod).ip, '--count', '1', '--capture'])).code).toBe(0);
+    const r = await l.done;
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^listening on eth0, flannel\.1, cni0, veth\w+ for 1 echo request to 10\.7\.\d+\.\d+ from 10\.7\.\d+\.\d+ \(timeout 60 s\): start the probes$/m);
+    expect(r.stdout).toMatch(/^trace --listen: echo requests from 10\.7\.\d+\.\d+ → 10\.7\.\d+\.\d+ \(lease 10\.7\.\d+\.0\/24 of node 10\.65\.154\.12, this node\), 1 awaited, /m);
+    expect(r.stdout).toMatch(/^ 2 flannel\.1 decapsulates VNI 1$/m);
+    expect(r.stdout).toContain('   lost     nowhere: requests and replies seen at every hop');
+    expect(r.stdout).toMatch(/^OK: 1 echo request from .* and the replies crossed every hop here \(eth0 → flannel\.1 → cni0 → veth\w+\) in /m);
+  });
+
   it('prints the hops and an OK verdict as text', async () => {
     const r = await trace([(pods.get('h2') as Pod).ip, '--from', (pods.get('h1') as Pod).ip, '--count', '1']);
     expect(r.code, r.stdout + r.stderr).toBe(0);

@@ -135,7 +135,9 @@ describe('the --listen report', () => {
     expect(r.verdict).toBe('OK: 2 echo requests from 10.7.96.2 to 10.7.12.2 and the replies crossed every hop here (eth0 → flannel.1 → cni0 → vethdf375ce9) in 1.2 s');
     const text = renderTrace(r, false);
     expect(text).toMatch(/^trace --listen: echo requests from 10\.7\.96\.2 → 10\.7\.12\.2 \(in no lease\), 2 awaited, 1\.2 s$/m);
-    expect(text).toContain('   underlay eth0: altered, 2 requests, 2 replies');
+    expect(text).toContain(' 1 eth0 receives the VXLAN datagrams (UDP 8472 from 10.65.154.11)\n   iface    eth0  index 2');
+    expect(text).toContain('   warning seen but altered: 2 echo requests, 2 replies (source rewritten: 10.7.96.2 → 10.7.96.0)');
+    expect(text).toMatch(/^   wire     \d\d:\d\d:\d\d\.\d{6} 66:8d:76:de:8c:8c > 32:32:72:e8:c6:fc, /m);
     expect(text).toMatch(/ 10\.65\.154\.11\.\d+ > 10\.65\.154\.12\.8472: VXLAN, flags \[I\] \(0x08\), vni 1: /);
     expect(text).toContain('   lost     nowhere: requests and replies seen at every hop');
   });
