@@ -303,6 +303,16 @@ describe('trace names the hop and the cause of each fault', () => {
     expect(r.problems[0]?.message).toMatch(/^10\.7\.250\.9 is in no lease: no node holds a subnet for it \(leases: 10\.7\.\d+\.0\/24, 10\.7\.\d+\.0\/24\)$/);
   });
 
+  it('--listen on a node that does not run DST: exit 1, naming the node that does', async () => {
+    const p2 = pods.get('h2') as Pod;
+    const r = await trace([p2.ip, '--listen', '--from', (pods.get('h1') as Pod).ip, '--json', '--timeout', '5']);
+    const report = JSON.parse(r.stdout) as TraceReport;
+    expect(schemaErrors(TRACE_SCHEMA, report)).toEqual([]);
+    expect(r.code).toBe(1);
+    expect(report.problems[0]?.message).toMatch(new RegExp(`^no namespace behind this host's veths has ${p2.ip.replace(/\./g, '\\.')} .*; ${p2.ip.replace(/\./g, '\\.')} is in the lease of node 10\\.65\\.154\\.12: run --listen there$`));
+    expect((await trace([p2.ip, '--listen', '--capture'])).code).toBe(2);
+  });
+
   it('exit 3 when etcd is unreachable, exit 2 on a usage error', async () => {
     const r = await trace([(pods.get('h2') as Pod).ip, '--etcd-endpoints', 'http://10.65.154.2:1']);
     expect(r.code).toBe(3);
