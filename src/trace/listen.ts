@@ -6,17 +6,17 @@
  * of them with the same Capture seam as `--capture`, and waits until N echo
  * requests and their replies crossed every hop, or the timeout. Reads only.
  */
+import { CapturePoint, CaptureSession, CaptureUnavailableError } from '../capture/capture';
+import { LinkDetail } from '../kernel/route-query';
 import { formatIPv4 } from '../net/ipv4';
 import { analyzeStatus } from '../status/analyze';
 import { StatusFacts, collectFacts } from '../status/collect';
 import { Clock } from '../util/clock';
 import { errorMessage } from '../util/errors';
-import { Capture, CapturePoint, CaptureSession, CaptureUnavailableError } from '../capture/capture';
 import { TraceAnalyzeOptions } from './analyze';
 import { CaptureExpectation, judgeCapture } from './capture-verdict';
 import { TraceCollectDeps, TraceCollectOptions, TraceKernel, backendOf, capturePoints, leaseFor, podHostSide, vethPeerNetns } from './collect';
 import { findPod } from './pod-netns';
-import { LinkDetail } from '../kernel/route-query';
 
 /** How often the running capture is read to see whether the probes are all through. */
 const POLL_MS = 250;
@@ -46,8 +46,7 @@ export interface ListenFacts {
   readonly capture: { readonly files: ReadonlyMap<string, Buffer>; readonly waitedMs: number; readonly timedOut: boolean } | { readonly unavailable: string } | undefined;
 }
 
-export interface ListenDeps extends Omit<TraceCollectDeps, 'capture'> {
-  readonly capture: Capture;
+export interface ListenDeps extends TraceCollectDeps {
   /** Told once every capture point listens (the text goes to stderr: start the probes now). */
   readonly listening: (points: readonly CapturePoint[]) => void;
 }
