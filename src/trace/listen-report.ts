@@ -17,13 +17,16 @@ import { Check, Hop, HopKind, TRACE_SCHEMA_VERSION, TraceProblem, TraceReport } 
 // Where each kind of loss is shown: the point at which the packets are missing.
 const SHOWN_AT: Partial<Record<HopKind, HopKind>> = { remote: 'underlay', route: 'bridge', pod: 'veth' };
 
-const FIX: Partial<Record<HopKind, string>> = {
-  remote: 'on the source node: flanneld-ts trace DST --from SRC --capture shows where the requests stop there',
-  vxlan: 'iptables-save | grep <port> (INPUT must accept the VXLAN port); ip -d link show flannel.<VNI> (VNI and dstport); flanneld-ts status',
-  route: 'ip route get DST iif flannel.<VNI>; sysctl net.ipv4.ip_forward; iptables-save (FORWARD)',
-  bridge: 'bridge link show; ip link show master cni0',
-  pod: "the pod does not answer: its firewall, or ip -n <pod netns> route (its way back to the source)",
-};
+/** What to look at when the probes vanish at a hop of kind `kind`. */
+function fixFor(kind: HopKind, r: ListenReportContext): string | null {
+  const dev = `flannel.${r.vni}`;
+  if (kind === 'remote') return `on the source node${r.remote ? ` ${r.remote}` : ''}: flanneld-ts trace ${r.dst}${r.src ? ` --from ${r.src}` : ''} --capture shows where the requests stop there`;
+  if (kind === 'vxlan') return `iptables-save | grep ${r.port} (INPUT must accept UDP ${r.port}); ip -d link show ${dev} (VNI ${r.vni}, dstport ${r.port}); flanneld-ts status`;
+  if (kind === 'route') return `ip route get ${r.dst} iif ${dev}; sysctl net.ipv4.ip_forward; iptables-save (FORWARD)`;
+  if (kind === 'bridge') return 'bridge link show; ip link show master cni0';
+  if (kind === 'pod') return "the pod does not answer: its firewall, or its route back (ip route in the pod's namespace)";
+  return null;
+}
 
 function title(p: CapturedHop, r: ListenReportContext): string {
   const from = r.remote ? ` from ${r.remote}` : '';
@@ -35,18 +38,20 @@ function title(p: CapturedHop, r: ListenReportContext): string {
 
 interface ListenReportContext {
   readonly dst: string;
+  /** The --from pod IP, or undefined. */
+  readonly src: string | undefined;
   readonly remote: string | undefined;
   readonly port: number;
   readonly vni: number;
 }
 
-function pointChecks(p: CapturedHop, lostHere: CaptureReport['lost']): Check[] {
+function pointChecks(p: CapturedHop, lostHere: CaptureReport['lost'], ctx: ListenReportContext): Check[] {
   const counts = `${p.requests} echo request${p.requests === 1 ? '' : 's'}, ${p.replies} repl${p.replies === 1 ? 'y' : 'ies'}`;
   const changes = p.notes.filter((n) => !n.startsWith('VXLAN '));
   const checks: Check[] = [];
   if (p.verdict === 'seen') checks.push(ok(`seen: ${counts}`));
   else if (p.verdict === 'altered') checks.push(warning(`seen but altered: ${counts} (${changes.join('; ')})`, null));
-  if (lostHere) checks.push(problem(`on the wire: ${lostHere.message}`, FIX[lostHere.kind] ?? null));
+  if (lostHere) checks.push(problem(`on the wire: ${lostHere.message}`, fixFor(lostHere.kind, ctx)));
   else if (p.verdict === 'not seen') checks.push(warning(`not seen: ${counts}`, null));
   return checks;
 }
@@ -72,7 +77,7 @@ export function listenReport(facts: ListenFacts, opts: TraceAnalyzeOptions): Tra
     capture = judgeCapture(points, facts.capture.files, expect);
     const lost = capture.lost;
     const lostAt = lost ? (SHOWN_AT[lost.kind] ?? lost.kind) : undefined;
-    const ctx: ListenReportContext = { dst, remote: expect.remote, port: expect.port, vni: expect.vni };
+    const ctx: ListenReportContext = { dst, src: expect.src, remote: expect.remote, port: expect.port, vni: expect.vni };
     hops = capture.points.map((p, i) => {
       const link = facts.links.find((l) => l.name === p.iface);
       return {
@@ -84,7 +89,7 @@ export function listenReport(facts: ListenFacts, opts: TraceAnalyzeOptions): Tra
         lookup: null,
         facts: p.notes.filter((n) => n.startsWith('VXLAN ')),
         commands: [`tcpdump -e -v -n -i ${p.iface} '${p.filter}'`],
-        checks: pointChecks(p, p.kind === lostAt ? lost : null),
+        checks: pointChecks(p, p.kind === lostAt ? lost : null, ctx),
       };
     });
   }

@@ -147,7 +147,7 @@ describe('the --listen report', () => {
     const r = listenReport(facts(files, { capture: { files, waitedMs: 10_000, timedOut: true } }), OPTS);
     expect(schemaErrors(SCHEMA, JSON.parse(JSON.stringify(r)))).toEqual([]);
     expect(r.exitCode).toBe(1);
-    expect(r.problems).toEqual([{ step: 2, kind: 'vxlan', message: 'on the wire: the echo requests are seen on eth0 but not on flannel.1', fix: expect.stringContaining('INPUT must accept the VXLAN port') }]);
+    expect(r.problems).toEqual([{ step: 2, kind: 'vxlan', message: 'on the wire: the echo requests are seen on eth0 but not on flannel.1', fix: 'iptables-save | grep 8472 (INPUT must accept UDP 8472); ip -d link show flannel.1 (VNI 1, dstport 8472); flanneld-ts status' }]);
     expect(r.verdict).toBe('PROBLEM at hop 2 (vxlan): on the wire: the echo requests are seen on eth0 but not on flannel.1 (waited 10.0 s for 2 echo requests from 10.7.96.2 to 10.7.12.2)');
     expect(r.hops[2]?.checks).toEqual([{ state: 'warning', message: 'not seen: 0 echo requests, 0 replies', fix: null }]);
   });
@@ -158,6 +158,7 @@ describe('the --listen report', () => {
     const none = listenReport(facts(new Map()), OPTS);
     expect(none.problems.map((p) => [p.step, p.kind])).toEqual([[1, 'underlay']]);
     expect(none.problems[0]?.message).toContain('the probes stop before this host');
+    expect(none.problems[0]?.fix).toBe('on the source node 10.65.154.11: flanneld-ts trace 10.7.12.2 --from 10.7.96.2 --capture shows where the requests stop there');
   });
 
   it('exit 1 with the reason when the pod is not here or capture cannot run', () => {
