@@ -87,6 +87,10 @@ export interface TraceOptions {
   /** ICMP echoes sent end to end (0 with --no-probe). */
   readonly count: number;
   readonly capture: boolean;
+  /** On the destination node: capture the probes coming in and wait for `count` of them. */
+  readonly listen: boolean;
+  /** --listen gives up waiting after this many seconds. */
+  readonly timeoutSeconds: number;
 }
 
 export type Command =
@@ -172,6 +176,8 @@ const TRACE_VIEW_FLAGS = {
   probe: { type: 'boolean', default: true, describe: 'Send ICMP echoes from the source end to end (--no-probe: only read state)' },
   count: { type: 'number', default: 3, describe: 'How many ICMP echoes to send (1-100)' },
   capture: { type: 'boolean', default: false, describe: "Capture the probes at each local hop with tcpdump and say where they stop" },
+  listen: { type: 'boolean', default: false, describe: 'On the node of pod DST: capture the probes coming in (eth0 → flannel.1 → cni0 → veth) until --count requests and replies crossed every hop' },
+  timeout: { type: 'number', describe: 'With --listen: give up waiting after this many seconds (1-3600, default 30)' },
 } as const;
 
 type FlagSpec = { readonly type: 'string' | 'number' | 'boolean'; readonly array?: boolean; readonly default?: unknown; readonly defaultDescription?: string; readonly describe: string; readonly hidden?: boolean };
@@ -389,6 +395,12 @@ function traceOptionsFrom(argv: Record<string, unknown>, warnings: string[]): Tr
   if (argv.capture === true && argv.probe === false) throw new UsageError('--capture and --no-probe: capture watches the probes, so it needs them');
   const count = Number(argv.count);
   if (!Number.isInteger(count) || count < 1 || count > 100) throw new UsageError(`--count: ${argv.count} is not a whole number from 1 to 100`);
+  const listen = argv.listen === true;
+  if (listen && argv.capture === true) throw new UsageError('--listen and --capture: --capture runs on the source node, --listen on the destination node');
+  if (listen && argv.probe === false) throw new UsageError('--listen and --no-probe: --listen waits for the probes another node sends');
+  if (!listen && argv.timeout !== undefined) throw new UsageError('--timeout: only with --listen');
+  const timeout = argv.timeout === undefined ? 30 : Number(argv.timeout);
+  if (!Number.isFinite(timeout) || timeout < 1 || timeout > 3600) throw new UsageError(`--timeout: ${argv.timeout} is not a number of seconds from 1 to 3600`);
   return {
     etcd: etcdOptionsFrom(argv, warnings),
     iface: (argv.iface as string[]).flatMap(splitList),
@@ -401,6 +413,8 @@ function traceOptionsFrom(argv: Record<string, unknown>, warnings: string[]): Tr
     color: typeof argv.color === 'boolean' ? argv.color : undefined,
     count: argv.probe === false ? 0 : count,
     capture: argv.capture === true,
+    listen,
+    timeoutSeconds: timeout,
   };
 }
 

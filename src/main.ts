@@ -173,6 +173,7 @@ async function runTraceCommand(options: TraceOptions): Promise<number> {
       capture: new TcpdumpCapture(),
       clock: systemClock,
       stdout: (text) => void process.stdout.write(text),
+      stderr: (text) => void process.stderr.write(text),
       isTTY: process.stdout.isTTY === true,
       env: process.env,
     });

@@ -19,6 +19,8 @@ export interface CapturePoint {
 }
 
 export interface CaptureSession {
+  /** The pcap bytes written so far per point name; capture goes on (`trace --listen` polls this). */
+  snapshot(): Promise<Map<string, Buffer>>;
   /** Stops every capture; the pcap bytes per point name. */
   stop(): Promise<Map<string, Buffer>>;
 }
@@ -81,11 +83,17 @@ export class TcpdumpCapture implements Capture {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
+    const read = async (): Promise<Map<string, Buffer>> => {
+      const out = new Map<string, Buffer>();
+      for (const c of children) out.set(c.point.name, await readFile(c.file).catch(() => Buffer.alloc(0)));
+      return out;
+    };
     return {
+      // -U flushes each packet to the file as it is captured, so the file can be read while tcpdump runs.
+      snapshot: read,
       async stop() {
         await stopAll();
-        const out = new Map<string, Buffer>();
-        for (const c of children) out.set(c.point.name, await readFile(c.file).catch(() => Buffer.alloc(0)));
+        const out = await read();
         await rm(dir, { recursive: true, force: true });
         return out;
       },
@@ -102,10 +110,7 @@ export class ReplayCapture implements Capture {
   async start(points: readonly CapturePoint[]): Promise<CaptureSession> {
     this.started.push([...points]);
     const files = this.files;
-    return {
-      async stop() {
-        return new Map(points.flatMap((p) => (files.has(p.name) ? [[p.name, files.get(p.name) as Buffer] as const] : [])));
-      },
-    };
+    const given = async (): Promise<Map<string, Buffer>> => new Map(points.flatMap((p) => (files.has(p.name) ? [[p.name, files.get(p.name) as Buffer] as const] : [])));
+    return { snapshot: given, stop: given };
   }
 }

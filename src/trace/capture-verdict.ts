@@ -36,15 +36,18 @@ export interface CaptureExpectation {
   readonly dst: string;
   readonly port: number;
   readonly vni: number;
-  /** The remote VTEP (the FDB dst), for messages. */
+  /** The remote VTEP (the FDB dst; with --listen the source node), for messages. */
   readonly remote: string | undefined;
+  /** `trace --listen`: the points run eth0 → flannel.1 → cni0 → veth, the way the requests come in. */
+  readonly listen?: boolean;
 }
 
-// The hop between two capture points, where a packet seen at the first and not at the second was lost.
-const BETWEEN_OUT: Record<string, HopKind> = { 'veth>bridge': 'bridge', 'bridge>vxlan': 'route', 'vxlan>underlay': 'vxlan' };
-const BETWEEN_BACK: Record<string, HopKind> = { 'underlay>vxlan': 'vxlan', 'vxlan>bridge': 'route', 'bridge>veth': 'bridge' };
+// The hop between two adjacent capture points (either way), where a packet seen at one and not at the next was lost.
+const BETWEEN: Record<string, HopKind> = { 'veth>bridge': 'bridge', 'bridge>vxlan': 'route', 'vxlan>underlay': 'vxlan', 'underlay>vxlan': 'vxlan', 'vxlan>bridge': 'route', 'bridge>veth': 'bridge' };
 // The hop after the last capture point: where requests seen there, with no reply ever, went on to.
 const AFTER: Record<string, HopKind> = { veth: 'bridge', bridge: 'route', vxlan: 'vxlan', underlay: 'remote' };
+// With --listen the last point is the pod's veth: requests seen there and never answered stop at the pod.
+const AFTER_LISTEN: Record<string, HopKind> = { veth: 'pod', bridge: 'bridge', vxlan: 'route', underlay: 'vxlan' };
 
 function judgePoint(point: CapturePoint & { name: HopKind }, bytes: Buffer | undefined, e: CaptureExpectation): CapturedHop {
   const base = { kind: point.name, iface: point.iface, filter: point.filter };
@@ -79,20 +82,23 @@ export function judgeCapture(points: readonly CapturePoint[], files: ReadonlyMap
   const firstNoRequest = hops.findIndex((h) => h.requests === 0);
   if (firstNoRequest === 0) {
     const h = hops[0] as CapturedHop;
-    lost = { kind: h.kind === 'veth' ? 'pod' : h.kind, message: `no echo request seen on ${h.iface}: the probes never reach it` };
+    lost = e.listen
+      ? { kind: 'remote', message: `no echo request to ${e.dst}${e.src ? ` from ${e.src}` : ''} arrived on ${h.iface}: the probes stop before this host${e.remote ? ` (at the source node ${e.remote} or on the way)` : ''}` }
+      : { kind: h.kind === 'veth' ? 'pod' : h.kind, message: `no echo request seen on ${h.iface}: the probes never reach it` };
   } else if (firstNoRequest > 0) {
     const [prev, cur] = [hops[firstNoRequest - 1] as CapturedHop, hops[firstNoRequest] as CapturedHop];
-    lost = { kind: BETWEEN_OUT[`${prev.kind}>${cur.kind}`] ?? cur.kind, message: `the echo requests are seen on ${prev.iface} but not on ${cur.iface}` };
+    lost = { kind: BETWEEN[`${prev.kind}>${cur.kind}`] ?? cur.kind, message: `the echo requests are seen on ${prev.iface} but not on ${cur.iface}` };
   } else if (hops.length > 0) {
     const back = [...hops].reverse();
     const firstNoReply = back.findIndex((h) => h.replies === 0);
     if (firstNoReply === 0) {
       const h = back[0] as CapturedHop;
       const to = e.remote ? ` to ${e.remote} UDP ${e.port}` : '';
-      lost = { kind: AFTER[h.kind] ?? h.kind, message: h.kind === 'underlay' ? `the echo requests leave by ${h.iface}${to} and no reply comes back${e.remote ? `: lost at or beyond ${e.remote}` : ''}` : `the echo requests reach ${h.iface}, the last capture point, and no reply comes back` };
+      if (e.listen) lost = { kind: AFTER_LISTEN[h.kind] ?? h.kind, message: `the echo requests reach ${h.iface}${h.kind === 'veth' ? ", the pod's veth," : ', the last capture point,'} and no reply comes back` };
+      else lost = { kind: AFTER[h.kind] ?? h.kind, message: h.kind === 'underlay' ? `the echo requests leave by ${h.iface}${to} and no reply comes back${e.remote ? `: lost at or beyond ${e.remote}` : ''}` : `the echo requests reach ${h.iface}, the last capture point, and no reply comes back` };
     } else if (firstNoReply > 0) {
       const [prev, cur] = [back[firstNoReply - 1] as CapturedHop, back[firstNoReply] as CapturedHop];
-      lost = { kind: BETWEEN_BACK[`${prev.kind}>${cur.kind}`] ?? cur.kind, message: `the echo replies are seen on ${prev.iface} but not on ${cur.iface}` };
+      lost = { kind: BETWEEN[`${prev.kind}>${cur.kind}`] ?? cur.kind, message: `the echo replies are seen on ${prev.iface} but not on ${cur.iface}` };
     }
   }
   return { available: true, reason: null, points: hops, lost };

@@ -71,8 +71,28 @@ export function capturePoints(p: { veth?: string | undefined; bridge?: string | 
   if (p.veth) out.push({ name: 'veth', iface: p.veth, filter: icmp });
   if (p.bridge) out.push({ name: 'bridge', iface: p.bridge, filter: icmp });
   if (p.device) out.push({ name: 'vxlan', iface: p.device, filter: icmp });
-  if (p.underlay && p.remote !== undefined) out.push({ name: 'underlay', iface: p.underlay, filter: `udp and port ${p.port} and host ${formatIPv4(p.remote)}` });
+  if (p.underlay) out.push({ name: 'underlay', iface: p.underlay, filter: `udp and port ${p.port}${p.remote === undefined ? '' : ` and host ${formatIPv4(p.remote)}`}` });
   return out;
+}
+
+/** The host side of a pod found by findPod: its veth here and the bridge that veth is a port of. */
+export function podHostSide(links: readonly LinkDetail[], pod: PodFacts): { veth: LinkDetail | undefined; bridge: LinkDetail | undefined } {
+  const veth = links.find((l) => l.linkNetnsid === pod.nsid && l.peerIndex === pod.iface.index);
+  return { veth, bridge: links.find((l) => l.index === veth?.master) };
+}
+
+/** The nsids of the namespaces this host's veths point into: where findPod looks. */
+export function vethPeerNetns(links: readonly LinkDetail[]): Set<number> {
+  return new Set(links.flatMap((l) => (l.kind === 'veth' && l.linkNetnsid !== undefined ? [l.linkNetnsid] : [])));
+}
+
+/** flannel's backend (VNI and UDP port) from the network config etcd holds, or undefined when there is none usable. */
+export function backendOf(status: StatusFacts): { vni: number; port: number } | undefined {
+  try {
+    return status.store.configText === undefined ? undefined : parseNetworkConfig(status.store.configText).backend;
+  } catch {
+    return undefined;
+  }
 }
 
 async function lookup(kernel: TraceKernel, query: RouteQuery): Promise<LookupResult> {
@@ -141,11 +161,9 @@ export async function collectTraceFacts(deps: TraceCollectDeps, opts: TraceColle
   let iif: number | undefined;
   let vethName: string | undefined;
   if (opts.src !== undefined) {
-    const wanted = new Set(links.flatMap((l) => (l.kind === 'veth' && l.linkNetnsid !== undefined ? [l.linkNetnsid] : [])));
-    pod = await findPod(deps.exec, (p) => kernel.netnsId(p), wanted, opts.src, opts.dst);
+    pod = await findPod(deps.exec, (p) => kernel.netnsId(p), vethPeerNetns(links), opts.src, opts.dst);
     if ('iface' in pod) {
-      const { nsid, iface } = pod;
-      const veth = links.find((l) => l.linkNetnsid === nsid && l.peerIndex === iface.index);
+      const { veth } = podHostSide(links, pod);
       iif = veth?.master ?? veth?.index;
       vethName = veth?.name;
     }
@@ -157,12 +175,7 @@ export async function collectTraceFacts(deps: TraceCollectDeps, opts: TraceColle
   const entries = k?.kind === 'read' ? k.entries : [];
   const gateway = forward && 'answer' in forward ? (forward.answer.gateway ?? opts.dst) : opts.dst;
   const remote = vtepFor(entries, gateway).dst ?? leaseFor(status, opts.dst)?.publicIP;
-  let backend: { vni: number; port: number } | undefined;
-  try {
-    backend = status.store.configText === undefined ? undefined : parseNetworkConfig(status.store.configText).backend;
-  } catch {
-    backend = undefined;
-  }
+  const backend = backendOf(status);
   const vni = backend?.vni;
   const underlay = remote === undefined ? undefined : await lookup(kernel, { dst: remote });
   const names = new Set<string>();

@@ -40,7 +40,7 @@ export function linkName(ctx: TraceContext, index: number | undefined): string {
 }
 
 /** A host link as a hop interface, with its addresses from status's interface listing. */
-export function hostInterface(ctx: TraceContext, link: LinkDetail): HopInterface {
+export function hostInterface(ctx: Pick<TraceContext, 'interfaces'>, link: LinkDetail): HopInterface {
   const info = ctx.interfaces.find((i) => i.index === link.index);
   const addresses = (info?.addresses ?? []).map((a) => formatCidr({ ip: a.ip, prefixLen: a.prefixLen }));
   return { name: link.name, index: link.index, mac: link.mac, mtu: link.mtu, addresses, up: link.up, netns: 'host' };

@@ -148,7 +148,12 @@ export function remoteHop(ctx: TraceContext): HopDraft | undefined {
     ],
     commands: [
       `etcdctl get ${ctx.status.etcd.prefix}/subnets/${formatCidr(lease.subnet).replace('/', '-')}`,
-      ...(ctx.facts.src === undefined ? [] : [`flanneld-ts trace ${formatIPv4(ctx.facts.src)} --from ${formatIPv4(ctx.facts.dst)} (on ${publicIP}: the way back)`]),
+      ...(ctx.facts.src === undefined
+        ? []
+        : [
+            `flanneld-ts trace ${formatIPv4(ctx.facts.dst)} --from ${formatIPv4(ctx.facts.src)} --listen (on ${publicIP}, started before this trace: the same probes coming in)`,
+            `flanneld-ts trace ${formatIPv4(ctx.facts.src)} --from ${formatIPv4(ctx.facts.dst)} (on ${publicIP}: the way back)`,
+          ]),
     ],
     checks,
   };

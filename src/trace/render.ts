@@ -36,15 +36,24 @@ function captureLines(c: CaptureReport, color: boolean): string[] {
     for (const n of p.notes) lines.push(`${label('')}${n}`);
     for (const pkt of p.packets) lines.push(`${label('')}${paint(pkt, 'dim', color)}`);
   }
-  lines.push(c.lost ? paint(`   lost     at the ${c.lost.kind} hop: ${c.lost.message}`, 'bad', color) : '   lost     nowhere: requests and replies seen at every hop');
+  lines.push(lostLine(c, color));
   return lines;
+}
+
+function lostLine(c: CaptureReport, color: boolean): string {
+  return c.lost ? paint(`   lost     at the ${c.lost.kind} hop: ${c.lost.message}`, 'bad', color) : '   lost     nowhere: requests and replies seen at every hop';
 }
 
 export function renderTrace(r: TraceReport, color: boolean): string {
   const src = r.source.kind === 'host' ? `this host ${r.source.ip ?? ''}`.trim() : `pod ${r.source.ip}`;
   const where = r.destination.subnet ? ` (lease ${r.destination.subnet} of node ${r.destination.publicIP}${r.destination.local ? ', this node' : ''})` : ' (in no lease)';
-  const out = [`trace ${src} → ${r.destination.ip}${where}`, ''];
-  for (const h of r.hops) out.push(...hopLines(h, color), '');
+  const head = r.listen
+    ? `trace --listen: echo requests from ${r.source.ip ?? 'any source'} → ${r.destination.ip}${where}, ${r.listen.count} awaited, ${r.listen.waitedSeconds} s${r.listen.timedOut ? ` (timed out after ${r.listen.timeoutSeconds} s)` : ''}`
+    : `trace ${src} → ${r.destination.ip}${where}`;
+  const out = [head, ''];
+  // --listen: the hops are the capture points, so each shows its own packets.
+  const wire = (i: number): string[] => (r.listen ? (r.capture?.points[i]?.packets ?? []).map((p, n) => `${label(n === 0 ? 'wire' : '')}${paint(p, 'dim', color)}`) : []);
+  r.hops.forEach((h, i) => out.push(...hopLines(h, color), ...wire(i), ''));
   const e = r.encapsulation;
   if (e) {
     out.push(`VXLAN    outer ${e.outerSrc} → ${e.outerDst} UDP dport ${e.udpPort} VNI ${e.vni}${e.egress ? ` out ${e.egress}` : ''}`);
@@ -52,7 +61,7 @@ export function renderTrace(r: TraceReport, color: boolean): string {
   }
   if (r.probe) out.push(`probe    ${r.probe.received}/${r.probe.sent} echo replies: ${r.probe.command}`);
   if (e || r.probe) out.push('');
-  if (r.capture) out.push(...captureLines(r.capture, color), '');
+  if (r.capture) out.push(...(r.listen && r.capture.available ? [lostLine(r.capture, color)] : captureLines(r.capture, color)), '');
   out.push(paint(r.verdict, r.ok ? 'ok' : 'bad', color));
   return `${out.join('\n')}\n`;
 }

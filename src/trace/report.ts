@@ -109,4 +109,16 @@ export interface TraceReport {
   readonly problems: readonly TraceProblem[];
   /** One line: "OK: …" or the first problem's hop and cause. */
   readonly verdict: string;
+  /** Only with --listen: the hops are the capture points of this (destination) node, the way the requests come in. */
+  readonly listen?: ListenSummary;
+}
+
+/** What `trace --listen` waited for and how long. */
+export interface ListenSummary {
+  /** Echo requests (with their replies) waited for at every hop. */
+  readonly count: number;
+  readonly timeoutSeconds: number;
+  readonly waitedSeconds: number;
+  /** The timeout came before `count` requests and replies crossed every hop. */
+  readonly timedOut: boolean;
 }

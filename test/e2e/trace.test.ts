@@ -57,6 +57,41 @@ async function traceJson(args: readonly string[] = []): Promise<TraceReport & { 
   return { ...report, run };
 }
 
+/**
+ * bin/flanneld-ts trace --listen inside h2, the node of the destination pod, in
+ * the background: `listening` resolves once it says every capture point listens.
+ */
+function listen(args: readonly string[]): { listening: Promise<void>; done: Promise<Run> } {
+  const file = (daemons.get('h2') as DaemonHandle).subnetFile;
+  const argv = [BIN, 'trace', (pods.get('h2') as Pod).ip, '--listen', '--from', (pods.get('h1') as Pod).ip, '--etcd-endpoints', scene.endpoint, '--subnet-file', file, ...args];
+  const child = scene.cluster.spawn(ns('h2'), process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  const done = new Promise<Run>((resolve) => child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr })));
+  const listening = new Promise<void>((resolve, reject) => {
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      if (/^listening on /m.test(stderr)) resolve();
+    });
+    void done.then((r) => reject(new Error(`trace --listen ended before listening (exit ${r.code}): ${r.stderr}${r.stdout}`)));
+  });
+  return { listening, done };
+}
+
+async function listenJson(run: Promise<Run>): Promise<TraceReport & { run: Run }> {
+  const r = await run;
+  let report: TraceReport;
+  try {
+    report = JSON.parse(r.stdout) as TraceReport;
+  } catch {
+    throw new Error(`trace --listen printed no JSON (exit ${r.code}): ${r.stdout}${r.stderr}`);
+  }
+  expect(schemaErrors(TRACE_SCHEMA, report)).toEqual([]);
+  expect(r.code).toBe(report.exitCode);
+  return { ...report, run: r };
+}
+
 async function restartDaemon(host: string): Promise<void> {
   const d = scene.startDaemon(host);
   daemons.set(host, d);
@@ -118,6 +153,44 @@ describe('trace between two pods on a healthy overlay', () => {
     expect(eth0?.notes).toContain(`VXLAN UDP dport 8472, VNI 1, inner ${fl1} > ${fl2}`);
     expect(eth0?.notes).toContain(`VXLAN UDP dport 8472, VNI 1, inner ${fl1} < ${fl2}`);
     expect(eth0?.packets[0]).toMatch(/ 10\.65\.154\.11\.\d+ > 10\.65\.154\.12\.8472: VXLAN, flags \[I\] \(0x08\), vni 1: /);
+  });
+
+  it('--listen on the destination node sees the requests and replies of trace --capture at eth0, flannel.1, cni0 and the pod veth, VNI 1', async () => {
+    const l = listen(['--count', '2', '--timeout', '60', '--json']);
+    await l.listening;
+    const src = await traceJson([(pods.get('h2') as Pod).ip, '--capture']);
+    expect(src.capture?.lost, src.verdict).toBeNull();
+    const r = await listenJson(l.done);
+    expect(r.exitCode, r.verdict).toBe(0);
+    expect(r.listen?.timedOut).toBe(false);
+    const p2 = pods.get('h2') as Pod;
+    const podEth0 = await linkJson('h2', 'eth0', p2.netns);
+    const hostVeth = (JSON.parse(await sh('h2', 'ip', ['-j', 'link', 'show'])) as Array<{ ifindex: number; ifname: string }>).find((l) => l.ifindex === podEth0.link_index);
+    expect(r.hops.map((h) => [h.kind, h.interface?.name])).toEqual([['underlay', 'eth0'], ['vxlan', 'flannel.1'], ['bridge', 'cni0'], ['veth', hostVeth?.ifname]]);
+    for (const p of r.capture?.points ?? []) {
+      expect(p.requests, p.iface).toBeGreaterThanOrEqual(2);
+      expect(p.replies, p.iface).toBeGreaterThanOrEqual(2);
+    }
+    const fl1 = (await linkJson('h1', 'flannel.1')).address;
+    const fl2 = (await linkJson('h2', 'flannel.1')).address;
+    const eth0 = r.capture?.points[0];
+    expect(eth0?.filter).toBe('udp and port 8472 and host 10.65.154.11');
+    expect(eth0?.notes).toContain(`VXLAN UDP dport 8472, VNI 1, inner ${fl1} > ${fl2}`);
+    expect(eth0?.notes).toContain(`VXLAN UDP dport 8472, VNI 1, inner ${fl1} < ${fl2}`);
+    expect(eth0?.packets[0]).toMatch(/ 10\.65\.154\.11\.\d+ > 10\.65\.154\.12\.8472: VXLAN, flags \[I\] \(0x08\), vni 1: /);
+  });
+
+  it('--listen as text: a hop per capture point with its packets and the OK verdict', async () => {
+    const l = listen(['--count', '1', '--timeout', '60']);
+    await l.listening;
+    expect((await trace([(pods.get('h2') as Pod).ip, '--from', (pods.get('h1') as Pod).ip, '--count', '1', '--capture'])).code).toBe(0);
+    const r = await l.done;
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^listening on eth0, flannel\.1, cni0, veth\w+ for 1 echo request to 10\.7\.\d+\.\d+ from 10\.7\.\d+\.\d+ \(timeout 60 s\): start the probes$/m);
+    expect(r.stdout).toMatch(/^trace --listen: echo requests from 10\.7\.\d+\.\d+ → 10\.7\.\d+\.\d+ \(lease 10\.7\.\d+\.0\/24 of node 10\.65\.154\.12, this node\), 1 awaited, /m);
+    expect(r.stdout).toMatch(/^ 2 flannel\.1 decapsulates VNI 1$/m);
+    expect(r.stdout).toContain('   lost     nowhere: requests and replies seen at every hop');
+    expect(r.stdout).toMatch(/^OK: 1 echo request from .* and the replies crossed every hop here \(eth0 → flannel\.1 → cni0 → veth\w+\) in /m);
   });
 
   it('prints the hops and an OK verdict as text', async () => {
@@ -194,6 +267,23 @@ describe('trace names the hop and the cause of each fault', () => {
     }
   });
 
+  it('UDP 8472 dropped by iptables INPUT on the destination: --listen there names eth0 → flannel.1', async () => {
+    await sh('h2', 'iptables', ['-I', 'INPUT', '-p', 'udp', '--dport', '8472', '-j', 'DROP']);
+    try {
+      const l = listen(['--count', '2', '--timeout', '20', '--json']);
+      await l.listening;
+      expect((await traceJson()).exitCode).toBe(1);
+      const r = await listenJson(l.done);
+      expect(r.exitCode).toBe(1);
+      expect(r.listen?.timedOut).toBe(true);
+      expect(r.capture?.lost).toEqual({ kind: 'vxlan', message: 'the echo requests are seen on eth0 but not on flannel.1' });
+      expect(r.problems[0]).toMatchObject({ step: 2, kind: 'vxlan', message: 'on the wire: the echo requests are seen on eth0 but not on flannel.1' });
+      expect(r.capture?.points.map((p) => [p.kind, p.requests > 0, p.replies])).toEqual([['underlay', true, 0], ['vxlan', false, 0], ['bridge', false, 0], ['veth', false, 0]]);
+    } finally {
+      await sh('h2', 'iptables', ['-D', 'INPUT', '-p', 'udp', '--dport', '8472', '-j', 'DROP']);
+    }
+  });
+
   it('ip_forward off', async () => {
     await sh('h1', 'sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
     try {
@@ -211,6 +301,16 @@ describe('trace names the hop and the cause of each fault', () => {
     const r = await traceJson(['10.7.250.9']);
     expect(r.problems[0]).toMatchObject({ step: 4, kind: 'route' });
     expect(r.problems[0]?.message).toMatch(/^10\.7\.250\.9 is in no lease: no node holds a subnet for it \(leases: 10\.7\.\d+\.0\/24, 10\.7\.\d+\.0\/24\)$/);
+  });
+
+  it('--listen on a node that does not run DST: exit 1, naming the node that does', async () => {
+    const p2 = pods.get('h2') as Pod;
+    const r = await trace([p2.ip, '--listen', '--from', (pods.get('h1') as Pod).ip, '--json', '--timeout', '5']);
+    const report = JSON.parse(r.stdout) as TraceReport;
+    expect(schemaErrors(TRACE_SCHEMA, report)).toEqual([]);
+    expect(r.code).toBe(1);
+    expect(report.problems[0]?.message).toMatch(new RegExp(`^no namespace behind this host's veths has ${p2.ip.replace(/\./g, '\\.')} .*; ${p2.ip.replace(/\./g, '\\.')} is in the lease of node 10\\.65\\.154\\.12: run --listen there$`));
+    expect((await trace([p2.ip, '--listen', '--capture'])).code).toBe(2);
   });
 
   it('exit 3 when etcd is unreachable, exit 2 on a usage error', async () => {

@@ -54,6 +54,7 @@ describe('trace: a healthy pair', () => {
     expect(vxlan?.lookup).toBe(`neighbour 10.7.34.0 → lladdr ${M2}; fdb ${M2} → dst 10.65.154.12`);
     expect(underlay?.lookup).toBe('ip route get 10.65.154.12 → dev eth0 src 10.65.154.11');
     expect(remote?.facts.join('\n')).toContain('decapsulation: 10.65.154.12 UDP 8472 → flannel.1 (VNI 1, 5a:f9:bc:6b:1c:56) → route 10.7.34.0/24 dev cni0 → pod 10.7.34.2');
+    expect(remote?.commands).toContain('flanneld-ts trace 10.7.34.2 --from 10.7.24.2 --listen (on 10.65.154.12, started before this trace: the same probes coming in)');
   });
 
   it('gives the VXLAN datagram: outer IPs, UDP 8472, VNI 1, the two flannel.1 MACs, the masqueraded inner source', () => {
