@@ -68,7 +68,7 @@ async function listenPoints(deps: ListenDeps, opts: ListenCollectOptions, status
   const remote = opts.src === undefined ? undefined : leaseFor(status, opts.src)?.publicIP;
   let underlay: string | undefined;
   if (remote !== undefined) {
-    const oif = await kernel.routeGet({ dst: remote }).then((a) => a.oif, () => undefined);
+    const oif = await kernel.routeQuery({ dst: remote }).then((a) => a.oif, () => undefined);
     underlay = links.find((l) => l.index === oif)?.name;
   }
   underlay ??= analyzeStatus(status, { ...analyze, filter: {} }).self.interface ?? undefined;
