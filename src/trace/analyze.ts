@@ -123,13 +123,7 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
     ok: first === undefined,
     exitCode: first === undefined ? 0 : 1,
     source: { ip: facts.src === undefined ? status.self.publicIP : formatIPv4(facts.src), kind: facts.src === undefined ? 'host' : 'pod', netns: podNetns },
-    destination: {
-      ip: dst,
-      subnet: dstLease ? formatCidr(dstLease.subnet) : null,
-      publicIP: dstLease ? formatIPv4(dstLease.publicIP) : null,
-      vtepMAC: dstLease?.vtepMAC ?? null,
-      local: dstLease !== undefined && status.self.subnet === formatCidr(dstLease.subnet),
-    },
+    destination: describeDestination(dst, dstLease, status),
     etcd: status.etcd,
     hops,
     encapsulation,
@@ -137,5 +131,16 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
     capture,
     problems,
     verdict,
+  };
+}
+
+/** The report's `destination`: the pod IP and the lease that holds it, as trace and trace --listen show it. */
+export function describeDestination(dst: string, lease: ReturnType<typeof leaseFor>, status: ReturnType<typeof analyzeStatus>): TraceReport['destination'] {
+  return {
+    ip: dst,
+    subnet: lease ? formatCidr(lease.subnet) : null,
+    publicIP: lease ? formatIPv4(lease.publicIP) : null,
+    vtepMAC: lease?.vtepMAC ?? null,
+    local: lease !== undefined && status.self.subnet === formatCidr(lease.subnet),
   };
 }

@@ -5,9 +5,9 @@
  * or the replies disappear marked as the problem. Same document as `trace`
  * (docs/trace.schema.json), with `listen` set. Pure.
  */
-import { formatCidr, formatIPv4 } from '../net/ipv4';
+import { formatIPv4 } from '../net/ipv4';
 import { analyzeStatus } from '../status/analyze';
-import { TraceAnalyzeOptions } from './analyze';
+import { TraceAnalyzeOptions, describeDestination } from './analyze';
 import { CaptureReport, CapturedHop, judgeCapture } from './capture-verdict';
 import { leaseFor } from './collect';
 import { hostInterface, ok, problem, warning } from './hop-context';
@@ -106,13 +106,7 @@ export function listenReport(facts: ListenFacts, opts: TraceAnalyzeOptions): Tra
     ok: first === undefined,
     exitCode: first === undefined ? 0 : 1,
     source: { ip: facts.src === undefined ? null : formatIPv4(facts.src), kind: 'pod', netns: null },
-    destination: {
-      ip: dst,
-      subnet: dstLease ? formatCidr(dstLease.subnet) : null,
-      publicIP: dstLease ? formatIPv4(dstLease.publicIP) : null,
-      vtepMAC: dstLease?.vtepMAC ?? null,
-      local: dstLease !== undefined && status.self.subnet === formatCidr(dstLease.subnet),
-    },
+    destination: describeDestination(dst, dstLease, status),
     etcd: status.etcd,
     hops,
     encapsulation: null,
