@@ -37,25 +37,12 @@ repo=$PWD
 nodes=${FLTS_E2E_NODES:-3}
 image=flanneld-ts:e2e
 tools_image=flanneld-ts-e2e-tools:latest
-network_config='{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}'
-run_id="flts-e2e-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
-label="flts.e2e=$run_id"
-t0=$SECONDS
-
-log() { printf '[%4ds] container-e2e: %s\n' "$((SECONDS - t0))" "$*" >&2; }
-die() {
-  log "FAIL: $*"
-  exit 1
-}
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "scripts/container-e2e.sh must run as root (it may start dockerd): sudo $0" >&2
-  exit 2
-fi
-case $nodes in 2 | 3) ;; *) die "FLTS_E2E_NODES must be 2 or 3, not $nodes" ;; esac
-
+e2e_name=container-e2e
+e2e_run_prefix=flts-e2e
 # shellcheck source=scripts/docker-lib.sh
 source scripts/docker-lib.sh
+case $nodes in 2 | 3) ;; *) die "FLTS_E2E_NODES must be 2 or 3, not $nodes" ;; esac
+
 docker_lock
 
 # ---- engine --------------------------------------------------------------------

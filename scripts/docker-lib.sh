@@ -1,8 +1,26 @@
 # shellcheck shell=bash
-# Shared by scripts/container-e2e.sh and scripts/systemd-e2e.sh (sourced after
-# they define log and die, with $repo set): one run at a time, a Docker engine
-# (the running one, else ../shared/tools/offline-docker.sh starts one, since this
-# workplace's machines reach no container registry), and removal by label.
+# Shared by scripts/container-e2e.sh and scripts/systemd-e2e.sh (sourced first,
+# with $repo, $e2e_name and $e2e_run_prefix set): the run's id and label, log and
+# die, the root check, one run at a time, a Docker engine (the running one, else
+# ../shared/tools/offline-docker.sh starts one, since this workplace's machines
+# reach no container registry), and removal by label.
+# shellcheck disable=SC2034 # network_config and label are used by the scripts that source this
+network_config='{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}'
+run_id="${e2e_run_prefix:?}-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+label="flts.e2e=$run_id"
+t0=$SECONDS
+
+log() { printf '[%4ds] %s: %s\n' "$((SECONDS - t0))" "${e2e_name:?}" "$*" >&2; }
+die() {
+  log "FAIL: $*"
+  exit 1
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/$e2e_name.sh must run as root (it may start dockerd): sudo $0" >&2
+  exit 2
+fi
+
 docker_tool="$(dirname "${repo:?}")/shared/tools/offline-docker.sh"
 
 # One run at a time on a machine: runs share the engine and the image tags, and a

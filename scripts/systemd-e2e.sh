@@ -31,25 +31,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 image=flanneld-ts-systemd-host:e2e
-network_config='{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}'
-run_id="flts-sd-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
-label="flts.e2e=$run_id"
-t0=$SECONDS
-
-log() { printf '[%4ds] systemd-e2e: %s\n' "$((SECONDS - t0))" "$*" >&2; }
-die() {
-  log "FAIL: $*"
-  exit 1
-}
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "scripts/systemd-e2e.sh must run as root (it may start dockerd): sudo $0" >&2
-  exit 2
-fi
-[ -f dist/main.js ] || die "no dist/main.js: run npm run build first"
-
+e2e_name=systemd-e2e
+e2e_run_prefix=flts-sd
 # shellcheck source=scripts/docker-lib.sh
 source scripts/docker-lib.sh
+[ -f dist/main.js ] || die "no dist/main.js: run npm run build first"
+
 docker_lock
 docker_engine_start
 
