@@ -1,5 +1,6 @@
 /** The lease model: what one node holds in etcd. */
 import { Cidr } from '../net/ipv4';
+import { Cidr6 } from '../net/ipv6';
 
 /** A decoded, valid lease. */
 export interface Lease {
@@ -19,6 +20,24 @@ export interface Lease {
   readonly modRevision?: string | undefined;
   /** etcd create revision of the key: the older lease keeps a VtepMAC two leases claim. */
   readonly createRevision?: string | undefined;
+  /**
+   * False for an IPv6-only lease (key `0.0.0.0-0&…`, contract §11): `subnet` is
+   * then 0.0.0.0/0, `publicIP` 0 and there is no IPv4 backend data. Absent = true.
+   */
+  readonly hasIPv4?: boolean | undefined;
+  /** The IPv6 half of a dual-stack or IPv6-only lease (`&` key, PublicIPv6, BackendV6Data). */
+  readonly v6?: LeaseV6 | undefined;
+}
+
+/** The IPv6 half of a lease: flannel-v6.<VNI>'s FDB dst and VXLAN local, and its MAC. */
+export interface LeaseV6 {
+  readonly subnet: Cidr6;
+  /** PublicIPv6; undefined when the value holds `null`. */
+  readonly publicIP: bigint | undefined;
+  /** BackendV6Data.VNI. */
+  readonly vni: number;
+  /** BackendV6Data.VtepMAC, canonical lowercase, or undefined when absent. */
+  readonly vtepMAC: string | undefined;
 }
 
 /** A key under `<prefix>/subnets/` whose key or value did not decode. Logged once, skipped, shown by status. */
