@@ -146,6 +146,9 @@ done
 grep -q "^${subnet[h1]}/24 via ${subnet[h1]} onlink" <<<"$at_start" || die "h2: no route to h1's ${subnet[h1]}/24 when start returned: $at_start"
 grep -q "^${subnet[h1]} lladdr ${mac[h1]} PERMANENT" <<<"$at_start" || die "h2: no neighbour for h1 when start returned: $at_start"
 grep -q "^${mac[h1]} dst ${ip[h1]} self permanent" <<<"$at_start" || die "h2: no FDB entry for h1 when start returned: $at_start"
+ra=$(on h2 'cat /proc/sys/net/ipv6/conf/flannel.1/accept_ra')
+[ "$ra" = 0 ] || die "h2: net.ipv6.conf.flannel.1.accept_ra is '$ra' under the unit's sandbox, not 0"
+on h2 'journalctl _SYSTEMD_UNIT=flanneld-ts.service -o cat --no-pager' | grep -q 'accept_ra' && die "h2: the daemon logged an accept_ra failure under the unit's sandbox"
 log "systemctl start returned with subnet.env, flannel.1 and the peer's route, neighbour and FDB entry in place (h1 ${subnet[h1]}/24, h2 ${subnet[h2]}/24)"
 
 status=$(on h2 'systemctl status flanneld-ts --no-pager' || true)
