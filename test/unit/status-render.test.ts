@@ -23,7 +23,7 @@ const lease = (n: number, ip: string, over: Partial<LeaseRow> = {}): LeaseRow =>
   ...over,
 });
 const ok = (name: DeviceCheck['name'], have: string): DeviceCheck => ({ name, state: 'ok', have, want: have });
-const peer = (n: number, ip: string, over: Partial<PeerRow> = {}): PeerRow => ({ subnet: `10.7.${n}.0/24`, publicIP: ip, vtepMAC: `02:00:00:00:00:${n}`, programmed: true, skipReason: null, route: 'ok', neighbor: 'ok', fdb: 'ok', ...over });
+const peer = (n: number, ip: string, over: Partial<PeerRow> = {}): PeerRow => ({ subnet: `10.7.${n}.0/24`, publicIP: ip, vtepMAC: `02:00:00:00:00:${n}`, programmed: true, skipReason: null, mode: 'vxlan', route: 'ok', neighbor: 'ok', fdb: 'ok', ...over });
 
 function report(over: Partial<StatusReport> = {}): StatusReport {
   return {
