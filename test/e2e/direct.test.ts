@@ -152,8 +152,14 @@ describe('DirectRouting on the namespace testbed', () => {
     // What flanneld would have left: the same route with proto boot.
     await scene.cluster.exec(ns('h1'), 'ip', ['route', 'del', sub('h2'), 'proto', '152']);
     await scene.cluster.exec(ns('h1'), 'ip', ['route', 'add', sub('h2'), 'via', PUBLIC.h2 as string, 'proto', 'boot']);
+    const routeJson = async (): Promise<Record<string, unknown>[]> => JSON.parse((await scene.cluster.exec(ns('h1'), 'ip', ['-j', '-d', 'route', 'show', 'table', 'all', sub('h2')])).stdout) as Record<string, unknown>[];
+    const flanneld = await routeJson();
     await startDaemon('h1');
     await waitFor('h1 to own the route to h2', async () => (await directRoutes('h1')).length === 1, 10_000);
+    // The entry flanneld makes for a direct peer and ours are the same route but for the protocol.
+    const ours = await routeJson();
+    expect(ours.map((r) => String(r.protocol))).toEqual(['152']);
+    expect(ours.map(({ protocol: _p, ...r }) => r)).toEqual(flanneld.map(({ protocol: _p, ...r }) => r));
     const boot = await lines('h1', ['route', 'show', 'proto', 'boot']);
     expect(boot.join('\n')).not.toContain(sub('h2'));
     expect(boot).toContain('10.99.0.0/24 via 10.65.154.1 dev eth0');
