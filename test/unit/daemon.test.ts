@@ -259,6 +259,15 @@ describe('Daemon', () => {
     // A hand-deleted direct route comes back (drift repair).
     kernel.removeEntry(2, { kind: 'route', dst: parseCidr('10.7.12.0/24'), gateway: parseIPv4('10.65.154.12'), onlink: false, direct: true });
     await waitFor('route repaired', async () => (await h.entries()).includes('route 10.7.12.0/24 via 10.65.154.12 proto 152'), 3000, 20);
+    // The peer's PublicIP moves behind a gateway (10.67.0.12 is reached by the default route): back to VXLAN.
+    store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.67.0.12', '02:00:00:00:00:12'));
+    await waitFor('peer 12 over vxlan', async () => (await h.entries()).includes('route 10.7.12.0/24 via 10.7.12.0 onlink'), 3000, 20);
+    expect(await h.entries()).toEqual([
+      'fdb 02:00:00:00:00:12 dst 10.67.0.12',
+      'neighbor 10.7.12.0 lladdr 02:00:00:00:00:12',
+      'route 10.7.12.0/24 via 10.7.12.0 onlink',
+      'route 10.7.13.0/24 via 10.66.0.13 proto 152',
+    ]);
   });
 
   it('renews its lease before expiry with a short TTL', async () => {
