@@ -84,6 +84,8 @@ export class Daemon {
   /** Why our lease needs re-acquiring, and the store revision that said so (none for a failed renewal). */
   private lost: { reason: string; revision: bigint | undefined } | undefined;
   private skippedLogged = new Map<string, string>();
+  /** DirectRouting: each peer's mode as last computed, so that a move is logged once. */
+  private modes = new Map<string, PeerMode>();
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
   private desiredCache: { generation: number; host: HostSnapshot | undefined; desired: DesiredState } | undefined;
@@ -250,8 +252,24 @@ export class Daemon {
       modeOf,
     );
     this.logSkipped(desired);
+    if (direct) this.logModes(desired, direct);
     this.desiredCache = { generation: this.generation, host: seen, desired };
     return desired;
+  }
+
+  /** DirectRouting: one line per peer that changed mode (not for peers seen for the first time). */
+  private logModes(desired: DesiredState, direct: DirectDecisions): void {
+    const now = new Map<string, PeerMode>();
+    for (const [subnet, p] of desired.peers) {
+      // Not decided yet (a lease newer than the last lookups): its mode is a placeholder, not news.
+      const publicIP = p.mode === 'direct' ? p.route.gateway : p.fdb?.dst;
+      if (publicIP !== undefined && direct.isDirect(publicIP) !== undefined) now.set(subnet, p.mode);
+    }
+    for (const [subnet, mode] of now) {
+      const was = this.modes.get(subnet);
+      if (was !== undefined && was !== mode) this.log.info({ subnet, mode, was }, `peer ${subnet} is now reached ${mode === 'direct' ? 'directly (DirectRouting)' : 'over VXLAN'}`);
+    }
+    this.modes = now;
   }
 
   /** Valid leases that are not programmed (wrong backend, outside the network, our own IP…): logged once each. */

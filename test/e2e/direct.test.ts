@@ -136,6 +136,7 @@ describe('DirectRouting on the namespace testbed', () => {
     await waitFor('h1 to reach h2 over VXLAN', async () => (await directRoutes('h1')).length === 0 && (await scene.kernel('h1')).fdb.some((f) => f.includes(`dst ${PUBLIC.h2} `)), 15_000);
     const k = await scene.kernel('h1');
     expect(k.routes.sort()).toEqual([sub('h2'), sub('h3')].map((s) => `${s} via ${s.split('/')[0]} onlink`).sort());
+    expect((daemons.get('h1') as DaemonHandle).log()).toContain(`peer ${sub('h2')} is now reached over VXLAN`);
     expect((await pod('h1').ping(pod('h2').ip, { count: 2, timeoutSec: 5 })).ok).toBe(true);
     // And back: the direct route takes the onlink route's place, then h2's neighbour and FDB entry go.
     await scene.cluster.exec(ns('h1'), 'ip', ['route', 'del', `${PUBLIC.h2}/32`]);

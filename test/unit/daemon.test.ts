@@ -256,6 +256,8 @@ describe('Daemon', () => {
     await waitFor('peer 13 direct', async () => (await h.entries()).includes('route 10.7.13.0/24 via 10.66.0.13 proto 152'), 3000, 20);
     expect(await h.entries()).toEqual(['route 10.7.12.0/24 via 10.65.154.12 proto 152', 'route 10.7.13.0/24 via 10.66.0.13 proto 152']);
     expect(h.logs.join('')).toContain('deciding again which peers are direct');
+    expect(h.logs.join('')).toContain('peer 10.7.13.0/24 is now reached directly (DirectRouting)');
+    expect(h.logs.join('')).not.toContain('peer 10.7.12.0/24 is now reached');
     // A hand-deleted direct route comes back (drift repair).
     kernel.removeEntry(2, { kind: 'route', dst: parseCidr('10.7.12.0/24'), gateway: parseIPv4('10.65.154.12'), onlink: false, direct: true });
     await waitFor('route repaired', async () => (await h.entries()).includes('route 10.7.12.0/24 via 10.65.154.12 proto 152'), 3000, 20);
