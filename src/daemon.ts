@@ -18,11 +18,13 @@ import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
 import { configKey, subnetKey } from './lease/codec';
 import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
 import { LeaseView } from './lease/lease-view';
+import type { Lease } from './lease/lease';
 import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
 import { randomMac } from './net/mac';
-import { DesiredState, desiredState } from './overlay/desired';
+import { DesiredState, PeerMode, desiredState } from './overlay/desired';
+import { DirectDecisions } from './overlay/direct-routing';
 import { HostSnapshot, PassResult, Reconciler } from './overlay/reconciler';
 import { RefusedLeases } from './overlay/refused';
 import { networkProblem, underlayChecker } from './overlay/underlay';
@@ -82,12 +84,17 @@ export class Daemon {
   /** Why our lease needs re-acquiring, and the store revision that said so (none for a failed renewal). */
   private lost: { reason: string; revision: bigint | undefined } | undefined;
   private skippedLogged = new Map<string, string>();
+  /** DirectRouting: each peer's mode as last computed, so that a move is logged once. */
+  private modes = new Map<string, PeerMode>();
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
   private desiredCache: { generation: number; host: HostSnapshot | undefined; desired: DesiredState } | undefined;
   /** The host's addresses and routes from the last listing pass. */
   private host: HostSnapshot | undefined;
   private readonly refused = new RefusedLeases();
+  /** DirectRouting's per-PublicIP decisions (undefined when the config does not ask for it). */
+  private direct: DirectDecisions | undefined;
+  private directHost: HostSnapshot | undefined;
   /** Generation and arrival time of the oldest lease event not yet in the kernel. */
   private pendingEvent: { generation: number; at: number } | undefined;
   private wakeLeaseLoop: (() => void) | undefined;
@@ -122,7 +129,8 @@ export class Daemon {
       // Contract §16: flanneld checks this after the config and before choosing the interface.
       if (!this.config.enableNFTables) await checkBrNetfilter(sysctlRoot);
       if (this.config.backend.directRouting) {
-        log.warn('Backend.DirectRouting is not supported by flanneld-ts yet: every peer is reached through VXLAN');
+        this.direct = new DirectDecisions((ip) => kernel.routeGet(ip));
+        log.info('Backend.DirectRouting: peers whose PublicIP this host reaches without a gateway get a direct route (proto 152), the others VXLAN');
       }
       this.publicIP = ext.publicIP;
       const b = this.config.backend;
@@ -159,6 +167,7 @@ export class Daemon {
       const reconciler = new Reconciler({
         kernel,
         desired: (host) => this.currentDesired(host),
+        prepare: (host) => this.decideDirect(host),
         onRefused: (refused) => this.onRefused(refused),
         generation: () => this.generation,
         onPass: (result) => this.onPass(result),
@@ -207,6 +216,24 @@ export class Daemon {
   }
 
   /**
+   * DirectRouting: re-decides every peer when the host's addressing changed since
+   * the last host reading, and looks up PublicIPs not decided yet. A change of any
+   * decision is a new generation (the desired state changed, not the kernel).
+   */
+  private async decideDirect(host: HostSnapshot): Promise<void> {
+    const direct = this.direct;
+    if (!direct || !this.own) return;
+    let changed = false;
+    if (host !== this.directHost) {
+      this.directHost = host;
+      changed = direct.observe(host.network, host.overlayIndex);
+      if (changed) this.log.info('host addresses or routes changed: deciding again which peers are direct');
+    }
+    const made = await direct.decide(this.view.leases().filter((l) => l.publicIP !== this.publicIP).map((l) => l.publicIP));
+    if (changed || made > 0) this.generation++;
+  }
+
+  /**
    * Computed once per generation and host reading: every reconcile pass and
    * every /readyz probe asks for it. Peers are checked against the host's own
    * network as the last listing pass saw it, and leases the kernel refused stay out.
@@ -218,12 +245,31 @@ export class Daemon {
     if (this.desiredCache?.generation === this.generation && this.desiredCache.host === seen) return this.desiredCache.desired;
     const underlay = seen && underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: this.config.network, etcdAddresses: this.deps.etcdAddresses ?? [] });
     this.refused.forget(this.view.leases());
+    const direct = this.direct;
+    const modeOf = direct && ((lease: Lease): PeerMode => (direct.isDirect(lease.publicIP) ? 'direct' : 'vxlan'));
     const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac }, this.view.leases(), this.config, (lease) =>
-      underlay?.(lease.subnet) ?? this.refused.reason(lease),
+      underlay?.(lease.subnet, lease.publicIP) ?? this.refused.reason(lease),
+      modeOf,
     );
     this.logSkipped(desired);
+    if (direct) this.logModes(desired, direct);
     this.desiredCache = { generation: this.generation, host: seen, desired };
     return desired;
+  }
+
+  /** DirectRouting: one line per peer that changed mode (not for peers seen for the first time). */
+  private logModes(desired: DesiredState, direct: DirectDecisions): void {
+    const now = new Map<string, PeerMode>();
+    for (const [subnet, p] of desired.peers) {
+      // Not decided yet (a lease newer than the last lookups): its mode is a placeholder, not news.
+      const publicIP = p.mode === 'direct' ? p.route.gateway : p.fdb?.dst;
+      if (publicIP !== undefined && direct.isDirect(publicIP) !== undefined) now.set(subnet, p.mode);
+    }
+    for (const [subnet, mode] of now) {
+      const was = this.modes.get(subnet);
+      if (was !== undefined && was !== mode) this.log.info({ subnet, mode, was }, `peer ${subnet} is now reached ${mode === 'direct' ? 'directly (DirectRouting)' : 'over VXLAN'}`);
+    }
+    this.modes = now;
   }
 
   /** Valid leases that are not programmed (wrong backend, outside the network, our own IP…): logged once each. */
@@ -243,7 +289,7 @@ export class Daemon {
     let added = 0;
     for (const { operation, error } of refused) {
       const entry = operation.entry;
-      const peer = [...peers.values()].find((p) => (entry.kind === 'route' ? p.route.dst.ip === entry.dst.ip : entry.kind === 'neighbor' ? p.neighbor.ip === entry.ip : p.fdb.mac === entry.mac));
+      const peer = [...peers.values()].find((p) => (entry.kind === 'route' ? p.route.dst.ip === entry.dst.ip : entry.kind === 'neighbor' ? p.neighbor?.ip === entry.ip : p.fdb?.mac === entry.mac));
       const lease = peer && this.view.leases().find((l) => l.subnet.ip === peer.subnet.ip && l.subnet.prefixLen === peer.subnet.prefixLen);
       if (!lease) continue;
       if (this.refused.add(lease, `the kernel refused its ${describeEntry(entry)}: ${error.message}`)) {

@@ -7,7 +7,9 @@
  * own; anything else on a managed device, and every link or IPv4 address change
  * not made by us, is someone else's and is reported at once. Route and
  * neighbour changes on other devices (a route storm on eth0, ARP churn, a CNI
- * bridge learning pod MACs) are ignored once any device is managed.
+ * bridge learning pod MACs) are ignored once any device is managed, except
+ * those of our direct routes (proto RTPROT_FLANNELD_TS, on whatever device the
+ * kernel picked), which are matched like a managed device's under the name `direct`.
  *
  * An outside change that says exactly what ours says in that same moment counts
  * as ours; it is also no change, and the listing that follows our changes (the
@@ -15,7 +17,11 @@
  * clock passed in.
  */
 import { formatCidr, formatIPv4 } from '../net/ipv4';
-import { Operation } from './kernel';
+import { Operation, RTPROT_FLANNELD_TS } from './kernel';
+
+/** The pseudo-device name our direct routes' notifications are matched under. */
+const DIRECT = 'direct';
+const DIRECT_PROTO = String(RTPROT_FLANNELD_TS);
 import { MonitorChange, neighborLineKey, routeLineKey } from './monitor-lines';
 
 /** How long after our change its notifications may still arrive (they queue behind a busy event loop). */
@@ -58,7 +64,7 @@ export class ChangeFilter {
   /** We are about to make these operations on `dev` (`undefined`: change its link or addresses). Returns the keys for `done`. */
   expect(dev: string, operations: readonly Operation[] | undefined, now: number): string[] {
     for (const [key, until] of this.expected) if (until < now) this.expected.delete(key);
-    const keys = operations === undefined ? [`${dev} link`] : operations.flatMap((o) => operationLineKeys(o).map((k) => `${dev} ${k}`));
+    const keys = operations === undefined ? [`${dev} link`] : operations.flatMap((o) => operationLineKeys(o).map((k) => `${o.entry.kind === 'route' && o.entry.direct ? DIRECT : dev} ${k}`));
     for (const key of keys) this.expected.set(key, Infinity);
     return keys;
   }
@@ -70,6 +76,7 @@ export class ChangeFilter {
 
   classify(change: MonitorChange, now: number): ChangeVerdict {
     if (change.kind === 'device') return this.ours(`${change.dev} link`, now) ? 'own' : 'external';
+    if (change.proto === DIRECT_PROTO) return this.ours(`${DIRECT} ${change.key}`, now) ? 'own' : 'external';
     if (this.names.size > 0 && !this.names.has(change.dev)) return 'ignore';
     return this.ours(`${change.dev} ${change.key}`, now) ? 'own' : 'external';
   }

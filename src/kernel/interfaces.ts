@@ -18,6 +18,10 @@ export const IFA_F_PERMANENT = 0x80;
 export interface RouteLookup {
   readonly index: number;
   readonly src: number | undefined;
+  /** The next hop (`via`), undefined for a route without one (on-link). */
+  readonly gateway?: number | undefined;
+  /** "unicast", "local", … (route-query.ts's names); undefined = unicast. */
+  readonly type?: string | undefined;
 }
 
 /** The main table's first IPv4 default route: its interface, or `multipath` (no single interface). */

@@ -6,13 +6,27 @@
  */
 import { Cidr, formatCidr, formatIPv4 } from '../net/ipv4';
 
-/** `ip route replace <dst> via <gateway> dev <device> onlink` (main table). */
+/**
+ * `ip route replace <dst> via <gateway> dev <device> onlink` (main table), or with
+ * `direct`: `ip route replace <dst> via <gateway> proto 152` (main table, no device:
+ * the kernel picks it), a DirectRouting peer's route (see RTPROT_FLANNELD_TS).
+ */
 export interface RouteEntry {
   readonly kind: 'route';
   readonly dst: Cidr;
   readonly gateway: number;
   readonly onlink: boolean;
+  /** A direct route: not on the overlay device, owned through its route protocol RTPROT_FLANNELD_TS. */
+  readonly direct?: true | undefined;
 }
+
+/**
+ * The route protocol (rtm_protocol) of our direct routes, which is how they are
+ * told apart from every route we did not make: `ip route show proto 152` lists
+ * exactly ours. 152 is in no iproute2 rt_protos file (which names 0–18, 42, 99
+ * and 186–192); flanneld's direct routes carry proto boot (3).
+ */
+export const RTPROT_FLANNELD_TS = 152;
 
 /** `ip neigh replace <ip> lladdr <mac> dev <device> nud permanent` */
 export interface NeighborEntry {
@@ -139,7 +153,7 @@ export interface Kernel {
   addressFlags(): Promise<ReadonlyMap<string, number>>;
   /** The main table's first IPv4 default route: its interface index, `multipath`, or undefined (`ip route show default`). */
   defaultRoute(): Promise<DefaultRoute>;
-  /** `ip route get <dst>`: output interface and preferred source; undefined when unreachable. */
+  /** `ip route get <dst>`: output interface, preferred source and gateway; undefined when unreachable. */
   routeGet(dst: number): Promise<RouteLookup | undefined>;
   /** The link called `name` (`ip -d link show <name>`), or undefined. */
   getDevice(name: string): Promise<DeviceState | undefined>;
@@ -155,7 +169,8 @@ export interface Kernel {
   deleteAddress(index: number, address: Cidr): Promise<void>;
   /**
    * Routes (main table, IPv4, oif = index, not proto kernel), IPv4 neighbours and
-   * FDB entries (AF_BRIDGE with a dst) on the device.
+   * FDB entries (AF_BRIDGE with a dst) on the device, and our direct routes (main
+   * table, proto RTPROT_FLANNELD_TS, any device; `direct: true`): one route dump serves both.
    */
   listEntries(index: number): Promise<Entry[]>;
   /**
@@ -183,7 +198,7 @@ export interface Kernel {
 export function describeEntry(e: Entry): string {
   switch (e.kind) {
     case 'route':
-      return `route ${formatCidr(e.dst)} via ${formatIPv4(e.gateway)}${e.onlink ? ' onlink' : ''}`;
+      return `route ${formatCidr(e.dst)} via ${formatIPv4(e.gateway)}${e.onlink ? ' onlink' : ''}${e.direct ? ` proto ${RTPROT_FLANNELD_TS}` : ''}`;
     case 'neighbor':
       return `neighbor ${formatIPv4(e.ip)} lladdr ${e.mac}`;
     case 'fdb':

@@ -4,11 +4,16 @@
  * neighbour IP and FDB MAC; deleting a missing thing succeeds; routes need the
  * device up and, without onlink, a connected gateway; taking a device down drops
  * its routes and neighbours but keeps permanent FDB entries, as Linux does.
+ * Direct routes (`direct: true`) belong to no device: listed with every
+ * device's entries, they need a connected gateway, and a route replace for a
+ * destination swaps out the other kind's route for it (one main-table slot per
+ * destination, as in the kernel).
  */
 import { Cidr, cidrContains, formatCidr, makeCidr, prefixMask } from '../net/ipv4';
 import { DefaultRoute, RouteLookup, addressKey } from './interfaces';
 import { KernelError } from '../util/errors';
 import {
+  RTPROT_FLANNELD_TS,
   DeviceState,
   Entry,
   FdbEntry,
@@ -58,6 +63,9 @@ export class MemoryKernel implements Kernel {
   private defaultIndex: number | 'multipath' | undefined;
   private nextIndex = 1;
   private readonly hostRoutes: HostRoute[] = [];
+  /** Our direct routes (main table, proto RTPROT_FLANNELD_TS), by destination. */
+  private readonly direct = new Map<string, RouteEntry>();
+  private defaultGateway: number | undefined;
 
   /** Adds a plain (non-VXLAN) interface, e.g. the underlay. */
   addInterface(info: InterfaceInfo, mac = '02:00:00:00:00:01'): void {
@@ -72,8 +80,9 @@ export class MemoryKernel implements Kernel {
   }
 
   /** `multipath`: a default route with several next hops (no single interface). */
-  setDefaultRoute(index: number | 'multipath' | undefined): void {
+  setDefaultRoute(index: number | 'multipath' | undefined, gateway?: number): void {
     this.defaultIndex = index;
+    this.defaultGateway = gateway;
   }
 
   /** The next call matching `predicate` fails with `error` (once). */
@@ -112,6 +121,10 @@ export class MemoryKernel implements Kernel {
       }
       for (const r of link.routes.values()) routes.push({ dst: r.dst, table: 254, protocol: 3, scope: 0, type: 1, devices: [link.info.index], gateway: r.gateway });
     }
+    for (const r of this.direct.values()) {
+      const device = this.connectedLink(r.gateway);
+      routes.push({ dst: r.dst, table: 254, protocol: RTPROT_FLANNELD_TS, scope: 0, type: 1, devices: device ? [device.info.index] : [], gateway: r.gateway });
+    }
     if (typeof this.defaultIndex === 'number') routes.push({ dst: makeCidr(0, 0), table: 254, protocol: 3, scope: 0, type: 1, devices: [this.defaultIndex] });
     return { interfaces, routes };
   }
@@ -139,10 +152,10 @@ export class MemoryKernel implements Kernel {
         if (cidrContains({ ip: (a.ip & prefixMask(a.prefixLen)) >>> 0, prefixLen: a.prefixLen }, dst) && (!best || a.prefixLen > best.len)) best = { index: l.info.index, src: a.ip, len: a.prefixLen };
       }
     }
-    if (best) return { index: best.index, src: best.src };
+    if (best) return { index: best.index, src: best.src, gateway: undefined, type: 'unicast' };
     const def = await this.defaultRouteInterface();
     if (def === undefined) return undefined;
-    return { index: def, src: this.links.get(def)?.info.addresses[0]?.ip };
+    return { index: def, src: this.links.get(def)?.info.addresses[0]?.ip, gateway: this.defaultGateway, type: 'unicast' };
   }
 
   async getDevice(name: string): Promise<DeviceState | undefined> {
@@ -219,7 +232,7 @@ export class MemoryKernel implements Kernel {
   async listEntries(index: number): Promise<Entry[]> {
     const link = this.links.get(index);
     if (!link) return [];
-    return [...link.routes.values(), ...link.neighbors.values(), ...link.fdb.values()];
+    return [...link.routes.values(), ...this.direct.values(), ...link.neighbors.values(), ...link.fdb.values()];
   }
 
   /** Applies in array order, one at a time (trivially within the ordering rules). */
@@ -263,7 +276,9 @@ export class MemoryKernel implements Kernel {
       this.remove(link, entry);
       return;
     }
-    if (entry.kind === 'route') {
+    if (entry.kind === 'route' && entry.direct) {
+      if (!this.connectedLink(entry.gateway)) throw fail(what, 'ENETUNREACH');
+    } else if (entry.kind === 'route') {
       if (entry.onlink && !link.info.up) throw fail(what, 'ENETDOWN');
       // Without onlink the gateway must lie in a connected (non-/32) prefix of the device.
       const gateway = entry.gateway;
@@ -273,14 +288,30 @@ export class MemoryKernel implements Kernel {
     this.store(link, entry.kind === 'route' ? entry : { ...entry, permanent: true });
   }
 
+  // An up link with a connected (non-/32) prefix holding `ip`: where a route via `ip` without a device goes.
+  private connectedLink(ip: number): Link | undefined {
+    return [...this.links.values()].find((l) => l.info.up && l.info.addresses.some((a) => a.prefixLen < 32 && cidrContains(makeCidr(a.ip, a.prefixLen), ip)));
+  }
+
   private store(link: Link, entry: Entry): void {
-    if (entry.kind === 'route') link.routes.set(formatCidr(entry.dst), entry);
-    else if (entry.kind === 'neighbor') link.neighbors.set(entry.ip, entry);
+    const dst = entry.kind === 'route' ? formatCidr(entry.dst) : '';
+    // One main-table route per destination: a replace of either kind takes the other's place.
+    if (entry.kind === 'route' && entry.direct) {
+      for (const l of this.links.values()) l.routes.delete(dst);
+      this.direct.set(dst, entry);
+    } else if (entry.kind === 'route') {
+      this.direct.delete(dst);
+      link.routes.set(dst, entry);
+    } else if (entry.kind === 'neighbor') link.neighbors.set(entry.ip, entry);
     else link.fdb.set(entry.mac, entry);
   }
 
   private remove(link: Link, entry: Entry): void {
-    if (entry.kind === 'route') link.routes.delete(formatCidr(entry.dst));
+    if (entry.kind === 'route' && entry.direct) {
+      // The kernel matches the protocol and gateway: only our direct route to that gateway goes.
+      const dst = formatCidr(entry.dst);
+      if (this.direct.get(dst)?.gateway === entry.gateway) this.direct.delete(dst);
+    } else if (entry.kind === 'route') link.routes.delete(formatCidr(entry.dst));
     else if (entry.kind === 'neighbor') link.neighbors.delete(entry.ip);
     else link.fdb.delete(entry.mac);
   }

@@ -21,6 +21,8 @@ export interface EntryChange {
   readonly dev: string;
   /** See `routeLineKey` and `neighborLineKey`. */
   readonly key: string;
+  /** A route's `proto` word as printed (`152` for our direct routes), when the line has one. */
+  readonly proto?: string;
 }
 
 /** A link or IPv4 address change. */
@@ -82,7 +84,9 @@ export function parseMonitorLine(line: string): MonitorChange | undefined {
       if (dev === undefined || dst.includes(':') || after(tokens, 'proto') === 'kernel') return undefined;
       const table = after(tokens, 'table');
       if (table !== undefined && table !== 'main' && table !== '254') return undefined;
-      return { kind: 'entry', dev, key: routeLineKey(deleted, dst === 'default' ? '0.0.0.0/0' : dst, after(tokens, 'via')) };
+      const key = routeLineKey(deleted, dst === 'default' ? '0.0.0.0/0' : dst, after(tokens, 'via'));
+      const proto = after(tokens, 'proto');
+      return proto === undefined ? { kind: 'entry', dev, key } : { kind: 'entry', dev, key, proto };
     }
     case 'NEIGH': {
       const ip = tokens[0] ?? '';

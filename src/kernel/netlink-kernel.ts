@@ -65,9 +65,9 @@ import {
 import { dumpHostRoutes } from './host-routes';
 import type { HostNetwork } from './kernel';
 import type { DefaultRoute, RouteLookup } from './interfaces';
-import { lookupRoute, readAddressFlags, readDefaultRoute } from './route-lookup';
+import { readAddressFlags, readDefaultRoute } from './route-lookup';
 import { ChangeCause, describeEntry } from './kernel';
-import { LinkDetail, RouteLookup as RouteAnswer, RouteQuery, RouteReader, queryLinks, queryNetnsId, queryRoute } from './route-query';
+import { LinkDetail, RouteLookup as RouteAnswer, RouteQuery, RouteReader, lookupRoute, queryLinks, queryNetnsId, queryRoute } from './route-query';
 
 const MAX_IN_FLIGHT = 64;
 const REQUEST_TIMEOUT_MS = 10_000;

@@ -2,13 +2,13 @@
  * The host facts flanneld's interface choice needs beyond `ip -4 addr`
  * (contract §14), read over the NetlinkKernel's request socket:
  * - address flags (`ip -4 addr` shows them as dynamic / secondary / deprecated);
- * - `ip route get <ip>`: output interface and preferred source (--iface-can-reach);
+ * (`ip route get <ip>` for --iface-can-reach and DirectRouting is route-query.ts's `lookupRoute`, the one route lookup);
  * - the main table's first default route, which may be multipath.
  * Kept apart from netlink-kernel.ts, which delegates here.
  */
 import type { RtNetlinkSocket, rt } from 'netlink';
-import { ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
-import { DefaultRoute, IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY, RouteLookup, addressKey } from './interfaces';
+import { ipv4FromBytes } from '../net/ipv4';
+import { DefaultRoute, IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY, addressKey } from './interfaces';
 
 const AF_INET = 2;
 const RT_TABLE_MAIN = 254;
@@ -32,20 +32,6 @@ export async function readAddressFlags(socket: RtNetlinkSocket): Promise<Map<str
     if (ip !== undefined) out.set(addressKey(a.data.index ?? 0, ip), flagBits(a.attrs.flags ?? a.data.flags));
   }
   return out;
-}
-
-/** `ip route get <dst>`; undefined when the kernel has no route (ENETUNREACH and the like). */
-export async function lookupRoute(socket: RtNetlinkSocket, dst: number): Promise<RouteLookup | undefined> {
-  let routes: rt.RouteMessage[];
-  try {
-    routes = await socket.getRoute({ family: AF_INET, dstLen: 32 }, { dst: Buffer.from(ipv4ToBytes(dst)) }, opts);
-  } catch (err) {
-    if (/ENETUNREACH|EHOSTUNREACH|ENETDOWN|EINVAL/.test(String((err as Error).message ?? err))) return undefined;
-    throw err;
-  }
-  const r = routes[0];
-  if (r?.attrs.oif === undefined) return undefined;
-  return { index: r.attrs.oif, src: ipOf(r.attrs.prefsrc) };
 }
 
 /** `ip route show default` in the main table: the lowest-metric one's interface, or `multipath`. */

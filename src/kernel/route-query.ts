@@ -13,6 +13,7 @@ import type { RtNetlinkSocket } from 'netlink';
 import { formatIPv4 } from '../net/ipv4';
 import { macFromBytes } from '../net/mac';
 import { parseAttributes, decodeLinkInfo } from './vxlan-linkinfo';
+import type { RouteLookup as HostRouteLookup } from './interfaces';
 
 const AF_INET = 2;
 const RTM_NEWROUTE = 24;
@@ -148,6 +149,23 @@ export async function queryRoute(socket: RtNetlinkSocket, q: RouteQuery): Promis
   const answer = messages.find((m) => m.type === RTM_NEWROUTE);
   if (!answer) throw new Error('no RTM_NEWROUTE in the answer');
   return decodeRouteLookup(answer.data);
+}
+
+/**
+ * `ip route get <dst>` as the daemon needs it (--iface-can-reach, DirectRouting):
+ * output interface, preferred source, gateway and type; undefined when the kernel
+ * has no route (ENETUNREACH and the like). The same RTM_GETROUTE as `trace`'s.
+ */
+export async function lookupRoute(socket: RtNetlinkSocket, dst: number): Promise<HostRouteLookup | undefined> {
+  let answer: RouteLookup;
+  try {
+    answer = await queryRoute(socket, { dst });
+  } catch (err) {
+    if (/ENETUNREACH|EHOSTUNREACH|ENETDOWN|EINVAL/.test(String((err as Error).message ?? err))) return undefined;
+    throw err;
+  }
+  if (answer.oif === undefined) return undefined;
+  return { index: answer.oif, src: answer.prefsrc, gateway: answer.gateway, type: answer.type };
 }
 
 /** `ip -d link show`, on `socket`. */

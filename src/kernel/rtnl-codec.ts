@@ -11,7 +11,7 @@
  * a 4-byte header (u16 length including the header, u16 type) and a payload
  * padded to 4 bytes (linux/rtnetlink.h, linux/neighbour.h).
  */
-import { Entry, Operation, RouteEntry } from './kernel';
+import { Entry, Operation, RTPROT_FLANNELD_TS, RouteEntry } from './kernel';
 import { parseMac } from '../net/mac';
 
 export const NLM_F_REPLACE = 0x100;
@@ -116,9 +116,14 @@ function macAt(data: Buffer, at: number): string {
   return `${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}:${h.slice(10, 12)}`;
 }
 
-/** One RTM_NEWROUTE / RTM_DELROUTE body as a route on `index`, or undefined (another device or table, IPv6, proto kernel). */
+/**
+ * One RTM_NEWROUTE / RTM_DELROUTE body as a route on `index`, or as one of our
+ * direct routes (main table, proto RTPROT_FLANNELD_TS, any device), or undefined
+ * (another device or table, IPv6, proto kernel).
+ */
 export function decodeRoute(data: Buffer, index: number): RouteEntry | undefined {
   if (data.length < RTMSG_LEN || data[0] !== AF_INET || data[5] === RTPROT_KERNEL) return undefined;
+  const direct = data[5] === RTPROT_FLANNELD_TS;
   let table = data[4] as number;
   const oif = routeOif(data);
   let dst = 0;
@@ -129,7 +134,9 @@ export function decodeRoute(data: Buffer, index: number): RouteEntry | undefined
     else if (type === RTA_DST && len === 4) dst = data.readUInt32BE(at);
     else if (type === RTA_GATEWAY && len === 4) gateway = data.readUInt32BE(at);
   });
-  if (table !== RT_TABLE_MAIN || oif !== index) return undefined;
+  if (table !== RT_TABLE_MAIN) return undefined;
+  if (direct) return { kind: 'route', dst: { ip: dst, prefixLen: data[1] as number }, gateway, onlink: false, direct: true };
+  if (oif !== index) return undefined;
   return { kind: 'route', dst: { ip: dst, prefixLen: data[1] as number }, gateway, onlink: (data.readUInt32LE(8) & RTNH_F_ONLINK) !== 0 };
 }
 
@@ -173,6 +180,13 @@ export function encodeOperation(index: number, { op, entry }: Operation): { type
   switch (entry.kind) {
     case 'route': {
       const dst: Attr[] = entry.dst.prefixLen > 0 ? [[RTA_DST, 'ipv4', entry.dst.ip]] : [];
+      if (entry.direct) {
+        const via: Attr[] = [...dst, [RTA_GATEWAY, 'ipv4', entry.gateway]];
+        // `ip route del <dst> via <gateway> proto 152`: the kernel matches the protocol and gateway, so only our route goes.
+        if (op === 'delete') return { type: RTM_DELROUTE, flags: 0, body: rtmsg(entry.dst.prefixLen, RTPROT_FLANNELD_TS, RT_SCOPE_NOWHERE, 0, 0, via) };
+        // `ip route replace <dst> via <gateway> proto 152`: no device, the kernel picks it (as flanneld's direct route).
+        return { type: RTM_NEWROUTE, flags: replace, body: rtmsg(entry.dst.prefixLen, RTPROT_FLANNELD_TS, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0, via) };
+      }
       if (op === 'delete') {
         // `ip route del <dst> dev <index>`: scope NOWHERE matches a route of any scope, whatever its gateway.
         return { type: RTM_DELROUTE, flags: 0, body: rtmsg(entry.dst.prefixLen, 0, RT_SCOPE_NOWHERE, 0, 0, [...dst, [RTA_OIF, 'u32', index]]) };

@@ -8,11 +8,21 @@ import { Lease } from '../lease/lease';
 import { FdbEntry, NeighborEntry, RouteEntry } from '../kernel/kernel';
 import { LINK_LOCAL, publicIPProblem, vtepMacProblem } from '../net/address-kind';
 
-/** The three entries one remote lease calls for. */
+/** How a peer is reached: through flannel.<VNI>, or (DirectRouting) by a plain route via its PublicIP. */
+export type PeerMode = 'vxlan' | 'direct';
+
+/**
+ * The entries one remote lease calls for: {neighbour, FDB, onlink route on
+ * flannel.<VNI>} for a vxlan peer, {direct route} for a direct one. The plan
+ * treats both alike (STYLE.md "Direct routes are peer entries too").
+ */
 export interface PeerEntries {
   readonly subnet: Cidr;
-  readonly neighbor: NeighborEntry;
-  readonly fdb: FdbEntry;
+  readonly mode: PeerMode;
+  /** vxlan peers only. */
+  readonly neighbor?: NeighborEntry | undefined;
+  /** vxlan peers only. */
+  readonly fdb?: FdbEntry | undefined;
   readonly route: RouteEntry;
 }
 
@@ -47,10 +57,18 @@ export function peerSkipReason(self: SelfInfo, lease: Lease, config: NetworkConf
   return undefined;
 }
 
-export function peerEntries(lease: Lease & { vtepMAC: string }): PeerEntries {
+/**
+ * A peer's entries. Direct: `ip route replace <subnet> via <PublicIP> proto 152`
+ * (contract §12, with our own protocol for ownership). VXLAN: contract §5.
+ */
+export function peerEntries(lease: Lease & { vtepMAC: string }, mode: PeerMode = 'vxlan'): PeerEntries {
+  if (mode === 'direct') {
+    return { subnet: lease.subnet, mode, route: { kind: 'route', dst: lease.subnet, gateway: lease.publicIP, onlink: false, direct: true } };
+  }
   const gw = lease.subnet.ip;
   return {
     subnet: lease.subnet,
+    mode,
     neighbor: { kind: 'neighbor', ip: gw, mac: lease.vtepMAC, permanent: true },
     fdb: { kind: 'fdb', mac: lease.vtepMAC, dst: lease.publicIP, permanent: true },
     route: { kind: 'route', dst: lease.subnet, gateway: gw, onlink: true },
@@ -76,12 +94,14 @@ export function olderFirst(a: Lease, b: Lease): number {
  * key copies its MAC) and the newcomer is skipped with a reason.
  * `extraSkip` adds reasons that need more than the leases (the host's routes,
  * entries the kernel refused); a lease it refuses never owns a MAC.
+ * `modeOf` says which peers are direct (DirectRouting); without it every peer is vxlan.
  */
 export function desiredState(
   self: SelfInfo,
   leases: Iterable<Lease>,
   config: NetworkConfig,
   extraSkip?: (lease: Lease) => string | undefined,
+  modeOf?: (lease: Lease) => PeerMode,
 ): DesiredState {
   const peers = new Map<string, PeerEntries>();
   const reasons = new Map<Lease, string>();
@@ -102,7 +122,7 @@ export function desiredState(
   for (const lease of all.sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen)) {
     const subnet = formatCidr(lease.subnet);
     const reason = reasons.get(lease);
-    if (reason === undefined) peers.set(subnet, peerEntries({ ...lease, vtepMAC: lease.vtepMAC as string }));
+    if (reason === undefined) peers.set(subnet, peerEntries({ ...lease, vtepMAC: lease.vtepMAC as string }, modeOf?.(lease)));
     else if (reason !== 'own lease') skipped.push({ subnet, reason });
   }
   return { peers, skipped };

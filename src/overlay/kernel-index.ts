@@ -1,6 +1,7 @@
 /**
  * The entries on the overlay device, indexed the way desired entries are keyed:
- * routes by destination, neighbours by IP, FDB entries by MAC. The reconciler
+ * routes by destination, neighbours by IP, FDB entries by MAC; our direct routes
+ * (any device, proto RTPROT_FLANNELD_TS) by destination in their own map. The reconciler
  * keeps one from its last listing and records what it applies since, so a pass
  * caused only by lease events plans without re-reading thousands of entries.
  */
@@ -14,6 +15,8 @@ export function cidrKey(c: Cidr): number {
 
 export class KernelIndex {
   readonly routes = new Map<number, RouteEntry>();
+  /** Our direct routes. A destination has one main-table slot: a replace of either kind evicts the other. */
+  readonly direct = new Map<number, RouteEntry>();
   readonly neighbors = new Map<number, NeighborEntry>();
   readonly fdb = new Map<string, FdbEntry[]>();
 
@@ -29,9 +32,11 @@ export class KernelIndex {
       // `bridge fdb replace` rewrites the MAC's remote: one entry remains.
       if (entry.kind === 'fdb') this.fdb.set(entry.mac, [entry]);
       else this.put(entry);
+      // `ip route replace` takes the destination's slot (same dst, tos and metric) whatever the device.
+      if (entry.kind === 'route') (entry.direct ? this.routes : this.direct).delete(cidrKey(entry.dst));
       return;
     }
-    if (entry.kind === 'route') this.routes.delete(cidrKey(entry.dst));
+    if (entry.kind === 'route') (entry.direct ? this.direct : this.routes).delete(cidrKey(entry.dst));
     else if (entry.kind === 'neighbor') this.neighbors.delete(entry.ip);
     else {
       const rest = (this.fdb.get(entry.mac) ?? []).filter((f) => f.dst !== entry.dst);
@@ -41,7 +46,7 @@ export class KernelIndex {
   }
 
   private put(e: Entry): void {
-    if (e.kind === 'route') this.routes.set(cidrKey(e.dst), e);
+    if (e.kind === 'route') (e.direct ? this.direct : this.routes).set(cidrKey(e.dst), e);
     else if (e.kind === 'neighbor') this.neighbors.set(e.ip, e);
     else {
       const list = this.fdb.get(e.mac);

@@ -5,6 +5,16 @@
  * Order: removals first, each peer's in reverse (route → FDB → neighbour), then
  * additions and corrections per peer as neighbour → FDB → route, so the kernel
  * never holds a route whose gateway it cannot resolve.
+ *
+ * Direct peers (DirectRouting) have one entry, a route via the peer's PublicIP.
+ * A peer that changes mode is never left without a route: a destination has one
+ * main-table slot, so the new kind's `route replace` takes the old route's place
+ * in one step (the old route is not deleted first). VXLAN → direct: the direct
+ * route replaces the onlink one, then the peer's neighbour and FDB entry go
+ * (planned after every addition, so traffic keeps flowing through the overlay
+ * until the route has moved). Direct → VXLAN: neighbour and FDB first, then the
+ * onlink route replaces the direct one. flanneld does the same replaces but
+ * leaves the old neighbour and FDB entry behind (contract §12).
  */
 import { formatIPv4 } from '../net/ipv4';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
@@ -21,7 +31,7 @@ export interface PlannedOperation extends Operation {
 function routeProblem(want: RouteEntry, have: RouteEntry | undefined): string | undefined {
   if (!have) return 'missing';
   if (have.gateway !== want.gateway) return `wrong gateway ${formatIPv4(have.gateway)}`;
-  if (!have.onlink) return 'not onlink';
+  if (want.onlink && !have.onlink) return 'not onlink';
   return undefined;
 }
 
@@ -39,15 +49,30 @@ function fdbProblem(want: FdbEntry, have: readonly FdbEntry[]): string | undefin
   return undefined;
 }
 
-/** `actual`: the entries on the device, as a list or already indexed. */
+/** `actual`: the entries on the device (and our direct routes), as a list or already indexed. */
 export function planChanges(desired: DesiredState, actual: readonly Entry[] | KernelIndex): PlannedOperation[] {
   const idx = actual instanceof KernelIndex ? actual : KernelIndex.of(actual);
   const wantRoutes = new Set<number>();
+  const wantDirect = new Set<number>();
   const wantNeighbors = new Set<number>();
   const wantFdb = new Map<string, number>();
+  // Destinations whose route is replaced in this plan: the replace evicts the other kind's route.
+  const replacing = new Set<number>();
+  // Neighbour IPs and FDB remotes of direct peers: their old vxlan entries go after the route moved.
+  const directNeighbors = new Set<number>();
+  const directRemotes = new Set<number>();
   const adds: PlannedOperation[] = [];
   for (const peer of desired.peers.values()) {
     const key = cidrKey(peer.route.dst);
+    if (peer.mode === 'direct' || !peer.neighbor || !peer.fdb) {
+      wantDirect.add(key);
+      directNeighbors.add(peer.subnet.ip);
+      directRemotes.add(peer.route.gateway);
+      const r = routeProblem(peer.route, idx.direct.get(key));
+      if (r) adds.push({ op: 'replace', entry: peer.route, reason: r });
+      if (r) replacing.add(key);
+      continue;
+    }
     wantRoutes.add(key);
     wantNeighbors.add(peer.neighbor.ip);
     wantFdb.set(peer.fdb.mac, peer.fdb.dst);
@@ -57,25 +82,33 @@ export function planChanges(desired: DesiredState, actual: readonly Entry[] | Ke
     if (f) adds.push({ op: 'replace', entry: peer.fdb, reason: f });
     const r = routeProblem(peer.route, idx.routes.get(key));
     if (r) adds.push({ op: 'replace', entry: peer.route, reason: r });
+    if (r) replacing.add(key);
   }
   const removeRoutes: PlannedOperation[] = [];
   const removeFdb: PlannedOperation[] = [];
   const removeNeighbors: PlannedOperation[] = [];
+  const afterwards: PlannedOperation[] = [];
   for (const [key, route] of idx.routes) {
-    if (!wantRoutes.has(key)) removeRoutes.push({ op: 'delete', entry: route, reason: 'stale' });
+    if (!wantRoutes.has(key) && !replacing.has(key)) removeRoutes.push({ op: 'delete', entry: route, reason: 'stale' });
+  }
+  for (const [key, route] of idx.direct) {
+    if (!wantDirect.has(key) && !replacing.has(key)) removeRoutes.push({ op: 'delete', entry: route, reason: 'stale' });
   }
   for (const [mac, entries] of idx.fdb) {
     const dst = wantFdb.get(mac);
     for (const e of entries) {
       // A wanted MAC with an extra (appended) remote: drop the extra one.
       if (dst === undefined || (e.dst !== dst && entries.some((x) => x.dst === dst))) {
-        removeFdb.push({ op: 'delete', entry: e, reason: 'stale' });
+        if (dst === undefined && directRemotes.has(e.dst)) afterwards.push({ op: 'delete', entry: e, reason: 'peer is direct' });
+        else removeFdb.push({ op: 'delete', entry: e, reason: 'stale' });
       }
     }
   }
   for (const [ip, n] of idx.neighbors) {
     // Non-permanent neighbours are the kernel's own (failed ARP for an unknown IP); not ours to sweep.
-    if (!wantNeighbors.has(ip) && n.permanent) removeNeighbors.push({ op: 'delete', entry: n, reason: 'stale' });
+    if (wantNeighbors.has(ip) || !n.permanent) continue;
+    if (directNeighbors.has(ip)) afterwards.push({ op: 'delete', entry: n, reason: 'peer is direct' });
+    else removeNeighbors.push({ op: 'delete', entry: n, reason: 'stale' });
   }
-  return [...removeRoutes, ...removeFdb, ...removeNeighbors, ...adds];
+  return [...removeRoutes, ...removeFdb, ...removeNeighbors, ...adds, ...afterwards];
 }

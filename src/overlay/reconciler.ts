@@ -70,6 +70,11 @@ export interface ReconcilerDeps {
    * `host` is given; undefined while the daemon cannot know it yet.
    */
   readonly desired: (host?: HostSnapshot) => DesiredState | undefined;
+  /**
+   * Runs before the desired state is asked for, with the host as the last listing
+   * pass read it (DirectRouting decides its peers here: route lookups are async).
+   */
+  readonly prepare?: (host: HostSnapshot) => Promise<void>;
   /** The kernel refused these replace operations for good (EINVAL, ENOTSUP…): the daemon drops their peers. */
   readonly onRefused?: (refused: ReadonlyArray<{ readonly operation: PlannedOperation; readonly error: Error }>) => void;
   /** Changes whenever the desired state may have changed (lease events, resyncs, own lease). */
@@ -190,7 +195,7 @@ export class Reconciler {
   /** One pass: ensure device, read, plan, apply, log. */
   async reconcileOnce(): Promise<PassResult> {
     const started = this.deps.clock.now();
-    const generation = this.deps.generation();
+    let generation = this.deps.generation();
     if (!this.deps.desired(this.host)) return { planned: 0, failed: 0, peers: 0, durationMs: 0, applied: {}, repairs: 0, generation };
     // Cleared before reading, so a notification that arrives meanwhile asks for another listing.
     const full = this.fullNeeded || !this.known || !this.knownDevice;
@@ -204,6 +209,10 @@ export class Reconciler {
       this.host = { network: await this.deps.kernel.readHostNetwork(), overlayIndex: device.index };
       this.knownDevice = device;
       this.known = known;
+    }
+    if (this.deps.prepare && this.host) {
+      await this.deps.prepare(this.host);
+      generation = this.deps.generation();
     }
     const desired = this.deps.desired(this.host) as DesiredState;
     const plan = planChanges(desired, known);

@@ -9,12 +9,26 @@
  * route, an aggregate such as 10.0.0.0/8 via eth0, a blackhole for the
  * Network) is how the overlay is meant to sit inside the underlay, so it does
  * not count; every other overlap does.
+ *
+ * DirectRouting: our direct routes (main table, proto RTPROT_FLANNELD_TS) are
+ * ours wherever the kernel put them. A main-table proto boot route that is
+ * exactly the direct route flanneld makes for this lease (its subnet via its
+ * PublicIP) is flanneld's, left from before flanneld-ts took over the node: it
+ * does not refuse the peer, and our own route replace takes its place (README,
+ * migration). Any other route, proto boot or not, stays someone else's.
  */
-import { HostNetwork, HostRoute } from '../kernel/kernel';
-import { Cidr, cidrContains, cidrContainsCidr, cidrOverlaps, formatCidr, formatIPv4 } from '../net/ipv4';
+import { HostNetwork, HostRoute, RTPROT_FLANNELD_TS } from '../kernel/kernel';
+import { Cidr, cidrContains, cidrContainsCidr, cidrEquals, cidrOverlaps, formatCidr, formatIPv4 } from '../net/ipv4';
 
 const RT_TABLE_LOCAL = 255;
+const RT_TABLE_MAIN = 254;
 const RTPROT_KERNEL = 2;
+const RTPROT_BOOT = 3;
+
+/** The route flanneld's DirectRouting makes for a lease: `<subnet> via <PublicIP>`, main table, proto boot. */
+function isFlanneldDirectRoute(r: HostRoute, subnet: Cidr, publicIP: number | undefined): boolean {
+  return publicIP !== undefined && r.table === RT_TABLE_MAIN && r.protocol === RTPROT_BOOT && r.type === 1 && r.gateway === publicIP && cidrEquals(r.dst, subnet);
+}
 
 export interface UnderlayContext {
   readonly host: HostNetwork;
@@ -40,13 +54,14 @@ function describeRoute(ctx: UnderlayContext, r: HostRoute): string {
  * A check for many subnets against one reading of the host: the host's routes
  * are filtered once (routes on the overlay device and the local table dropped),
  * so thousands of peers against thousands of our own routes stay cheap.
- * The check says why a peer with that subnet would hijack part of the
- * underlay, or undefined when it would not.
+ * The check says why a peer with that subnet (and PublicIP, when known) would
+ * hijack part of the underlay, or undefined when it would not.
  */
-export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr) => string | undefined {
+export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr, publicIP?: number) => string | undefined {
   const addresses = ctx.host.interfaces.filter((i) => i.index !== ctx.overlayIndex).flatMap((i) => i.addresses.map((a) => ({ ip: a.ip, name: i.name })));
-  const foreign = ctx.host.routes.filter((r) => r.table !== RT_TABLE_LOCAL && !(r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)));
-  return (subnet) => {
+  const ours = (r: HostRoute): boolean => (r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)) || (r.table === RT_TABLE_MAIN && r.protocol === RTPROT_FLANNELD_TS);
+  const foreign = ctx.host.routes.filter((r) => r.table !== RT_TABLE_LOCAL && !ours(r));
+  return (subnet, publicIP) => {
     // Only text for a refusal: most subnets pass and need none.
     const s = (): string => formatCidr(subnet);
     const a = addresses.find((x) => cidrContains(subnet, x.ip));
@@ -54,6 +69,7 @@ export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr) => string 
     const etcd = ctx.etcdAddresses.find((ip) => cidrContains(subnet, ip));
     if (etcd !== undefined) return `subnet ${s()} contains etcd endpoint ${formatIPv4(etcd)}`;
     for (const r of foreign) {
+      if (isFlanneldDirectRoute(r, subnet, publicIP)) continue;
       if (r.gateway !== undefined && r.gateway !== 0 && cidrContains(subnet, r.gateway)) {
         return `subnet ${s()} contains gateway ${formatIPv4(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
       }

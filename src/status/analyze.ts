@@ -96,7 +96,7 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
       const ip = tryParseIPv4(/^https?:\/\/([^:/]+)/.exec(ep)?.[1] ?? '');
       return ip === undefined ? [] : [ip];
     });
-    kernel = checkKernel({ config, device: k.device, entries: k.entries, interfaces: k.interfaces, own: self.own, publicIP: self.publicIP, iface: self.iface, leases, routes: k.routes, etcdAddresses });
+    kernel = checkKernel({ config, device: k.device, entries: k.entries, interfaces: k.interfaces, own: self.own, publicIP: self.publicIP, iface: self.iface, leases, routes: k.routes, etcdAddresses, direct: k.direct });
   }
   const all = [...(configProblem ? [configProblem] : []), ...self.problems, ...pool.problems, ...kernel.problems];
   const problems = [...all.filter((p) => p.severity === 'error'), ...all.filter((p) => p.severity === 'warning')];

@@ -4,6 +4,7 @@
  * seams (so status cannot write by construction). No judgement here; analyze.ts
  * decides what the facts mean.
  */
+import { DirectDecisions } from '../overlay/direct-routing';
 import { parseNetworkConfig } from '../config';
 import { DeviceState, Entry, HostRoute, InterfaceInfo, Kernel } from '../kernel/kernel';
 import { LeaseRecord } from '../lease/lease';
@@ -15,7 +16,7 @@ import { StoreUnavailableError, errorMessage } from '../util/errors';
 export type StatusStore = Pick<LeaseStore, 'getConfig' | 'list' | 'leaseExpiries' | 'watch'>;
 
 /** The reads status makes of the kernel. */
-export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries' | 'readHostNetwork'>;
+export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries' | 'readHostNetwork' | 'routeGet'>;
 
 export interface StoreFacts {
   readonly configText: string | undefined;
@@ -36,6 +37,8 @@ export type KernelFacts =
       readonly entries: readonly Entry[];
       /** Every IPv4 route of the host, for the underlay checks the daemon makes. */
       readonly routes: readonly HostRoute[];
+      /** DirectRouting: the peers' PublicIPs this host reaches directly (the daemon's rule, direct-routing.ts). */
+      readonly direct?: ReadonlySet<number>;
     };
 
 export type SubnetFileFacts = { readonly path: string } & ({ readonly text: string } | { readonly error: string });
@@ -75,7 +78,7 @@ export async function collectStoreFacts(store: StatusStore): Promise<StoreFacts>
 }
 
 /** Interfaces, default route, the overlay device and its entries (`ip addr`, `ip route`, `ip -d link`, `ip neigh`, `bridge fdb`). */
-export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined): Promise<KernelFacts> {
+export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined, directLookups?: readonly number[]): Promise<KernelFacts> {
   try {
     const kernel = await open();
     const [interfaces, defaultIndex, device] = await Promise.all([
@@ -85,7 +88,11 @@ export async function collectKernelFacts(open: () => Promise<KernelReader>, devi
     ]);
     const entries = device ? await kernel.listEntries(device.index) : [];
     const { routes } = await kernel.readHostNetwork();
-    return { kind: 'read', interfaces, defaultIndex, device, entries, routes };
+    if (directLookups === undefined) return { kind: 'read', interfaces, defaultIndex, device, entries, routes };
+    const decisions = new DirectDecisions((ip) => kernel.routeGet(ip));
+    await decisions.decide(directLookups);
+    const direct = new Set(directLookups.filter((ip) => decisions.isDirect(ip) === true));
+    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, direct };
   } catch (err) {
     return { kind: 'unavailable', reason: `failed to read kernel state: ${errorMessage(err)}` };
   }
@@ -111,13 +118,16 @@ export async function collectFacts(deps: CollectDeps, opts: CollectOptions): Pro
     return new StoreUnavailableError(`failed to read leases at ${opts.endpoints.join(',')}: no answer within ${seconds} s`);
   });
   let vni: number | undefined;
+  let directLookups: number[] | undefined;
   try {
-    vni = store.configText === undefined ? undefined : parseNetworkConfig(store.configText, { allowWideNetwork: opts.allowWideNetwork === true }).backend.vni;
+    const backend = store.configText === undefined ? undefined : parseNetworkConfig(store.configText, { allowWideNetwork: opts.allowWideNetwork === true }).backend;
+    vni = backend?.vni;
+    if (backend?.directRouting) directLookups = [...new Set(store.records.flatMap((r) => (r.kind === 'lease' ? [r.lease.publicIP] : [])))];
   } catch {
     // analyze.ts reports the bad config; without a VNI there is no device name to look up.
   }
   const [kernel, subnetFile] = await Promise.all([
-    deps.kernel ? collectKernelFacts(deps.kernel, vni === undefined ? undefined : `flannel.${vni}`) : Promise.resolve(undefined),
+    deps.kernel ? collectKernelFacts(deps.kernel, vni === undefined ? undefined : `flannel.${vni}`, directLookups) : Promise.resolve(undefined),
     readSubnetFile(opts.subnetFile, deps.readFile),
   ]);
   return { now: deps.clock.now(), store, kernel, subnetFile };

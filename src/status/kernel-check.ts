@@ -27,6 +27,8 @@ export interface KernelCheckFacts {
   /** The host's routes (every table) and the etcd endpoints' addresses: peers over the underlay are refused as the daemon refuses them. */
   readonly routes?: readonly HostRoute[];
   readonly etcdAddresses?: readonly number[];
+  /** DirectRouting: the PublicIPs this host reaches directly; undefined when the config does not ask for it. */
+  readonly direct?: ReadonlySet<number> | undefined;
 }
 
 function entryKey(e: Entry): string {
@@ -89,23 +91,25 @@ export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; pr
   const self = { subnet: facts.own?.subnet ?? { ip: -1, prefixLen: -1 }, publicIP: facts.publicIP ?? -1, vtepMAC: facts.own?.vtepMAC };
   const underlay = underlayChecker({ host: { interfaces: facts.interfaces, routes: facts.routes ?? [] }, overlayIndex: facts.device?.index, network: facts.config.network, etcdAddresses: facts.etcdAddresses ?? [] });
   const dangerous = new Set<string>();
+  const direct = facts.direct;
   const desired = desiredState(self, facts.leases, facts.config, (lease) => {
-    const why = underlay(lease.subnet);
+    const why = underlay(lease.subnet, lease.publicIP);
     if (why !== undefined) dangerous.add(formatCidr(lease.subnet));
     return why;
-  });
+  }, direct && ((lease) => (direct.has(lease.publicIP) ? 'direct' : 'vxlan')));
   const plan = planChanges(desired, facts.device ? facts.entries : []);
   const fixes = new Map(plan.filter((op) => op.op === 'replace').map((op) => [entryKey(op.entry), op.reason]));
   const byName = new Map(facts.leases.map((l) => [formatCidr(l.subnet), l]));
   const rows: Array<PeerRow & { ip: number }> = [];
   for (const [subnet, peer] of desired.peers) {
-    const state = (e: Entry): string => fixes.get(entryKey(e)) ?? 'ok';
+    const state = (e: Entry | undefined): string | null => (e === undefined ? null : fixes.get(entryKey(e)) ?? 'ok');
     const lease = byName.get(subnet) as Lease;
-    rows.push({ subnet, ip: peer.subnet.ip, publicIP: formatIPv4(lease.publicIP), vtepMAC: peer.fdb.mac, programmed: true, skipReason: null, route: state(peer.route), neighbor: state(peer.neighbor), fdb: state(peer.fdb) });
+    // A direct peer has no neighbour or FDB entry to check: null, as for a peer that is not programmed.
+    rows.push({ subnet, ip: peer.subnet.ip, publicIP: formatIPv4(lease.publicIP), vtepMAC: lease.vtepMAC ?? null, programmed: true, skipReason: null, mode: peer.mode, route: state(peer.route), neighbor: state(peer.neighbor), fdb: state(peer.fdb) });
   }
   for (const s of desired.skipped) {
     const lease = byName.get(s.subnet) as Lease;
-    rows.push({ subnet: s.subnet, ip: lease.subnet.ip, publicIP: formatIPv4(lease.publicIP), vtepMAC: lease.vtepMAC ?? null, programmed: false, skipReason: s.reason, route: null, neighbor: null, fdb: null });
+    rows.push({ subnet: s.subnet, ip: lease.subnet.ip, publicIP: formatIPv4(lease.publicIP), vtepMAC: lease.vtepMAC ?? null, programmed: false, skipReason: s.reason, mode: null, route: null, neighbor: null, fdb: null });
   }
   const peers = rows.sort((a, b) => a.ip - b.ip).map(({ ip: _ip, ...row }) => row);
   const stale = plan.filter((op) => op.op === 'delete').map(staleEntry);

@@ -66,10 +66,14 @@ function kernelLines(report: StatusReport, color: boolean): string[] {
   const [head, ...rest] = deviceLines(k.device, color);
   const lines = [`${paint('Kernel', 'bold', color)}  ${head}`, ...rest.map((l) => `        ${l}`)];
   if (k.peers.length === 0 && k.stale.length === 0) return [...lines, '', '  (no peers)'];
-  const rows: Row[] = [{ cells: ['', 'PEER', 'PUBLIC IP', 'ROUTE', 'NEIGHBOUR', 'FDB'].map((text) => ({ text, style: 'bold' as const })) }];
+  // DirectRouting: a MODE column once any peer is direct (whose neighbour and FDB columns show "-").
+  const modes = k.peers.some((p) => p.mode === 'direct');
+  const titles = ['', 'PEER', 'PUBLIC IP', ...(modes ? ['MODE'] : []), 'ROUTE', 'NEIGHBOUR', 'FDB'];
+  const rows: Row[] = [{ cells: titles.map((text) => ({ text, style: 'bold' as const })) }];
   for (const p of k.peers) {
+    const mode = modes ? [{ text: p.mode ?? '' }] : [];
     if (!p.programmed) rows.push({ cells: [{ text: '' }, { text: p.subnet }, { text: p.publicIP }, { text: `not programmed: ${p.skipReason}`, style: 'warn' }], span: true });
-    else rows.push({ cells: [{ text: '' }, { text: p.subnet }, { text: p.publicIP }, ...[p.route, p.neighbor, p.fdb].map((s) => ({ text: s ?? '', style: stateStyle(s) }))] });
+    else rows.push({ cells: [{ text: '' }, { text: p.subnet }, { text: p.publicIP }, ...mode, ...[p.route, p.neighbor, p.fdb].map((s) => ({ text: s ?? (p.mode === 'direct' ? '-' : ''), style: stateStyle(s) }))] });
   }
   for (const s of k.stale) rows.push({ cells: [{ text: '' }, { text: 'stale', style: 'bad' }, { text: s.entry }], span: true });
   return [...lines, '', ...alignRows(rows, color)];

@@ -113,6 +113,8 @@ export interface PeerRow {
   /** False when this host does not program the lease (skipReason says why); the entries are then null. */
   readonly programmed: boolean;
   readonly skipReason: string | null;
+  /** How this host reaches the peer: `direct` (DirectRouting: one route via its PublicIP) or `vxlan`; null when not programmed. */
+  readonly mode: 'direct' | 'vxlan' | null;
   readonly route: EntryState | null;
   readonly neighbor: EntryState | null;
   readonly fdb: EntryState | null;

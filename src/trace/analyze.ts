@@ -91,7 +91,7 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
       const innerSrc = route.rewrittenSrc ?? facts.src ?? (facts.forward && 'answer' in facts.forward ? facts.forward.answer.prefsrc : undefined);
       if (ctx.local) {
         drafts.push({ kind: 'local', title: `delivered on this node by ${source.bridge?.name ?? 'cni0'}`, predicted: false, interface: null, lookup: null, facts: [], commands: [`ip neigh show ${formatIPv4(facts.dst)}`], checks: [] });
-      } else if (dstLease && route.oif !== undefined) {
+      } else if (dstLease && route.oif !== undefined && !isDirectPeer(ctx.status.kernel.peers, formatCidr(dstLease.subnet))) {
         const vx = vxlanHop(ctx, route.gateway, innerSrc);
         drafts.push(vx.hop);
         const under = underlayHop(ctx, vx.remote);
@@ -143,4 +143,9 @@ export function describeDestination(dst: string, lease: ReturnType<typeof leaseF
     vtepMAC: lease?.vtepMAC ?? null,
     local: lease !== undefined && status.self.subnet === formatCidr(lease.subnet),
   };
+}
+
+/** DirectRouting: a direct peer has no flannel.<VNI> hop and no VXLAN underlay hop (no neighbour or FDB entry is expected). */
+function isDirectPeer(peers: ReadonlyArray<{ readonly subnet: string; readonly mode?: string | null }>, subnet: string): boolean {
+  return peers.some((p) => p.subnet === subnet && p.mode === 'direct');
 }

@@ -59,14 +59,16 @@ export function routeHop(ctx: TraceContext, bridgeName: string | undefined): Rou
       checks.push(problem(`the kernel's route for ${dst} is ${answer.type}`, `ip route show match ${dst}`));
     } else if (dstLease && !ctx.local) {
       const peer = ctx.status.kernel.peers.find((p) => p.subnet === formatCidr(dstLease.subnet));
-      const want = `${formatCidr(dstLease.subnet)} via ${formatIPv4(dstLease.subnet.ip)} dev ${deviceName} onlink`;
-      const viaDevice = linkName(ctx, answer.oif) === deviceName;
+      const direct = peer?.mode === 'direct';
+      // DirectRouting: a direct peer is reached by a plain route via its PublicIP, on whichever device the kernel picked.
+      const want = direct ? `${formatCidr(dstLease.subnet)} via ${formatIPv4(dstLease.publicIP)} proto 152` : `${formatCidr(dstLease.subnet)} via ${formatIPv4(dstLease.subnet.ip)} dev ${deviceName} onlink`;
+      const viaDevice = direct || linkName(ctx, answer.oif) === deviceName;
       if (peer && peer.route !== null && peer.route !== 'ok') {
         checks.push(problem(`route ${want} is ${peer.route}${viaDevice ? '' : `: the packet leaves by ${linkName(ctx, answer.oif)} instead`}`, `ip route replace ${want} (flanneld-ts programs it: is it running?)`));
       } else if (!viaDevice) {
         checks.push(problem(`the packet leaves by ${linkName(ctx, answer.oif)}, not ${deviceName}`, `ip route replace ${want}`));
       } else {
-        checks.push(ok(`route ${want}`));
+        checks.push(ok(direct ? `direct route ${want} (DirectRouting): the packet leaves ${linkName(ctx, answer.oif)} unencapsulated` : `route ${want}`));
       }
     } else if (ctx.local && bridgeName && linkName(ctx, answer.oif) !== bridgeName) {
       checks.push(problem(`${dst} is in this node's lease but leaves by ${linkName(ctx, answer.oif)}, not ${bridgeName}`, `ip route show match ${dst}`));

@@ -4,7 +4,7 @@
  * cannot drift from the real thing.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ChangeCause, DeviceState, Entry, FdbEntry, Kernel, NeighborEntry, Operation, RouteEntry, VxlanSpec } from '../../src/kernel/kernel';
+import { ChangeCause, DeviceState, Entry, FdbEntry, Kernel, NeighborEntry, Operation, RTPROT_FLANNELD_TS, RouteEntry, VxlanSpec } from '../../src/kernel/kernel';
 import { formatIPv4, parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { KernelError } from '../../src/util/errors';
 
@@ -172,6 +172,28 @@ export function kernelContract(name: string, setup: () => Promise<KernelFixture>
       expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([...a, ...b]));
       await applyOk(d.index, [...a].reverse().map(remove));
       expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries(b));
+    });
+
+    it('direct routes (proto 152, no device): listed with the device\'s entries, one slot per destination with the onlink route, deleted only as ours', async () => {
+      const d = await device();
+      const [n, fdb, onlink] = peerEntries(40, '02:00:0a:07:28:00', '10.65.154.40');
+      const direct: RouteEntry = { kind: 'route', dst: onlink.dst, gateway: ip('10.65.154.40'), onlink: false, direct: true };
+      await applyOk(d.index, [n, fdb, onlink].map(replace));
+      // The direct route takes the onlink route's place (same destination, table and metric).
+      await applyOk(d.index, [replace(direct)]);
+      expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb, direct]));
+      const host = await f.kernel.readHostNetwork();
+      expect(host.routes.filter((r) => r.protocol === RTPROT_FLANNELD_TS)).toEqual([expect.objectContaining({ dst: direct.dst, gateway: direct.gateway, table: 254, devices: [f.underlayIndex] })]);
+      // A delete names the gateway and our protocol: another gateway's delete leaves it.
+      await applyOk(d.index, [remove({ ...direct, gateway: ip('10.65.154.41') })]);
+      expect(await f.kernel.listEntries(d.index)).toContainEqual(direct);
+      await applyOk(d.index, [replace(onlink)]);
+      expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb, onlink]));
+      await applyOk(d.index, [replace(direct), remove(direct)]);
+      expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb]));
+      // The lookup DirectRouting decides by: no gateway on the underlay's subnet, the default route's gateway elsewhere.
+      expect(await f.kernel.routeGet(ip('10.65.154.40'))).toMatchObject({ index: f.underlayIndex, gateway: undefined, type: 'unicast' });
+      expect(await f.kernel.routeGet(ip('192.0.2.1'))).toMatchObject({ index: f.underlayIndex, gateway: ip('10.65.154.1') });
     });
 
     it('replace is idempotent', async () => {

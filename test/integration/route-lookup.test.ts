@@ -52,9 +52,9 @@ describe('route lookup and address flags over netlink', () => {
     expect(formatIPv4(got.publicIP)).toBe('10.66.160.9');
   });
 
-  it('looks a route up like `ip route get`: device and preferred source; unreachable is undefined', async () => {
+  it('looks a route up like `ip route get`: device, preferred source, no gateway on-link, type; unreachable is undefined', async () => {
     const src = /src (\S+)/.exec(sh('ip', 'route', 'get', '10.66.160.77'))?.[1];
-    expect(await kernel.routeGet(ip('10.66.160.77'))).toEqual({ index, src: ip(src as string) });
+    expect(await kernel.routeGet(ip('10.66.160.77'))).toEqual({ index, src: ip(src as string), gateway: undefined, type: 'unicast' });
     expect(await kernel.routeGet(ip('198.51.100.1'))).toBeUndefined();
   });
 });

@@ -236,13 +236,40 @@ describe('Daemon', () => {
     expect(await h.entries()).toHaveLength(3);
   });
 
-  it('says that DirectRouting is not supported and carries on over VXLAN', async () => {
+  it('DirectRouting: a peer on the host\'s subnet gets one direct route, one behind a gateway VXLAN; re-decided when the host\'s addressing changes', async () => {
     const store = new MemoryLeaseStore();
     store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.65.154.12', '02:00:00:00:00:12'));
-    const h = start({ store, config: '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}' });
+    store.putRaw(`${PFX}10.7.13.0-24`, peerValue('10.66.0.13', '02:00:00:00:00:13'));
+    const kernel = new MemoryKernel();
+    kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('10.65.154.11'), prefixLen: 24, scope: 0 }] });
+    kernel.setDefaultRoute(2, parseIPv4('10.65.154.1'));
+    const h = start({ store, kernel, config: '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}' });
     await ready(h);
-    expect(h.logs.join('')).toContain('Backend.DirectRouting is not supported by flanneld-ts yet');
-    expect(await h.entries()).toHaveLength(3);
+    expect(await h.entries()).toEqual([
+      'fdb 02:00:00:00:00:13 dst 10.66.0.13',
+      'neighbor 10.7.13.0 lladdr 02:00:00:00:00:13',
+      'route 10.7.12.0/24 via 10.65.154.12 proto 152',
+      'route 10.7.13.0/24 via 10.7.13.0 onlink',
+    ]);
+    // A second NIC on 10.66.0.0/24: 10.66.0.13 is now on-link, so its peer moves to a direct route and its vxlan entries go.
+    kernel.addInterface({ index: 9, name: 'eth1', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('10.66.0.11'), prefixLen: 24, scope: 0 }] });
+    await waitFor('peer 13 direct', async () => (await h.entries()).includes('route 10.7.13.0/24 via 10.66.0.13 proto 152'), 3000, 20);
+    expect(await h.entries()).toEqual(['route 10.7.12.0/24 via 10.65.154.12 proto 152', 'route 10.7.13.0/24 via 10.66.0.13 proto 152']);
+    expect(h.logs.join('')).toContain('deciding again which peers are direct');
+    expect(h.logs.join('')).toContain('peer 10.7.13.0/24 is now reached directly (DirectRouting)');
+    expect(h.logs.join('')).not.toContain('peer 10.7.12.0/24 is now reached');
+    // A hand-deleted direct route comes back (drift repair).
+    kernel.removeEntry(2, { kind: 'route', dst: parseCidr('10.7.12.0/24'), gateway: parseIPv4('10.65.154.12'), onlink: false, direct: true });
+    await waitFor('route repaired', async () => (await h.entries()).includes('route 10.7.12.0/24 via 10.65.154.12 proto 152'), 3000, 20);
+    // The peer's PublicIP moves behind a gateway (10.67.0.12 is reached by the default route): back to VXLAN.
+    store.putRaw(`${PFX}10.7.12.0-24`, peerValue('10.67.0.12', '02:00:00:00:00:12'));
+    await waitFor('peer 12 over vxlan', async () => (await h.entries()).includes('route 10.7.12.0/24 via 10.7.12.0 onlink'), 3000, 20);
+    expect(await h.entries()).toEqual([
+      'fdb 02:00:00:00:00:12 dst 10.67.0.12',
+      'neighbor 10.7.12.0 lladdr 02:00:00:00:00:12',
+      'route 10.7.12.0/24 via 10.7.12.0 onlink',
+      'route 10.7.13.0/24 via 10.66.0.13 proto 152',
+    ]);
   });
 
   it('renews its lease before expiry with a short TTL', async () => {

@@ -22,7 +22,7 @@ const peer13 = lease('10.7.13.0/24', '10.65.154.13', '02:00:00:00:00:13');
 function entriesOf(...leases: Lease[]): Entry[] {
   return leases.flatMap((l) => {
     const p = peerEntries({ ...l, vtepMAC: l.vtepMAC as string });
-    return [p.neighbor, p.fdb, p.route];
+    return [p.neighbor as Entry, p.fdb as Entry, p.route];
   });
 }
 
@@ -31,7 +31,7 @@ describe('desiredState', () => {
     const d = desiredState(self, [lease('10.7.5.0/24', '10.65.154.11', '02:00:00:00:00:05'), peer12, peer13], config);
     expect([...d.peers.keys()]).toEqual(['10.7.12.0/24', '10.7.13.0/24']);
     const p = d.peers.get('10.7.12.0/24');
-    expect(p && [describeEntry(p.neighbor), describeEntry(p.fdb), describeEntry(p.route)]).toEqual([
+    expect(p && [describeEntry(p.neighbor as Entry), describeEntry(p.fdb as Entry), describeEntry(p.route)]).toEqual([
       'neighbor 10.7.12.0 lladdr 02:00:00:00:00:12',
       'fdb 02:00:00:00:00:12 dst 10.65.154.12',
       'route 10.7.12.0/24 via 10.7.12.0 onlink',

@@ -133,7 +133,7 @@ describe('flanneld address order and choice', () => {
     k.setDefaultRoute('multipath');
     const facts = await readInterfaceFacts(k, ip('192.168.110.77'));
     expect(facts.defaultRoute).toBe('multipath');
-    expect(facts.canReach).toEqual({ ip: ip('192.168.110.77'), route: { index: 3, src: ip('192.168.110.4') } });
+    expect(facts.canReach).toEqual({ ip: ip('192.168.110.77'), route: { index: 3, src: ip('192.168.110.4'), gateway: undefined, type: 'unicast' } });
     expect(facts.ifaces.find((i) => i.name === 'eth0')?.addresses.map((a) => a.flags)).toEqual([DYN, PERM]);
   });
 });

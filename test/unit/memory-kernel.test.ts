@@ -10,7 +10,7 @@ function memoryKernel(): MemoryKernel {
   const kernel = new MemoryKernel();
   kernel.addInterface({ index: 1, name: 'lo', mtu: 65536, up: true, addresses: [{ ip: parseIPv4('127.0.0.1'), prefixLen: 8, scope: 254 }] });
   kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: localIP, prefixLen: 24, scope: 0 }] });
-  kernel.setDefaultRoute(2);
+  kernel.setDefaultRoute(2, parseIPv4('10.65.154.1'));
   return kernel;
 }
 

@@ -23,7 +23,7 @@ const lease = (n: number, ip: string, over: Partial<LeaseRow> = {}): LeaseRow =>
   ...over,
 });
 const ok = (name: DeviceCheck['name'], have: string): DeviceCheck => ({ name, state: 'ok', have, want: have });
-const peer = (n: number, ip: string, over: Partial<PeerRow> = {}): PeerRow => ({ subnet: `10.7.${n}.0/24`, publicIP: ip, vtepMAC: `02:00:00:00:00:${n}`, programmed: true, skipReason: null, route: 'ok', neighbor: 'ok', fdb: 'ok', ...over });
+const peer = (n: number, ip: string, over: Partial<PeerRow> = {}): PeerRow => ({ subnet: `10.7.${n}.0/24`, publicIP: ip, vtepMAC: `02:00:00:00:00:${n}`, programmed: true, skipReason: null, mode: 'vxlan', route: 'ok', neighbor: 'ok', fdb: 'ok', ...over });
 
 function report(over: Partial<StatusReport> = {}): StatusReport {
   return {
@@ -104,6 +104,18 @@ describe('renderTable', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('adds a MODE column once a peer is direct; a direct peer has no neighbour or FDB to check', () => {
+    const base = report();
+    const kernel = { ...base.kernel, peers: [peer(40, '10.65.154.12', { mode: 'direct', neighbor: null, fdb: null }), peer(41, '10.65.154.13')] };
+    const lines = renderTable(report({ kernel }), false).split('\n');
+    const at = lines.findIndex((l) => l.includes('PEER'));
+    expect(lines.slice(at, at + 3)).toEqual([
+      '  PEER          PUBLIC IP     MODE    ROUTE  NEIGHBOUR  FDB',
+      '  10.7.40.0/24  10.65.154.12  direct  ok     -          -',
+      '  10.7.41.0/24  10.65.154.13  vxlan   ok     ok         ok',
+    ]);
   });
 
   it('shows INVALID rows with their reason, drift, stale entries, unprogrammed peers, device faults and the problems', () => {

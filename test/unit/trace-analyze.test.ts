@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Entry } from '../../src/kernel/kernel';
 import { parseIPv4 } from '../../src/net/ipv4';
 import { JsonSchema, schemaErrors } from '../../src/status/json-schema';
 import { analyzeTrace } from '../../src/trace/analyze';
@@ -190,5 +191,26 @@ describe('trace: other sources and destinations', () => {
     expect(r.schemaVersion).toBe(TRACE_SCHEMA_VERSION);
     expect(r.hops[3]?.title).toBe(`routing on this host 10.65.154.11 (the packet arrives on cni0)`);
     expect(IP1).toBe(parseIPv4('10.65.154.11'));
+  });
+});
+
+describe('trace: a DirectRouting peer', () => {
+  it('judges the route hop as a direct route and expects no flannel.1 or VXLAN hop', () => {
+    const f = healthyFacts({ forward: { query: { dst: DST, src: POD.iface.addresses[0]?.ip, iif: 4 }, answer: { type: 'unicast', table: 254, oif: 2, gateway: parseIPv4('10.65.154.12'), prefsrc: undefined } } });
+    const k = f.status.kernel as Extract<NonNullable<TraceFacts['status']['kernel']>, { kind: 'read' }>;
+    const direct: Entry = { kind: 'route', dst: { ip: parseIPv4('10.7.34.0'), prefixLen: 24 }, gateway: parseIPv4('10.65.154.12'), onlink: false, direct: true };
+    const facts: TraceFacts = {
+      ...f,
+      status: {
+        ...f.status,
+        store: { ...f.status.store, configText: '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}' },
+        kernel: { ...k, entries: [direct], direct: new Set([parseIPv4('10.65.154.12')]) },
+      },
+    };
+    const r = trace(facts);
+    expect(r.problems).toEqual([]);
+    expect(r.hops.map((h) => h.kind)).not.toContain('vxlan');
+    const route = r.hops.find((h) => h.kind === 'route');
+    expect(route?.checks.map((c) => c.message)).toContain('direct route 10.7.34.0/24 via 10.65.154.12 proto 152 (DirectRouting): the packet leaves eth0 unencapsulated');
   });
 });

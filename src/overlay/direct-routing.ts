@@ -1,0 +1,93 @@
+/**
+ * DirectRouting: which peers are reached by a plain route via their PublicIP
+ * instead of through flannel.<VNI> (contract §12).
+ *
+ * The rule is flanneld's (pkg/ip/iface.go): look the PublicIP up as
+ * `ip route get` does (any table, any device); the peer is direct iff the
+ * kernel answers with a route that has no gateway. Any via-less route counts
+ * (a connected subnet, a /32, a device route on another NIC); a lookup error is
+ * "not direct". We also ask for a unicast answer: a `local` answer (a PublicIP
+ * that is one of this host's own addresses) would make a route the kernel
+ * refuses.
+ *
+ * Cost: one lookup per peer per pass would be 5,000 requests per pass at 5,000
+ * peers. Decisions are kept per PublicIP and dropped all at once when the
+ * host's addressing changes: each listing pass hands over the host network it
+ * read, and a fingerprint of it (interfaces, their addresses and every route
+ * that is not ours) is compared with the last one. flanneld decides only on the
+ * peer's PUT; we also re-decide when the host's addresses or routes change.
+ *
+ * Family: the rule and the cache take any IpAddr; only IPv4 lookups are wired
+ * (`Kernel.routeGet` takes an IPv4 address today).
+ */
+import type { HostNetwork } from '../kernel/kernel';
+import { RTPROT_FLANNELD_TS } from '../kernel/kernel';
+import type { RouteLookup } from '../kernel/interfaces';
+import type { IpAddr } from '../net/family';
+
+/** flanneld's rule: exactly one route and it has no gateway; a failed lookup is not direct. */
+export function isDirectRoute(lookup: Pick<RouteLookup, 'gateway' | 'type'> | undefined): boolean {
+  if (!lookup) return false;
+  if (lookup.type !== undefined && lookup.type !== 'unicast') return false;
+  return lookup.gateway === undefined || lookup.gateway === 0;
+}
+
+/**
+ * What the decisions depend on: the host's interfaces and addresses and every
+ * route except those on the overlay device and our direct routes (which change
+ * with the peers, not with the host's addressing).
+ */
+export function hostFingerprint(host: HostNetwork, overlayIndex: number | undefined): string {
+  const parts: string[] = [];
+  for (const i of host.interfaces) {
+    if (i.index === overlayIndex) continue;
+    parts.push(`i${i.index} ${i.up ? 1 : 0} ${i.addresses.map((a) => `${a.ip}/${a.prefixLen}`).join(',')}`);
+  }
+  for (const r of host.routes) {
+    if (r.protocol === RTPROT_FLANNELD_TS || (r.devices.length === 1 && r.devices[0] === overlayIndex)) continue;
+    parts.push(`r${r.dst.ip}/${r.dst.prefixLen} ${r.table} ${r.type} ${r.devices.join(',')} ${r.gateway ?? ''}`);
+  }
+  return parts.join(';');
+}
+
+export type RouteGet = (dst: number) => Promise<RouteLookup | undefined>;
+
+/** The per-PublicIP decisions and their invalidation. */
+export class DirectDecisions {
+  private readonly decided = new Map<IpAddr, boolean>();
+  private fingerprint: string | undefined;
+  /** Route lookups made so far (for tests and the pass-cost measurement). */
+  lookups = 0;
+
+  constructor(private readonly routeGet: RouteGet) {}
+
+  /** A new reading of the host: when its addressing changed, every decision is made again. Returns true then. */
+  observe(host: HostNetwork, overlayIndex: number | undefined): boolean {
+    const fp = hostFingerprint(host, overlayIndex);
+    if (fp === this.fingerprint) return false;
+    const had = this.fingerprint !== undefined;
+    this.fingerprint = fp;
+    this.decided.clear();
+    return had;
+  }
+
+  /** Looks up the PublicIPs not decided yet; forgets those no longer asked for. Returns how many lookups it made. */
+  async decide(publicIPs: Iterable<number>): Promise<number> {
+    const wanted = new Set(publicIPs);
+    for (const ip of this.decided.keys()) if (!wanted.has(ip as number)) this.decided.delete(ip);
+    let made = 0;
+    for (const ip of wanted) {
+      if (this.decided.has(ip)) continue;
+      const lookup = await this.routeGet(ip).catch(() => undefined);
+      this.decided.set(ip, isDirectRoute(lookup));
+      made++;
+    }
+    this.lookups += made;
+    return made;
+  }
+
+  /** The decision for a PublicIP; undefined before `decide` saw it (treated as vxlan, the safe side). */
+  isDirect(publicIP: IpAddr): boolean | undefined {
+    return this.decided.get(publicIP);
+  }
+}
