@@ -130,15 +130,20 @@ describe('NetlinkKernel against iproute2', () => {
   });
 
   it('watch hears changes made by others', async () => {
-    const heard = new Promise<void>((resolve) => {
-      const off = kernel.watch(() => {
-        off();
-        resolve();
-      });
-    });
-    sh('ip', 'route', 'add', '10.99.0.0/24', 'via', '10.65.154.1', 'dev', underlay.name);
-    await heard;
-    sh('ip', 'route', 'del', '10.99.0.0/24');
+    const causes: ChangeCause[] = [];
+    const off = kernel.watch((cause) => causes.push(cause));
+    try {
+      // A listing made before the watch listens is reported once it does (it may have missed something);
+      // that report says the child listens, so the change below cannot fall before it.
+      await kernel.listEntries(underlay.index);
+      await until(() => causes.length > 0);
+      causes.length = 0;
+      sh('ip', 'route', 'add', '10.99.0.0/24', 'via', '10.65.154.1', 'dev', underlay.name);
+      await until(() => causes.includes('external'));
+    } finally {
+      off();
+      sh('ip', 'route', 'del', '10.99.0.0/24');
+    }
   });
 
   it('applies 2,000 peers (6,000 operations) within the window, watched, and removes them', async () => {
