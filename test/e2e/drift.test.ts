@@ -198,7 +198,10 @@ describe('peers that change', () => {
       const k = await scene.kernel('h1');
       return k.fdb.some((f) => f.startsWith(fresh)) && !k.fdb.join().includes(old);
     }, 20_000);
-    const log = (d.get('h1') as DaemonHandle).log();
+    const h1 = d.get('h1') as DaemonHandle;
+    // The log is read from the daemon's stdout pipe, which may trail the kernel by a moment.
+    await waitFor('h1 to log the re-established watch', async () => countLog(h1.log(), /etcd watch re-established/) > 0, 5_000);
+    const log = h1.log();
     expect(countLog(log, /lost the etcd watch/)).toBe(1);
     expect(countLog(log, /etcd watch re-established/)).toBe(1);
     expect(await pingOK('h1', 'h3')).toBe(true);
