@@ -44,7 +44,10 @@ export interface LeaseV6 {
 export interface InvalidLease {
   readonly key: string;
   readonly reason: string;
+  /** The IPv4 subnet the key holds (taken whatever the value), if the key names one. */
   readonly subnet?: Cidr | undefined;
+  /** The IPv6 subnet an `&` key holds, if it parsed. */
+  readonly subnet6?: Cidr6 | undefined;
 }
 
 /** One key under `<prefix>/subnets/`, decoded. */
