@@ -102,7 +102,7 @@ export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; pr
   for (const [subnet, peer] of desired.peers) {
     const state = (e: Entry): string => fixes.get(entryKey(e)) ?? 'ok';
     const lease = byName.get(subnet) as Lease;
-    rows.push({ subnet, ip: peer.subnet.ip, publicIP: formatIPv4(lease.publicIP), vtepMAC: peer.fdb.mac, programmed: true, skipReason: null, route: state(peer.route), neighbor: state(peer.neighbor), fdb: state(peer.fdb) });
+    rows.push({ subnet, ip: peer.subnet.ip as number, publicIP: formatIPv4(lease.publicIP), vtepMAC: peer.fdb.mac, programmed: true, skipReason: null, route: state(peer.route), neighbor: state(peer.neighbor), fdb: state(peer.fdb) });
   }
   for (const s of desired.skipped) {
     const lease = byName.get(s.subnet) as Lease;
