@@ -397,7 +397,7 @@ export class Daemon {
   /** `record`: our key as etcd held it at `revision` (undefined: absent). */
   private checkOwnRecord(record: Parameters<typeof isOwnRecord>[0], revision: bigint): void {
     if (record === undefined) this.markLost(`lease ${formatCidr(this.own.subnet)} is gone from etcd`, revision);
-    else if (!isOwnRecord(record, this.publicIP, this.mac)) this.markLost(`lease ${formatCidr(this.own.subnet)} now belongs to someone else`, revision);
+    else if (!isOwnRecord(record, this.own.value)) this.markLost(`lease ${formatCidr(this.own.subnet)} now belongs to someone else`, revision);
   }
 
   /**

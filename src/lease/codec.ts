@@ -5,11 +5,11 @@
  * becomes an `invalid` record with a reason.
  */
 import { posix } from 'node:path';
-import { Cidr, formatIPv4, makeCidr, parseIPv4, prefixMask } from '../net/ipv4';
-import { Cidr6, formatIPv6, makeCidr6, tryParseIPv6 } from '../net/ipv6';
+import { Cidr, formatCidr, formatIPv4, makeCidr, parseIPv4, prefixMask } from '../net/ipv4';
+import { Cidr6, formatCidr6, formatIPv6, makeCidr6, tryParseIPv6 } from '../net/ipv6';
 import { parseMac } from '../net/mac';
 import { JsonObject, isJsonObject, jsonField } from '../util/json';
-import { Lease, LeaseRecord, LeaseV6 } from './lease';
+import { Lease, LeaseAt, LeaseRecord, LeaseV6 } from './lease';
 
 /** Values larger than this are not parsed (a hostile 1 MiB value is rejected cheaply). */
 export const MAX_LEASE_VALUE_BYTES = 64 * 1024;
@@ -43,6 +43,29 @@ export function subnetKeyName(subnet: Cidr, subnet6?: Cidr6): string {
 
 export function subnetKey(prefix: string, subnet: Cidr, subnet6?: Cidr6): string {
   return subnetsPrefix(prefix) + subnetKeyName(subnet, subnet6);
+}
+
+/** The key a store call addresses. */
+export function leaseKeyAt(prefix: string, at: LeaseAt): string {
+  return 'subnet' in at ? subnetKey(prefix, at.subnet, at.subnet6) : subnetKey(prefix, at);
+}
+
+/**
+ * The IPv4-only key a create of `at` must also find absent: an `&` key with an
+ * IPv4 part also claims that part's bare key (`10.7.5.0-24`), so an IPv4-only
+ * lease created first wins. Undefined when `at` is itself that key or IPv6-only.
+ */
+export function bareIPv4KeyAt(prefix: string, at: LeaseAt): string | undefined {
+  if (!('subnet' in at) || at.subnet6 === undefined || at.subnet.prefixLen === 0) return undefined;
+  return subnetKey(prefix, at.subnet);
+}
+
+/** "10.7.5.0/24" or "10.7.5.0/24 + fc00:0:0:5::/64" or "fc00:0:0:5::/64": how logs name a lease. */
+export function leaseName(at: LeaseAt): string {
+  if (!('subnet' in at)) return formatCidr(at);
+  const v6 = at.subnet6 === undefined ? undefined : formatCidr6(at.subnet6);
+  if (at.subnet.prefixLen === 0 && v6 !== undefined) return v6;
+  return v6 === undefined ? formatCidr(at.subnet) : `${formatCidr(at.subnet)} + ${v6}`;
 }
 
 /**
