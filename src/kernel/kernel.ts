@@ -4,30 +4,35 @@
  * importer of the `netlink` package); `MemoryKernel` is the fake for unit tests.
  * One contract test suite runs against both.
  */
-import { Cidr, formatCidr, formatIPv4 } from '../net/ipv4';
+import { Cidr } from '../net/ipv4';
+import { Cidr6 } from '../net/ipv6';
+import { AnyCidr, IpAddr, formatAnyCidr, formatIp } from '../net/family';
 
-/** `ip route replace <dst> via <gateway> dev <device> onlink` (main table). */
+/**
+ * `ip [-6] route replace <dst> via <gateway> dev <device> onlink` (main table).
+ * The family is the address's: IPv4 numbers, IPv6 bigints (net/family.ts).
+ */
 export interface RouteEntry {
   readonly kind: 'route';
-  readonly dst: Cidr;
-  readonly gateway: number;
+  readonly dst: AnyCidr;
+  readonly gateway: IpAddr;
   readonly onlink: boolean;
 }
 
-/** `ip neigh replace <ip> lladdr <mac> dev <device> nud permanent` */
+/** `ip [-6] neigh replace <ip> lladdr <mac> dev <device> nud permanent` */
 export interface NeighborEntry {
   readonly kind: 'neighbor';
-  readonly ip: number;
+  readonly ip: IpAddr;
   readonly mac: string;
   /** NUD_PERMANENT; entries the kernel made itself are not permanent. */
   readonly permanent: boolean;
 }
 
-/** `bridge fdb replace <mac> dev <device> dst <dst> self permanent` */
+/** `bridge fdb replace <mac> dev <device> dst <dst> self permanent` (dst: the peer's PublicIP, or PublicIPv6 on flannel-v6.N) */
 export interface FdbEntry {
   readonly kind: 'fdb';
   readonly mac: string;
-  readonly dst: number;
+  readonly dst: IpAddr;
   readonly permanent: boolean;
 }
 
@@ -82,7 +87,8 @@ export interface InterfaceInfo {
 export interface VxlanSpec {
   readonly name: string;
   readonly vni: number;
-  readonly localIP: number;
+  /** IFLA_VXLAN_LOCAL (IPv4, flannel.<VNI>) or IFLA_VXLAN_LOCAL6 (IPv6, flannel-v6.<VNI>). */
+  readonly localIP: IpAddr;
   readonly underlayIndex: number;
   readonly port: number;
   readonly learning: boolean;
@@ -101,13 +107,16 @@ export interface DeviceState {
   /** Administratively up (IFF_UP). */
   readonly up: boolean;
   readonly vni?: number | undefined;
-  readonly localIP?: number | undefined;
+  /** IFLA_VXLAN_LOCAL, or IFLA_VXLAN_LOCAL6 as a bigint. */
+  readonly localIP?: IpAddr | undefined;
   readonly underlayIndex?: number | undefined;
   readonly port?: number | undefined;
   readonly learning?: boolean | undefined;
   readonly gbp?: boolean | undefined;
   /** IPv4 addresses on the device. */
   readonly addresses: readonly Cidr[];
+  /** IPv6 addresses on the device, link-local ones included; absent when not read. */
+  readonly addresses6?: readonly Cidr6[] | undefined;
 }
 
 export interface LinkChange {
@@ -167,10 +176,10 @@ export interface Kernel {
   deleteLink(index: number): Promise<void>;
   /** `ip link set dev <index> mtu <mtu> up|down` */
   setLink(index: number, change: LinkChange): Promise<void>;
-  /** `ip addr replace <cidr> dev <index>` (a /32 for the overlay). */
-  addAddress(index: number, address: Cidr): Promise<void>;
+  /** `ip [-6] addr replace <cidr> dev <index>` (a /32 or /128 for the overlay). */
+  addAddress(index: number, address: AnyCidr): Promise<void>;
   /** `ip addr del <cidr> dev <index>`; a missing address is success. */
-  deleteAddress(index: number, address: Cidr): Promise<void>;
+  deleteAddress(index: number, address: AnyCidr): Promise<void>;
   /**
    * Routes (main table, IPv4, oif = index, not proto kernel), IPv4 neighbours and
    * FDB entries (AF_BRIDGE with a dst) on the device.
@@ -201,10 +210,10 @@ export interface Kernel {
 export function describeEntry(e: Entry): string {
   switch (e.kind) {
     case 'route':
-      return `route ${formatCidr(e.dst)} via ${formatIPv4(e.gateway)}${e.onlink ? ' onlink' : ''}`;
+      return `route ${formatAnyCidr(e.dst)} via ${formatIp(e.gateway)}${e.onlink ? ' onlink' : ''}`;
     case 'neighbor':
-      return `neighbor ${formatIPv4(e.ip)} lladdr ${e.mac}`;
+      return `neighbor ${formatIp(e.ip)} lladdr ${e.mac}`;
     case 'fdb':
-      return `fdb ${e.mac} dst ${formatIPv4(e.dst)}`;
+      return `fdb ${e.mac} dst ${formatIp(e.dst)}`;
   }
 }

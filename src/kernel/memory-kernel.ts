@@ -5,7 +5,9 @@
  * device up and, without onlink, a connected gateway; taking a device down drops
  * its routes and neighbours but keeps permanent FDB entries, as Linux does.
  */
-import { Cidr, cidrContains, formatCidr, makeCidr, prefixMask } from '../net/ipv4';
+import { cidrContains, makeCidr, prefixMask } from '../net/ipv4';
+import { Cidr6, cidr6Contains } from '../net/ipv6';
+import { AnyCidr, IpAddr, anyCidrEquals, formatAnyCidr, isCidr6 } from '../net/family';
 import { DefaultRoute, RouteLookup, addressKey } from './interfaces';
 import { KernelError } from '../util/errors';
 import {
@@ -32,8 +34,8 @@ export type KernelCall =
   | { readonly method: 'createVxlan'; readonly spec: VxlanSpec; readonly mac: string }
   | { readonly method: 'deleteLink'; readonly index: number }
   | { readonly method: 'setLink'; readonly index: number; readonly change: LinkChange }
-  | { readonly method: 'addAddress'; readonly index: number; readonly address: Cidr }
-  | { readonly method: 'deleteAddress'; readonly index: number; readonly address: Cidr }
+  | { readonly method: 'addAddress'; readonly index: number; readonly address: AnyCidr }
+  | { readonly method: 'deleteAddress'; readonly index: number; readonly address: AnyCidr }
   | { readonly method: 'apply'; readonly index: number; readonly operation: Operation };
 
 interface Link {
@@ -41,8 +43,10 @@ interface Link {
   kind: string;
   mac: string;
   vxlan?: VxlanSpec;
+  /** IPv6 addresses (InterfaceInfo holds the IPv4 ones). */
+  addresses6: Cidr6[];
   routes: Map<string, RouteEntry>;
-  neighbors: Map<number, NeighborEntry>;
+  neighbors: Map<IpAddr, NeighborEntry>;
   fdb: Map<string, FdbEntry>;
 }
 
@@ -63,7 +67,7 @@ export class MemoryKernel implements Kernel {
 
   /** Adds a plain (non-VXLAN) interface, e.g. the underlay. */
   addInterface(info: InterfaceInfo, mac = '02:00:00:00:00:01'): void {
-    this.links.set(info.index, { info, kind: '', mac, routes: new Map(), neighbors: new Map(), fdb: new Map() });
+    this.links.set(info.index, { info, kind: '', mac, addresses6: [], routes: new Map(), neighbors: new Map(), fdb: new Map() });
     this.nextIndex = Math.max(this.nextIndex, info.index + 1);
   }
 
@@ -117,7 +121,10 @@ export class MemoryKernel implements Kernel {
       for (const a of link.info.up ? link.info.addresses : []) {
         if (a.prefixLen < 32) routes.push({ dst: makeCidr(a.ip, a.prefixLen), table: 254, protocol: 2, scope: 253, type: 1, devices: [link.info.index] });
       }
-      for (const r of link.routes.values()) routes.push({ dst: r.dst, table: 254, protocol: 3, scope: 0, type: 1, devices: [link.info.index], gateway: r.gateway });
+      for (const r of link.routes.values()) {
+        // HostRoute is IPv4 (`ip -4 route show table all`).
+        if (typeof r.dst.ip === 'number' && typeof r.gateway === 'number') routes.push({ dst: { ip: r.dst.ip, prefixLen: r.dst.prefixLen }, table: 254, protocol: 3, scope: 0, type: 1, devices: [link.info.index], gateway: r.gateway });
+      }
     }
     if (typeof this.defaultIndex === 'number') routes.push({ dst: makeCidr(0, 0), table: 254, protocol: 3, scope: 0, type: 1, devices: [this.defaultIndex] });
     return { interfaces, routes };
@@ -182,6 +189,7 @@ export class MemoryKernel implements Kernel {
       learning: vxlan?.learning,
       gbp: vxlan?.gbp,
       addresses: info.addresses.map((a) => ({ ip: a.ip, prefixLen: a.prefixLen })),
+      addresses6: [...link.addresses6],
     };
   }
 
@@ -192,7 +200,7 @@ export class MemoryKernel implements Kernel {
     if (!this.links.has(spec.underlayIndex)) throw fail(what, 'ENODEV');
     const index = this.nextIndex++;
     const info: InterfaceInfo = { index, name: spec.name, mtu: spec.mtu, up: false, addresses: [] };
-    this.links.set(index, { info, kind: 'vxlan', mac, vxlan: spec, routes: new Map(), neighbors: new Map(), fdb: new Map() });
+    this.links.set(index, { info, kind: 'vxlan', mac, vxlan: spec, addresses6: [], routes: new Map(), neighbors: new Map(), fdb: new Map() });
     this.changed();
     return (await this.getDevice(spec.name)) as DeviceState;
   }
@@ -215,23 +223,33 @@ export class MemoryKernel implements Kernel {
     this.changed();
   }
 
-  async addAddress(index: number, address: Cidr): Promise<void> {
+  async addAddress(index: number, address: AnyCidr): Promise<void> {
     this.check({ method: 'addAddress', index, address });
     const link = this.links.get(index);
-    if (!link) throw fail(`add address ${formatCidr(address)} to ifindex ${index}`, 'ENODEV');
-    const others = link.info.addresses.filter((a) => a.ip !== address.ip || a.prefixLen !== address.prefixLen);
-    const added: InterfaceAddress = { ip: address.ip, prefixLen: address.prefixLen, scope: 0 };
-    link.info = { ...link.info, addresses: [...others, added] };
+    if (!link) throw fail(`add address ${formatAnyCidr(address)} to ifindex ${index}`, 'ENODEV');
+    if (isCidr6(address)) {
+      link.addresses6 = [...link.addresses6.filter((a) => !anyCidrEquals(a, address)), address];
+    } else {
+      const others = link.info.addresses.filter((a) => a.ip !== address.ip || a.prefixLen !== address.prefixLen);
+      const added: InterfaceAddress = { ip: address.ip, prefixLen: address.prefixLen, scope: 0 };
+      link.info = { ...link.info, addresses: [...others, added] };
+    }
     this.changed();
   }
 
-  async deleteAddress(index: number, address: Cidr): Promise<void> {
+  async deleteAddress(index: number, address: AnyCidr): Promise<void> {
     this.check({ method: 'deleteAddress', index, address });
     const link = this.links.get(index);
     if (!link) return;
-    const kept = link.info.addresses.filter((a) => a.ip !== address.ip || a.prefixLen !== address.prefixLen);
-    if (kept.length === link.info.addresses.length) return;
-    link.info = { ...link.info, addresses: kept };
+    if (isCidr6(address)) {
+      const kept6 = link.addresses6.filter((a) => !anyCidrEquals(a, address));
+      if (kept6.length === link.addresses6.length) return;
+      link.addresses6 = kept6;
+    } else {
+      const kept = link.info.addresses.filter((a) => a.ip !== address.ip || a.prefixLen !== address.prefixLen);
+      if (kept.length === link.info.addresses.length) return;
+      link.info = { ...link.info, addresses: kept };
+    }
     this.changed();
   }
 
@@ -286,20 +304,24 @@ export class MemoryKernel implements Kernel {
       if (entry.onlink && !link.info.up) throw fail(what, 'ENETDOWN');
       // Without onlink the gateway must lie in a connected (non-/32) prefix of the device.
       const gateway = entry.gateway;
-      const connected = link.info.up && link.info.addresses.some((a) => a.prefixLen < 32 && cidrContains(makeCidr(a.ip, a.prefixLen), gateway));
+      const connected =
+        link.info.up &&
+        (typeof gateway === 'bigint'
+          ? link.addresses6.some((a) => a.prefixLen < 128 && cidr6Contains(a, gateway))
+          : link.info.addresses.some((a) => a.prefixLen < 32 && cidrContains(makeCidr(a.ip, a.prefixLen), gateway)));
       if (!entry.onlink && !connected) throw fail(what, 'ENETUNREACH');
     }
     this.store(link, entry.kind === 'route' ? entry : { ...entry, permanent: true });
   }
 
   private store(link: Link, entry: Entry): void {
-    if (entry.kind === 'route') link.routes.set(formatCidr(entry.dst), entry);
+    if (entry.kind === 'route') link.routes.set(formatAnyCidr(entry.dst), entry);
     else if (entry.kind === 'neighbor') link.neighbors.set(entry.ip, entry);
     else link.fdb.set(entry.mac, entry);
   }
 
   private remove(link: Link, entry: Entry): void {
-    if (entry.kind === 'route') link.routes.delete(formatCidr(entry.dst));
+    if (entry.kind === 'route') link.routes.delete(formatAnyCidr(entry.dst));
     else if (entry.kind === 'neighbor') link.neighbors.delete(entry.ip);
     else link.fdb.delete(entry.mac);
   }

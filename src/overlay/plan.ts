@@ -6,7 +6,7 @@
  * additions and corrections per peer as neighbour → FDB → route, so the kernel
  * never holds a route whose gateway it cannot resolve.
  */
-import { formatIPv4 } from '../net/ipv4';
+import { IpAddr, formatIp } from '../net/family';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
 
 export { describeEntry } from '../kernel/kernel';
@@ -20,7 +20,7 @@ export interface PlannedOperation extends Operation {
 
 function routeProblem(want: RouteEntry, have: RouteEntry | undefined): string | undefined {
   if (!have) return 'missing';
-  if (have.gateway !== want.gateway) return `wrong gateway ${formatIPv4(have.gateway)}`;
+  if (have.gateway !== want.gateway) return `wrong gateway ${formatIp(have.gateway)}`;
   if (!have.onlink) return 'not onlink';
   return undefined;
 }
@@ -34,7 +34,7 @@ function neighborProblem(want: NeighborEntry, have: NeighborEntry | undefined): 
 
 function fdbProblem(want: FdbEntry, have: readonly FdbEntry[]): string | undefined {
   if (have.length === 0) return 'missing';
-  if (!have.some((f) => f.dst === want.dst)) return `wrong dst ${formatIPv4((have[0] as FdbEntry).dst)}`;
+  if (!have.some((f) => f.dst === want.dst)) return `wrong dst ${formatIp((have[0] as FdbEntry).dst)}`;
   if (!have.some((f) => f.dst === want.dst && f.permanent)) return 'not permanent';
   return undefined;
 }
@@ -42,9 +42,9 @@ function fdbProblem(want: FdbEntry, have: readonly FdbEntry[]): string | undefin
 /** `actual`: the entries on the device, as a list or already indexed. */
 export function planChanges(desired: DesiredState, actual: readonly Entry[] | KernelIndex): PlannedOperation[] {
   const idx = actual instanceof KernelIndex ? actual : KernelIndex.of(actual);
-  const wantRoutes = new Set<number>();
-  const wantNeighbors = new Set<number>();
-  const wantFdb = new Map<string, number>();
+  const wantRoutes = new Set<number | bigint>();
+  const wantNeighbors = new Set<IpAddr>();
+  const wantFdb = new Map<string, IpAddr>();
   const adds: PlannedOperation[] = [];
   for (const peer of desired.peers.values()) {
     const key = cidrKey(peer.route.dst);

@@ -8,7 +8,8 @@ import { NetworkConfig } from '../config';
 import { DeviceState, Entry, HostRoute, InterfaceInfo, VxlanSpec, describeEntry } from '../kernel/kernel';
 import { deviceMismatch } from '../kernel/vxlan-device';
 import { Lease } from '../lease/lease';
-import { Cidr, cidrContains, formatCidr, formatIPv4, makeCidr } from '../net/ipv4';
+import { cidrContains, formatCidr, formatIPv4, makeCidr } from '../net/ipv4';
+import { AnyCidr, formatAnyCidr, formatIp } from '../net/family';
 import { desiredState } from '../overlay/desired';
 import { underlayChecker } from '../overlay/underlay';
 import { PlannedOperation, planChanges } from '../overlay/plan';
@@ -30,7 +31,7 @@ export interface KernelCheckFacts {
 }
 
 function entryKey(e: Entry): string {
-  if (e.kind === 'route') return `route ${formatCidr(e.dst)}`;
+  if (e.kind === 'route') return `route ${formatAnyCidr(e.dst)}`;
   return e.kind === 'neighbor' ? `neighbor ${e.ip}` : `fdb ${e.mac}`;
 }
 
@@ -53,7 +54,7 @@ export function checkDevice(facts: KernelCheckFacts, name: string): DeviceReport
     check('vni', String(d.vni ?? '(none)'), String(b.vni)),
     check('port', String(d.port ?? '(none)'), String(b.port)),
     check('learning', d.learning ? 'on' : 'off', b.learning ? 'on' : 'off'),
-    check('local', d.localIP === undefined ? null : formatIPv4(d.localIP), publicIP === undefined ? null : formatIPv4(publicIP)),
+    check('local', d.localIP === undefined ? null : formatIp(d.localIP), publicIP === undefined ? null : formatIPv4(publicIP)),
     check('underlay', ifName(d.underlayIndex), iface?.name ?? null),
     check('mtu', String(d.mtu), underlayMTU === undefined ? null : String(underlayMTU - 50)),
     check('address', inNetwork.length === 0 ? null : inNetwork.join(' '), own ? formatCidr(makeCidr(own.subnet.ip, 32)) : null),
@@ -74,8 +75,8 @@ function peerProblem(row: PeerRow): Problem | undefined {
 }
 
 function staleEntry({ entry: e }: PlannedOperation): StaleEntry {
-  const subnet: Cidr | undefined = e.kind === 'route' ? e.dst : e.kind === 'neighbor' ? makeCidr(e.ip, 32) : undefined;
-  return { kind: e.kind, entry: describeEntry(e), subnet: subnet ? formatCidr(subnet) : null, publicIP: e.kind === 'fdb' ? formatIPv4(e.dst) : null };
+  const subnet: AnyCidr | undefined = e.kind === 'route' ? e.dst : e.kind === 'neighbor' ? (typeof e.ip === 'bigint' ? { ip: e.ip, prefixLen: 128 } : makeCidr(e.ip, 32)) : undefined;
+  return { kind: e.kind, entry: describeEntry(e), subnet: subnet ? formatAnyCidr(subnet) : null, publicIP: e.kind === 'fdb' ? formatIp(e.dst) : null };
 }
 
 function staleProblem(s: StaleEntry, device: string): Problem {
@@ -101,7 +102,7 @@ export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; pr
   for (const [subnet, peer] of desired.peers) {
     const state = (e: Entry): string => fixes.get(entryKey(e)) ?? 'ok';
     const lease = byName.get(subnet) as Lease;
-    rows.push({ subnet, ip: peer.subnet.ip, publicIP: formatIPv4(lease.publicIP), vtepMAC: peer.fdb.mac, programmed: true, skipReason: null, route: state(peer.route), neighbor: state(peer.neighbor), fdb: state(peer.fdb) });
+    rows.push({ subnet, ip: peer.subnet.ip as number, publicIP: formatIPv4(lease.publicIP), vtepMAC: peer.fdb.mac, programmed: true, skipReason: null, route: state(peer.route), neighbor: state(peer.neighbor), fdb: state(peer.fdb) });
   }
   for (const s of desired.skipped) {
     const lease = byName.get(s.subnet) as Lease;
