@@ -10,24 +10,23 @@ import { FirewallBackends, keepFirewall, startFirewall } from './firewall/firewa
 import { NftablesFirewall } from './firewall/nftables';
 import { IptablesFirewall } from './iptables';
 import { BlackholeRoutes, IprouteBlackholeRoutes, keepBlackholeRoute } from './kernel/blackhole-route';
-import { SYSCTL_ROOT, checkBrNetfilter, disableAcceptRa } from './kernel/sysctl';
+import { SYSCTL_ROOT, checkBrNetfilter } from './kernel/sysctl';
 import { DaemonObserver } from './metrics';
 import { chooseExternalInterface, readInterfaceFacts } from './kernel/interfaces';
-import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
-import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
+import { Kernel, VxlanSpec } from './kernel/kernel';
 import { configKey, subnetKey } from './lease/codec';
 import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
 import { LeaseView } from './lease/lease-view';
 import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
-import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
+import { Cidr, formatCidr, formatIPv4 } from './net/ipv4';
+import { Cidr6, formatCidr6, formatIPv6, parseIPv6 } from './net/ipv6';
+import { AddressFamily, IPV4, IPV6 } from './net/family';
 import { randomMac } from './net/mac';
-import { DesiredState, desiredState } from './overlay/desired';
-import { HostSnapshot, PassResult, Reconciler } from './overlay/reconciler';
-import { RefusedLeases } from './overlay/refused';
-import { networkProblem, underlayChecker } from './overlay/underlay';
-import { Entry, describeEntry } from './kernel/kernel';
-import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
+import { PassResult } from './overlay/reconciler';
+import { FamilyOverlay } from './overlay/family-overlay';
+import { networkProblem } from './overlay/underlay';
+import { ensureSubnetFile, readPreviousSubnets } from './subnet-file';
 import { Clock } from './util/clock';
 import { ConfigError, errorMessage } from './util/errors';
 import { Logger } from './util/log';
@@ -73,26 +72,20 @@ const CONFIG_POLL_MS = 1000;
 export class Daemon {
   private phase: DaemonStatus['phase'] = 'starting';
   private config!: NetworkConfig;
-  private spec!: VxlanSpec;
   private own!: OwnLease;
-  private mac = '';
   private publicIP = 0;
+  /** The public IPv6 (flannel-v6.<VNI>'s local and our PublicIPv6), when the config enables IPv6. */
+  private publicIPv6: bigint | undefined;
   private readonly view: LeaseView;
-  private reconciler: Reconciler | undefined;
+  /** One per enabled family: IPv4 (flannel.<VNI>) first, then IPv6 (flannel-v6.<VNI>). */
+  private overlays: FamilyOverlay[] = [];
   /** Why our lease needs re-acquiring, and the store revision that said so (none for a failed renewal). */
   private lost: { reason: string; revision: bigint | undefined } | undefined;
-  private skippedLogged = new Map<string, string>();
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
-  private desiredCache: { generation: number; host: HostSnapshot | undefined; desired: DesiredState } | undefined;
-  /** The host's addresses and routes from the last listing pass. */
-  private host: HostSnapshot | undefined;
-  private readonly refused = new RefusedLeases();
   /** Generation and arrival time of the oldest lease event not yet in the kernel. */
   private pendingEvent: { generation: number; at: number } | undefined;
   private wakeLeaseLoop: (() => void) | undefined;
-  /** Index of the device whose accept_ra we last set (set again only for a new device). */
-  private acceptRaIndex: number | undefined;
   private reput: ReputSchedule | undefined;
   private readonly log: Logger;
 
@@ -104,10 +97,10 @@ export class Daemon {
   status(): DaemonStatus {
     return {
       phase: this.phase,
-      ...(this.own && { subnet: formatCidr(this.own.subnet), publicIP: formatIPv4(this.publicIP), vtepMAC: this.mac }),
-      peers: this.reconciler ? this.currentDesired()?.peers.size ?? 0 : 0,
+      ...(this.own && { subnet: formatCidr(this.own.subnet), publicIP: formatIPv4(this.publicIP), vtepMAC: this.overlay(IPV4)?.mac ?? '' }),
+      peers: this.peerCount(),
       leaseHeld: this.own !== undefined && this.lost === undefined,
-      kernelInSync: this.reconciler?.synced ?? false,
+      kernelInSync: this.overlays.length > 0 && this.overlays.every((o) => o.reconciler?.synced ?? false),
     };
   }
 
@@ -126,58 +119,68 @@ export class Daemon {
       }
       this.publicIP = ext.publicIP;
       const b = this.config.backend;
-      this.spec = { name: `flannel.${b.vni}`, vni: b.vni, localIP: ext.publicIP, underlayIndex: ext.iface.index, port: b.port, learning: b.learning, gbp: b.gbp, mtu: (b.mtu || ext.iface.mtu) - VXLAN_OVERHEAD };
-      log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), mtu: this.spec.mtu }, `using interface ${ext.iface.name} with public IP ${formatIPv4(ext.publicIP)}`);
-      const first = await ensureVxlanDevice(kernel, this.spec, log, () => randomMac(this.deps.randomBytes));
-      this.mac = first.device.mac;
-      await this.disableAcceptRa(first.device);
-      if (!first.created) log.info({ device: this.spec.name, mac: this.mac }, `adopted existing ${this.spec.name} (parameters match; MAC kept)`);
+      const mtu = (b.mtu || ext.iface.mtu) - VXLAN_OVERHEAD;
+      // Contract §11: flannel-v6.<VNI> has the IPv4 device's VNI, port, GBP, learning, dev and MTU; its local is the public IPv6.
+      const spec = (family: AddressFamily, localIP: number | bigint): VxlanSpec => ({
+        name: family === IPV6 ? `flannel-v6.${b.vni}` : `flannel.${b.vni}`,
+        vni: b.vni,
+        localIP,
+        underlayIndex: ext.iface.index,
+        port: b.port,
+        learning: b.learning,
+        gbp: b.gbp,
+        mtu,
+      });
+      const specs: Array<[AddressFamily, VxlanSpec]> = [];
+      if (this.config.enableIPv4) specs.push([IPV4, spec(IPV4, ext.publicIP)]);
+      if (this.config.enableIPv6) {
+        this.publicIPv6 = await this.choosePublicIPv6(ext.iface.name);
+        specs.push([IPV6, spec(IPV6, this.publicIPv6)]);
+      }
+      log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), ...(this.publicIPv6 !== undefined && { publicIPv6: formatIPv6(this.publicIPv6) }), mtu }, `using interface ${ext.iface.name} with public IP ${formatIPv4(ext.publicIP)}${this.publicIPv6 === undefined ? '' : ` and public IPv6 ${formatIPv6(this.publicIPv6)}`}`);
+      this.overlays = specs.map(([family, s]) => this.makeOverlay(family, s));
+      const created: Array<{ index: number; name: string }> = [];
+      for (const o of this.overlays) {
+        const first = await o.createDevice(() => randomMac(this.deps.randomBytes));
+        if (first.created) created.push({ index: first.device.index, name: o.spec.name });
+      }
 
-      const previous = await readPreviousSubnet(this.opts.subnetFile);
+      const previous = await readPreviousSubnets(this.opts.subnetFile);
       try {
-        this.own = await retry('acquire a subnet lease', () => this.acquire(previous));
+        this.own = await retry('acquire a subnet lease', () => this.acquire(previous.subnet, previous.subnet6));
       } catch (err) {
         // No partial state: a device we created for a lease we could not get goes again.
-        if (first.created && !signal.aborted) {
-          await kernel.deleteLink(first.device.index).catch(() => undefined);
-          log.info({ device: this.spec.name }, `removed ${this.spec.name}: no subnet lease was acquired`);
+        if (!signal.aborted) {
+          for (const d of created) {
+            await kernel.deleteLink(d.index).catch(() => undefined);
+            log.info({ device: d.name }, `removed ${d.name}: no subnet lease was acquired`);
+          }
         }
         throw err;
       }
-      await this.ensureDevice();
+      await this.ensureDevices();
       const firewallLog = log.child({ component: 'firewall' });
       const target = () => ({ network: this.config.network, subnet: this.own.subnet });
       const firewallOpts = { ipMasq: this.opts.ipMasq, fullyRandom: this.opts.ipMasqFullyRandom, forwardRules: this.opts.iptablesForwardRules };
       // iptables mode: not fatal (the overlay works without the rules; the resync keeps trying). nftables mode: fatal, as flanneld.
-      const firewall = await startFirewall(this.config.enableNFTables, firewallOpts, target(), this.deps.firewalls ?? REAL_FIREWALLS, firewallLog);
+      // IPv6-only: no IPv4 pool, so no IPv4 rules (0.0.0.0/0 would masquerade everything).
+      const firewall = this.config.enableIPv4 ? await startFirewall(this.config.enableNFTables, firewallOpts, target(), this.deps.firewalls ?? REAL_FIREWALLS, firewallLog) : undefined;
+      if (this.config.enableIPv6 && (this.opts.ipMasq || this.opts.iptablesForwardRules)) firewallLog.warn('IPv6 masquerade and forward rules (ip6tables, nft ip6 flannel-ipv6) are not implemented yet: add them by hand if the host needs them');
       await this.writeSubnetFile();
 
       const snapshot = await retry('list leases', () => store.list());
       this.view.reset(snapshot.records);
       this.leasesChanged();
       this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
-      const reconciler = new Reconciler({
-        kernel,
-        desired: (host) => this.currentDesired(host),
-        onRefused: (refused) => this.onRefused(refused),
-        generation: () => this.generation,
-        onPass: (result) => this.onPass(result),
-        onOverflow: () => this.deps.observer?.kernelWatchOverflowed(),
-        ensureDevice: () => this.ensureDevice(),
-        log: log.child({ component: 'reconciler' }),
-        clock,
-        rand,
-        periodMs: this.opts.resyncMs,
-        coalesceMs: 5,
-      });
-      this.reconciler = reconciler;
-      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal), keepFirewall(firewall, target, this.opts.iptablesResyncMs, clock, firewallLog, signal)];
-      if (this.opts.ipBlackholeRoute) {
+      const reconcilers = this.overlays.map((o) => o.makeReconciler());
+      const background = [...reconcilers.map((r) => r.run(signal)), this.watchLoop(snapshot.revision + 1n, signal)];
+      if (firewall) background.push(keepFirewall(firewall, target, this.opts.iptablesResyncMs, clock, firewallLog, signal));
+      if (this.opts.ipBlackholeRoute && this.config.enableIPv4) {
         background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), () => this.own.subnet, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
       }
-      await reconciler.waitSynced(signal);
+      for (const r of reconcilers) await r.waitSynced(signal);
       this.phase = 'ready';
-      log.info({ subnet: formatCidr(this.own.subnet), peers: this.currentDesired()?.peers.size ?? 0 }, 'ready: lease held, subnet file written, peers programmed');
+      log.info({ subnet: formatCidr(this.own.subnet), ...(this.own.subnet6 && { subnet6: formatCidr6(this.own.subnet6) }), peers: this.peerCount() }, 'ready: lease held, subnet file written, peers programmed');
       this.deps.onReady?.(this.status());
       await this.leaseLoop(signal);
       await Promise.all(background);
@@ -206,66 +209,71 @@ export class Daemon {
     }
   }
 
+  /** Peers programmed over all families (a dual-stack peer counts once per family). */
+  private peerCount(): number {
+    return this.overlays.reduce((n, o) => n + (o.reconciler ? o.desired()?.peers.size ?? 0 : 0), 0);
+  }
+
+  private overlay(family: AddressFamily): FamilyOverlay | undefined {
+    return this.overlays.find((o) => o.family === family);
+  }
+
+  private makeOverlay(family: AddressFamily, spec: VxlanSpec): FamilyOverlay {
+    const { kernel, clock, rand, log, observer } = this.deps;
+    return new FamilyOverlay({
+      family,
+      kernel,
+      config: this.config,
+      spec,
+      log,
+      clock,
+      rand,
+      sysctlRoot: this.deps.sysctlRoot ?? SYSCTL_ROOT,
+      own: () => {
+        if (!this.own) return undefined;
+        if (family === IPV6) return this.own.subnet6 && this.publicIPv6 !== undefined ? { subnet: this.own.subnet6, publicIP: this.publicIPv6 } : undefined;
+        return { subnet: this.own.subnet, publicIP: this.publicIP };
+      },
+      leases: () => this.view.leases(),
+      generation: () => this.generation,
+      bumpGeneration: () => {
+        this.generation++;
+      },
+      etcdAddresses: this.deps.etcdAddresses ?? [],
+      observer,
+      onPass: (result) => this.onPass(result),
+      periodMs: this.opts.resyncMs,
+    });
+  }
+
   /**
-   * Computed once per generation and host reading: every reconcile pass and
-   * every /readyz probe asks for it. Peers are checked against the host's own
-   * network as the last listing pass saw it, and leases the kernel refused stay out.
+   * The public IPv6 (contract §11): `--public-ipv6`, else the external interface's
+   * first global IPv6 address, else its first link-local one.
    */
-  private currentDesired(host?: HostSnapshot): DesiredState | undefined {
-    if (!this.own) return undefined;
-    if (host) this.host = host;
-    const seen = this.host;
-    if (this.desiredCache?.generation === this.generation && this.desiredCache.host === seen) return this.desiredCache.desired;
-    const underlay = seen && underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: this.config.network, etcdAddresses: this.deps.etcdAddresses ?? [] });
-    this.refused.forget(this.view.leases());
-    const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac }, this.view.leases(), this.config, (lease) =>
-      underlay?.(lease.subnet) ?? this.refused.reason(lease),
-    );
-    this.logSkipped(desired);
-    this.desiredCache = { generation: this.generation, host: seen, desired };
-    return desired;
+  private async choosePublicIPv6(ifaceName: string): Promise<bigint> {
+    if (this.opts.publicIPv6 !== undefined) return parseIPv6(this.opts.publicIPv6);
+    const addresses = (await this.deps.kernel.getDevice(ifaceName))?.addresses6 ?? [];
+    const global = addresses.find((a) => a.ip >> 118n !== 0x3fan);
+    const chosen = global ?? addresses[0];
+    if (!chosen) throw new ConfigError('EnableIPv6', `the external interface ${ifaceName} has no IPv6 address; give it one or pass --public-ipv6`);
+    return chosen.ip;
   }
 
-  /** Valid leases that are not programmed (wrong backend, outside the network, our own IP…): logged once each. */
-  private logSkipped(desired: DesiredState): void {
-    const now = new Map(desired.skipped.map((s) => [s.subnet, s.reason]));
-    for (const [subnet, reason] of now) {
-      if (this.skippedLogged.get(subnet) !== reason) this.log.warn({ subnet, reason }, `not programming lease ${subnet}: ${reason}`);
-    }
-    this.skippedLogged = now;
-    this.deps.observer?.peersSkipped?.(desired.skipped.length);
-  }
-
-  /** The kernel refused entries of these peers for good: drop the whole peer (all three entries) until its lease changes. */
-  private onRefused(refused: ReadonlyArray<{ operation: { entry: Entry }; error: Error }>): void {
-    const peers = this.currentDesired()?.peers;
-    if (!peers) return;
-    let added = 0;
-    for (const { operation, error } of refused) {
-      const entry = operation.entry;
-      const peer = [...peers.values()].find((p) => (entry.kind === 'route' ? p.route.dst.ip === entry.dst.ip : entry.kind === 'neighbor' ? p.neighbor.ip === entry.ip : p.fdb.mac === entry.mac));
-      const lease = peer && this.view.leases().find((l) => l.subnet.ip === peer.subnet.ip && l.subnet.prefixLen === peer.subnet.prefixLen);
-      if (!lease) continue;
-      if (this.refused.add(lease, `the kernel refused its ${describeEntry(entry)}: ${error.message}`)) {
-        added++;
-        this.deps.observer?.leaseRefused?.();
-      }
-    }
-    if (added === 0) return;
-    this.generation++;
-    this.reconciler?.markDirty();
+  private markAllDirty(full = false): void {
+    for (const o of this.overlays) o.reconciler?.markDirty(full);
   }
 
   private ownKey(): string {
     return subnetKey(this.opts.etcd.prefix, this.own.subnet);
   }
 
-  private acquire(previous: Cidr | undefined): Promise<OwnLease> {
+  private acquire(previous: Cidr | undefined, previous6: Cidr6 | undefined): Promise<OwnLease> {
     return acquireLease({
       store: this.deps.store,
       config: this.config,
       publicIP: this.publicIP,
-      vtepMAC: this.mac,
+      vtepMAC: this.overlay(IPV4)?.mac ?? '',
+      v6: this.publicIPv6 === undefined ? undefined : { publicIP: this.publicIPv6, vtepMAC: this.overlay(IPV6)?.mac ?? '', previous: previous6 },
       previous,
       ttlSeconds: this.opts.leaseTTLSeconds,
       rand: this.deps.rand,
@@ -273,24 +281,16 @@ export class Daemon {
     });
   }
 
-  /** Creates or repairs flannel.N with our MAC, address and link state. */
-  private async ensureDevice(): Promise<DeviceState> {
-    const { device } = await ensureVxlanDevice(this.deps.kernel, this.spec, this.log, () => this.mac);
-    await this.disableAcceptRa(device);
-    await ensureDeviceAddress(this.deps.kernel, device, makeCidr(this.own.subnet.ip, 32), this.config.network, this.log);
-    return device;
-  }
-
-  /** accept_ra=0 on a device we made or adopted (flanneld: device.go); once per device, a failure logged and ignored. */
-  private async disableAcceptRa(device: DeviceState): Promise<void> {
-    if (this.acceptRaIndex === device.index) return;
-    this.acceptRaIndex = device.index;
-    const problem = await disableAcceptRa(this.deps.sysctlRoot ?? SYSCTL_ROOT, this.spec.name);
-    if (problem) this.log.warn({ device: this.spec.name }, `${problem} (ignored, as flanneld does)`);
+  /** Creates or repairs flannel.N and flannel-v6.N with our MACs, addresses and link state. */
+  private async ensureDevices(): Promise<void> {
+    for (const o of this.overlays) await o.ensureDevice();
   }
 
   private async writeSubnetFile(): Promise<void> {
-    const written = await ensureSubnetFile(this.opts.subnetFile, { network: this.config.network, subnet: this.own.subnet, mtu: this.spec.mtu, ipMasq: this.opts.ipMasq });
+    const v4 = this.config.enableIPv4;
+    const ipv6 = this.config.ipv6 && this.own.subnet6 ? { network: this.config.ipv6.network, subnet: this.own.subnet6 } : undefined;
+    const mtu = this.overlays[0]?.spec.mtu ?? 0;
+    const written = await ensureSubnetFile(this.opts.subnetFile, { network: v4 ? this.config.network : undefined, subnet: v4 ? this.own.subnet : undefined, ipv6, mtu, ipMasq: this.opts.ipMasq });
     if (written) this.log.info({ file: this.opts.subnetFile }, `wrote ${this.opts.subnetFile}`);
   }
 
@@ -304,7 +304,8 @@ export class Daemon {
     const { kernel } = this.deps;
     const host = await readInterfaceFacts(kernel, this.opts.ifaceCanReach);
     const ext = chooseExternalInterface(host.ifaces, host.defaultRoute, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, canReach: host.canReach, publicIP: this.opts.publicIP });
-    const problem = networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses: this.deps.etcdAddresses ?? [] });
+    // An IPv6-only config has no IPv4 pool (its network is 0.0.0.0/0, flannel's zero value).
+    const problem = config.enableIPv4 ? networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses: this.deps.etcdAddresses ?? [] }) : undefined;
     if (problem !== undefined) throw new ConfigError('Network', problem);
     if (config.backend.mtu === 0 && ext.iface.mtu - VXLAN_OVERHEAD < 68) {
       throw new ConfigError('Backend.MTU', `the MTU of ${ext.iface.name} (${ext.iface.mtu}) leaves less than 68 for flannel.${config.backend.vni}; set Backend.MTU`);
@@ -353,7 +354,7 @@ export class Daemon {
             if (changed === 0) return;
             this.pendingEvent ??= { generation: this.generation + 1, at: clock.now() };
             this.leasesChanged();
-            this.reconciler?.markDirty();
+            this.markAllDirty();
           },
           onDisconnected: (err) => log.warn({ err: errorMessage(err) }, `lost the etcd watch: ${errorMessage(err)}; reconnecting`),
           onReconnected: () => {
@@ -374,7 +375,7 @@ export class Daemon {
           revision = snapshot.revision + 1n;
           log.info({ changed }, `resynced leases: ${changed} changed`);
           this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
-          this.reconciler?.markDirty();
+          this.markAllDirty();
           this.triggerReput('re-listed leases after the watch broke');
         } catch (listErr) {
           if (signal.aborted) return;
@@ -486,20 +487,27 @@ export class Daemon {
   private async reacquire(signal: AbortSignal): Promise<void> {
     const { clock, rand, log } = this.deps;
     const old = this.own.subnet;
+    const old6 = this.own.subnet6;
     const reason = this.lost?.reason;
     log.warn({ subnet: formatCidr(old), reason }, `${reason}; re-acquiring`);
     this.lost = undefined;
-    this.own = await retryTransient(() => this.acquire(old), { what: 'acquire a subnet lease', log, clock, rand, signal });
+    this.own = await retryTransient(() => this.acquire(old, old6), { what: 'acquire a subnet lease', log, clock, rand, signal });
     this.forgetPastLoss();
+    const new6 = this.own.subnet6;
+    if (old6 && new6 && formatCidr6(new6) !== formatCidr6(old6)) {
+      log.error({ oldSubnet6: formatCidr6(old6), subnet6: formatCidr6(new6) }, `IPv6 SUBNET CHANGED from ${formatCidr6(old6)} to ${formatCidr6(new6)}: pods still on the old IPv6 subnet have lost connectivity and must be recreated`);
+      await this.ensureDevices();
+      await this.writeSubnetFile();
+    }
     if (formatCidr(this.own.subnet) !== formatCidr(old)) {
       log.error({ oldSubnet: formatCidr(old), subnet: formatCidr(this.own.subnet) }, `SUBNET CHANGED from ${formatCidr(old)} to ${formatCidr(this.own.subnet)}: ${formatCidr(old)} was taken by another node; pods still on the old subnet have lost connectivity and must be recreated`);
-      await this.ensureDevice();
+      await this.ensureDevices();
       await this.writeSubnetFile();
     } else {
       log.info({ subnet: formatCidr(old) }, `re-acquired lease ${formatCidr(old)}`);
     }
     this.generation++;
-    this.reconciler?.markDirty(true);
+    this.markAllDirty(true);
   }
 
   private sleepUnlessWoken(ms: number, signal: AbortSignal): Promise<void> {

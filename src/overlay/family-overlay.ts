@@ -79,7 +79,7 @@ export class FamilyOverlay {
     await this.disableAcceptRa(device);
     const own = this.deps.own();
     const pool = familyPool(config, family);
-    if (own && pool) await ensureDeviceAddress(kernel, device, family.hostCidr(own.subnet.ip), pool.network, log);
+    if (own && pool) await ensureDeviceAddress(kernel, device, family.hostCidr(own.subnet.ip) as AnyCidr, pool.network, log);
     return device;
   }
 
