@@ -68,12 +68,16 @@ export interface DaemonStatus {
 }
 
 const CONFIG_POLL_MS = 1000;
+/** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
+const VXLAN6_HEADROOM = 70;
 
 export class Daemon {
   private phase: DaemonStatus['phase'] = 'starting';
   private config!: NetworkConfig;
   private own!: OwnLease;
   private publicIP = 0;
+  /** FLANNEL_MTU, and flannel.<VNI>'s MTU. */
+  private mtu = 0;
   /** The public IPv6 (flannel-v6.<VNI>'s local and our PublicIPv6), when the config enables IPv6. */
   private publicIPv6: bigint | undefined;
   private readonly view: LeaseView;
@@ -124,6 +128,7 @@ export class Daemon {
       this.publicIP = ext.publicIP;
       const b = this.config.backend;
       const mtu = (b.mtu || ext.iface.mtu) - VXLAN_OVERHEAD;
+      this.mtu = mtu;
       // Contract §11: flannel-v6.<VNI> has the IPv4 device's VNI, port, GBP, learning, dev and MTU; its local is the public IPv6.
       const spec = (family: AddressFamily, localIP: number | bigint): VxlanSpec => ({
         name: family === IPV6 ? `flannel-v6.${b.vni}` : `flannel.${b.vni}`,
@@ -133,7 +138,9 @@ export class Daemon {
         port: b.port,
         learning: b.learning,
         gbp: b.gbp,
-        mtu,
+        // The kernel clamps a VXLAN-over-IPv6 device to its underlay's MTU - 70 (drivers/net/vxlan: VXLAN6_HEADROOM) and
+        // refuses more later (EINVAL): flanneld asks for 1450 and gets 1430, and so do we. FLANNEL_MTU stays the IPv4 figure.
+        mtu: family === IPV6 ? Math.min(mtu, ext.iface.mtu - VXLAN6_HEADROOM) : mtu,
       });
       const specs: Array<[AddressFamily, VxlanSpec]> = [];
       if (this.config.enableIPv4) specs.push([IPV4, spec(IPV4, ext.publicIP)]);
@@ -281,8 +288,8 @@ export class Daemon {
   private async writeSubnetFile(): Promise<void> {
     const v4 = this.config.enableIPv4;
     const ipv6 = this.config.ipv6 && this.own.subnet6 ? { network: this.config.ipv6.network, subnet: this.own.subnet6 } : undefined;
-    const mtu = this.overlays[0]?.spec.mtu ?? 0;
-    const written = await ensureSubnetFile(this.opts.subnetFile, { network: v4 ? this.config.network : undefined, subnet: v4 ? this.own.subnet : undefined, ipv6, mtu, ipMasq: this.opts.ipMasq });
+    // FLANNEL_MTU is (Backend.MTU or the interface's) - 50 whatever the families (contract §11).
+    const written = await ensureSubnetFile(this.opts.subnetFile, { network: v4 ? this.config.network : undefined, subnet: v4 ? this.own.subnet : undefined, ipv6, mtu: this.mtu, ipMasq: this.opts.ipMasq });
     if (written) this.log.info({ file: this.opts.subnetFile }, `wrote ${this.opts.subnetFile}`);
   }
 
