@@ -14,7 +14,7 @@ import { SYSCTL_ROOT, checkBrNetfilter } from './kernel/sysctl';
 import { DaemonObserver } from './metrics';
 import { chooseExternalInterface, readInterfaceFacts } from './kernel/interfaces';
 import { Kernel, VxlanSpec } from './kernel/kernel';
-import { configKey, leaseName, subnetKey } from './lease/codec';
+import { configKey, leaseAt, leaseName, subnetKey } from './lease/codec';
 import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
 import { LeaseView } from './lease/lease-view';
 import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
@@ -444,7 +444,7 @@ export class Daemon {
     schedule.attempted(clock.now());
     let ok: boolean;
     try {
-      ok = await store.rewrite(own, own.value, own.etcdLease);
+      ok = await store.rewrite(leaseAt(own.subnet, own.subnet6), own.value, own.etcdLease);
     } catch (err) {
       schedule.failed(clock.now());
       log.debug({ err: errorMessage(err), subnet: name }, `failed to write lease ${name} again; will retry`);

@@ -45,6 +45,11 @@ export function subnetKey(prefix: string, subnet: Cidr, subnet6?: Cidr6): string
   return subnetsPrefix(prefix) + subnetKeyName(subnet, subnet6);
 }
 
+/** Where a store call writes: the bare IPv4 subnet for an IPv4-only key (what callers of the IPv4-only API passed), else both subnets. */
+export function leaseAt(subnet: Cidr, subnet6: Cidr6 | undefined): LeaseAt {
+  return subnet6 === undefined ? subnet : { subnet, subnet6 };
+}
+
 /** The key a store call addresses. */
 export function leaseKeyAt(prefix: string, at: LeaseAt): string {
   return 'subnet' in at ? subnetKey(prefix, at.subnet, at.subnet6) : subnetKey(prefix, at);
