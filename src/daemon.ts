@@ -101,7 +101,7 @@ export class Daemon {
   status(): DaemonStatus {
     return {
       phase: this.phase,
-      ...(this.own && { subnet: formatCidr(this.own.subnet), publicIP: formatIPv4(this.publicIP), vtepMAC: this.overlay(IPV4)?.mac ?? '' }),
+      ...(this.own && { subnet: leaseName(this.own), publicIP: this.config.enableIPv4 ? formatIPv4(this.publicIP) : formatIPv6(this.publicIPv6 ?? 0n), vtepMAC: this.overlay(IPV4)?.mac ?? this.overlay(IPV6)?.mac ?? '' }),
       peers: this.peerCount(),
       leaseHeld: this.own !== undefined && this.lost === undefined,
       kernelInSync: this.overlays.length > 0 && this.overlays.every((o) => o.reconciler?.synced ?? false),
