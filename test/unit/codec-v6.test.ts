@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { decodeLease, encodeLeaseValue, leaseAttrsOf, parseSubnetKeyName, recordSubnet, recordSubnet6, subnetKey, subnetKeyName } from '../../src/lease/codec';
 import { formatCidr, makeCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { formatCidr6, parseCidr6, parseIPv6 } from '../../src/net/ipv6';
+import { LeaseView } from '../../src/lease/lease-view';
+import { silentLogger } from '../../src/util/log';
 
 // Literal bytes of flanneld's format (contract §11; flannel: pkg/lease/lease.go, pkg/subnet/subnet.go).
 const DUAL_KEY = '10.7.5.0-24&fc00:0:0:5::-64';
@@ -105,5 +107,17 @@ describe('dual-stack and IPv6-only values', () => {
     const r = decodeLease('k', V6ONLY_KEY, '{"PublicIP":"0.0.0.0","BackendType":"vxlan"}');
     expect(r.kind === 'invalid' && r.invalid.subnet).toBeUndefined();
     expect(r.kind === 'invalid' && recordSubnet6(r) && formatCidr6(recordSubnet6(r)!)).toBe('fc00:0:0:5::/64');
+  });
+});
+
+describe('LeaseView with dual-stack values', () => {
+  it('counts a PUT that changes only the IPv6 half as a change, and an identical re-put as none', () => {
+    const view = new LeaseView(silentLogger());
+    const key = `/p/subnets/${DUAL_KEY}`;
+    const put = (value: string) => ({ type: 'put' as const, record: decodeLease(key, DUAL_KEY, value), revision: 1n });
+    expect(view.reset([decodeLease(key, DUAL_KEY, DUAL_VALUE)])).toBe(1);
+    expect(view.apply([put(DUAL_VALUE)])).toBe(0);
+    expect(view.apply([put(DUAL_VALUE.replace('a2:15:7c:0e:91:3d', 'a2:15:7c:0e:91:3e'))])).toBe(1);
+    expect(view.apply([put(DUAL_VALUE.replace('"2001:db8::10"', '"2001:db8::11"'))])).toBe(1);
   });
 });
