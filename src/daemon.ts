@@ -22,7 +22,7 @@ import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4 } from './net/ipv4';
 import { Cidr6, formatCidr6, formatIPv6, parseIPv6 } from './net/ipv6';
-import { AddressFamily, IPV4, IPV6 } from './net/family';
+import { AddressFamily, AnyCidr, IPV4, IPV6 } from './net/family';
 import { randomMac } from './net/mac';
 import { PassResult } from './overlay/reconciler';
 import { FamilyOverlay } from './overlay/family-overlay';
@@ -191,8 +191,12 @@ export class Daemon {
       const reconcilers = this.overlays.map((o) => o.makeReconciler());
       const background = [...reconcilers.map((r) => r.run(signal)), this.watchLoop(snapshot.revision + 1n, signal)];
       for (const f of firewalls) background.push(keepFirewall(f.firewall, f.target, this.opts.iptablesResyncMs, clock, firewallLog, signal));
-      if (this.opts.ipBlackholeRoute && this.config.enableIPv4) {
-        background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), () => this.own.subnet, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
+      if (this.opts.ipBlackholeRoute) {
+        // One blackhole per enabled family: the own subnet and the own IPv6 subnet (contract §16).
+        for (const o of this.overlays) {
+          const own = (): AnyCidr => o.ownSubnet() ?? this.own.subnet;
+          background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), own, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
+        }
       }
       for (const r of reconcilers) await r.waitSynced(signal);
       this.phase = 'ready';

@@ -15,6 +15,7 @@ import { parseCidr } from '../../src/net/ipv4';
 import { createLogger } from '../../src/util/log';
 import { V6_TARGETS, firewallContract } from '../helpers/firewall-contract';
 import { IPV6 } from '../../src/net/family';
+import { parseCidr6 } from '../../src/net/ipv6';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 assertPrivateNetns();
@@ -237,5 +238,16 @@ describe('--ip-blackhole-route on the real routing table', () => {
     expect(before).toContain('dev flts-br');
     expect(await routes.ensure(subnet)).toBe('taken');
     expect(sh('ip', ['route', 'show', 'exact', '10.77.5.0/24'])).toBe(before);
+  });
+
+  it('IPv6: adds blackhole <own IPv6 subnet> once, then finds it present', async () => {
+    const subnet6 = parseCidr6('fc00:0:0:77::/64');
+    try {
+      expect(await routes.ensure(subnet6)).toBe('added');
+      expect(sh('ip', ['-6', 'route', 'show', 'exact', 'fc00:0:0:77::/64']).trim()).toMatch(/^blackhole fc00:0:0:77::\/64 /);
+      expect(await routes.ensure(subnet6)).toBe('present');
+    } finally {
+      sh('ip', ['-6', 'route', 'del', 'blackhole', 'fc00:0:0:77::/64']);
+    }
   });
 });
