@@ -15,13 +15,13 @@ import { SYSCTL_ROOT, checkBrNetfilter } from './kernel/sysctl';
 import { DaemonObserver } from './metrics';
 import { chooseExternalInterface, readInterfaceFacts } from './kernel/interfaces';
 import { Kernel, VxlanSpec } from './kernel/kernel';
-import { configKey, subnetKey } from './lease/codec';
+import { configKey, leaseName, subnetKey } from './lease/codec';
 import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
 import { LeaseView } from './lease/lease-view';
 import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4 } from './net/ipv4';
-import { Cidr6, formatCidr6, formatIPv6, parseIPv6 } from './net/ipv6';
+import { Cidr6, formatCidr6, formatIPv6 } from './net/ipv6';
 import { AddressFamily, AnyCidr, IPV4, IPV6 } from './net/family';
 import { randomMac } from './net/mac';
 import { PassResult } from './overlay/reconciler';
@@ -120,6 +120,10 @@ export class Daemon {
       const sysctlRoot = this.deps.sysctlRoot ?? SYSCTL_ROOT;
       // Contract §16: flanneld checks this after the config and before choosing the interface.
       if (!this.config.enableNFTables) await checkBrNetfilter(sysctlRoot);
+      if (this.config.ignoredBackendKeys.length > 0) {
+        const keys = this.config.ignoredBackendKeys.join(', ');
+        log.warn({ keys: this.config.ignoredBackendKeys }, `ignoring Backend key(s) ${keys}: flanneld's Linux VXLAN backend does not read them (MacPrefix and Name are Windows-only)`);
+      }
       if (this.config.backend.directRouting) {
         log.warn('Backend.DirectRouting is not supported by flanneld-ts yet: every peer is reached through VXLAN');
       }
@@ -142,11 +146,12 @@ export class Daemon {
       });
       const specs: Array<[AddressFamily, VxlanSpec]> = [];
       if (this.config.enableIPv4) specs.push([IPV4, spec(IPV4, ext.publicIP)]);
-      if (this.config.enableIPv6) {
-        this.publicIPv6 = await this.choosePublicIPv6(ext.iface.name);
-        specs.push([IPV6, spec(IPV6, this.publicIPv6)]);
+      if (this.config.enableIPv6 && ext.publicIPv6 !== undefined) {
+        this.publicIPv6 = ext.publicIPv6;
+        specs.push([IPV6, spec(IPV6, ext.publicIPv6)]);
       }
-      log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), ...(this.publicIPv6 !== undefined && { publicIPv6: formatIPv6(this.publicIPv6) }), mtu }, `using interface ${ext.iface.name} with public IP ${formatIPv4(ext.publicIP)}${this.publicIPv6 === undefined ? '' : ` and public IPv6 ${formatIPv6(this.publicIPv6)}`}`);
+      const addrs = [...(this.config.enableIPv4 ? [`public IP ${formatIPv4(ext.publicIP)}`] : []), ...(this.publicIPv6 === undefined ? [] : [`public IPv6 ${formatIPv6(this.publicIPv6)}`])];
+      log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), ...(this.publicIPv6 !== undefined && { publicIPv6: formatIPv6(this.publicIPv6) }), mtu }, `using interface ${ext.iface.name} with ${addrs.join(' and ')}`);
       this.overlays = specs.map(([family, s]) => this.makeOverlay(family, s));
       const created: Array<{ index: number; name: string }> = [];
       for (const o of this.overlays) {
@@ -266,19 +271,6 @@ export class Daemon {
     });
   }
 
-  /**
-   * The public IPv6 (contract §11): `--public-ipv6`, else the external interface's
-   * first global IPv6 address, else its first link-local one.
-   */
-  private async choosePublicIPv6(ifaceName: string): Promise<bigint> {
-    if (this.opts.publicIPv6 !== undefined) return parseIPv6(this.opts.publicIPv6);
-    const addresses = (await this.deps.kernel.getDevice(ifaceName))?.addresses6 ?? [];
-    const global = addresses.find((a) => a.ip >> 118n !== 0x3fan);
-    const chosen = global ?? addresses[0];
-    if (!chosen) throw new ConfigError('EnableIPv6', `the external interface ${ifaceName} has no IPv6 address; give it one or pass --public-ipv6`);
-    return chosen.ip;
-  }
-
   private markAllDirty(full = false): void {
     for (const o of this.overlays) o.reconciler?.markDirty(full);
   }
@@ -322,8 +314,13 @@ export class Daemon {
   private async checkedConfig(text: string): Promise<{ config: NetworkConfig; ext: ReturnType<typeof chooseExternalInterface> }> {
     const config = parseNetworkConfig(text, { allowWideNetwork: this.opts.allowWideNetwork });
     const { kernel } = this.deps;
-    const host = await readInterfaceFacts(kernel, this.opts.ifaceCanReach);
-    const ext = chooseExternalInterface(host.ifaces, host.defaultRoute, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, canReach: host.canReach, publicIP: this.opts.publicIP });
+    const host = await readInterfaceFacts(kernel, this.opts.ifaceCanReach, config.enableIPv6);
+    const ext = chooseExternalInterface(
+      host.ifaces,
+      host.defaultRoute,
+      { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, canReach: host.canReach, publicIP: this.opts.publicIP, publicIPv6: this.opts.publicIPv6 },
+      { ipv4: config.enableIPv4, ipv6: config.enableIPv6, defaultRoute6: host.defaultRoute6 },
+    );
     // An IPv6-only config has no IPv4 pool (its network is 0.0.0.0/0, flannel's zero value).
     const problem = config.enableIPv4 ? networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses: this.deps.etcdAddresses ?? [] }) : undefined;
     if (problem !== undefined) throw new ConfigError('Network', problem);
@@ -410,15 +407,15 @@ export class Daemon {
   private onOwnEvents(events: readonly LeaseEvent[]): void {
     const key = this.ownKey();
     for (const ev of events) {
-      if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${formatCidr(this.own.subnet)} was deleted from etcd`, ev.revision);
+      if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${leaseName(this.own)} was deleted from etcd`, ev.revision);
       else if (ev.type === 'put' && ev.record.key === key) this.checkOwnRecord(ev.record, ev.revision);
     }
   }
 
   /** `record`: our key as etcd held it at `revision` (undefined: absent). */
   private checkOwnRecord(record: Parameters<typeof isOwnRecord>[0], revision: bigint): void {
-    if (record === undefined) this.markLost(`lease ${formatCidr(this.own.subnet)} is gone from etcd`, revision);
-    else if (!isOwnRecord(record, this.own.value)) this.markLost(`lease ${formatCidr(this.own.subnet)} now belongs to someone else`, revision);
+    if (record === undefined) this.markLost(`lease ${leaseName(this.own)} is gone from etcd`, revision);
+    else if (!isOwnRecord(record, this.own.value)) this.markLost(`lease ${leaseName(this.own)} now belongs to someone else`, revision);
   }
 
   /**
@@ -456,7 +453,7 @@ export class Daemon {
     const { store, clock, log } = this.deps;
     const schedule = this.reput as ReputSchedule;
     const own = this.own;
-    const name = formatCidr(own.subnet);
+    const name = leaseName(own);
     schedule.attempted(clock.now());
     let ok: boolean;
     try {
@@ -493,38 +490,33 @@ export class Daemon {
       if (clock.now() >= reput.dueAt()) await this.reputOwn();
       if (this.lost !== undefined || this.own.etcdLease === undefined || clock.now() < renewDue) continue;
       const etcdLease = this.own.etcdLease;
-      const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${formatCidr(this.own.subnet)}`, log, clock, rand, signal });
+      const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${leaseName(this.own)}`, log, clock, rand, signal });
       this.deps.observer?.leaseRenewed(renewed.ok);
       if (renewed.ok) {
         this.own = { ...this.own, expiresAt: renewed.expiresAt };
-        log.info({ subnet: formatCidr(this.own.subnet), expiresAt: new Date(renewed.expiresAt).toISOString() }, `renewed lease ${formatCidr(this.own.subnet)}`);
+        log.info({ subnet: leaseName(this.own), expiresAt: new Date(renewed.expiresAt).toISOString() }, `renewed lease ${leaseName(this.own)}`);
       } else {
-        this.markLost(`lease ${formatCidr(this.own.subnet)} expired before it could be renewed (${renewed.reason})`);
+        this.markLost(`lease ${leaseName(this.own)} expired before it could be renewed (${renewed.reason})`);
       }
     }
   }
 
   private async reacquire(signal: AbortSignal): Promise<void> {
     const { clock, rand, log } = this.deps;
-    const old = this.own.subnet;
-    const old6 = this.own.subnet6;
+    const old = this.own;
+    const oldName = leaseName(old);
     const reason = this.lost?.reason;
-    log.warn({ subnet: formatCidr(old), reason }, `${reason}; re-acquiring`);
+    log.warn({ subnet: oldName, reason }, `${reason}; re-acquiring`);
     this.lost = undefined;
-    this.own = await retryTransient(() => this.acquire(old, old6), { what: 'acquire a subnet lease', log, clock, rand, signal });
+    this.own = await retryTransient(() => this.acquire(this.config.enableIPv4 ? old.subnet : undefined, old.subnet6), { what: 'acquire a subnet lease', log, clock, rand, signal });
     this.forgetPastLoss();
-    const new6 = this.own.subnet6;
-    if (old6 && new6 && formatCidr6(new6) !== formatCidr6(old6)) {
-      log.error({ oldSubnet6: formatCidr6(old6), subnet6: formatCidr6(new6) }, `IPv6 SUBNET CHANGED from ${formatCidr6(old6)} to ${formatCidr6(new6)}: pods still on the old IPv6 subnet have lost connectivity and must be recreated`);
-      await this.ensureDevices();
-      await this.writeSubnetFile();
-    }
-    if (formatCidr(this.own.subnet) !== formatCidr(old)) {
-      log.error({ oldSubnet: formatCidr(old), subnet: formatCidr(this.own.subnet) }, `SUBNET CHANGED from ${formatCidr(old)} to ${formatCidr(this.own.subnet)}: ${formatCidr(old)} was taken by another node; pods still on the old subnet have lost connectivity and must be recreated`);
+    const name = leaseName(this.own);
+    if (name !== oldName) {
+      log.error({ oldSubnet: oldName, subnet: name }, `SUBNET CHANGED from ${oldName} to ${name}: ${oldName} was taken by another node; pods still on the old subnet have lost connectivity and must be recreated`);
       await this.ensureDevices();
       await this.writeSubnetFile();
     } else {
-      log.info({ subnet: formatCidr(old) }, `re-acquired lease ${formatCidr(old)}`);
+      log.info({ subnet: oldName }, `re-acquired lease ${oldName}`);
     }
     this.generation++;
     this.markAllDirty(true);

@@ -61,12 +61,26 @@ export interface InterfaceAddress {
   readonly flags?: number;
 }
 
+/** An IPv6 address of an interface (`ip -6 addr`); flags as for IPv4, IFA_F_TEMPORARY (0x01) being a privacy address. */
+export interface InterfaceAddress6 {
+  readonly ip: bigint;
+  readonly prefixLen: number;
+  /** 0 = global, 253 = link (fe80::/10), 254 = host (::1). */
+  readonly scope: number;
+  readonly flags?: number;
+}
+
 export interface InterfaceInfo {
   readonly index: number;
   readonly name: string;
   readonly mtu: number;
   readonly up: boolean;
   readonly addresses: readonly InterfaceAddress[];
+  /**
+   * IPv6 addresses with their flags, in kernel order. Filled where IPv6 matters
+   * (interfaces.ts readInterfaceFacts, MemoryKernel); undefined = not read.
+   */
+  readonly addresses6?: readonly InterfaceAddress6[] | undefined;
 }
 
 /** The wanted VXLAN device (contract §4). */
@@ -150,6 +164,10 @@ export interface Kernel {
   defaultRoute(): Promise<DefaultRoute>;
   /** `ip route get <dst>`: output interface and preferred source; undefined when unreachable. */
   routeGet(dst: number): Promise<RouteLookup | undefined>;
+  /** Every IPv6 address with its flags, by interface index, in kernel order (`ip -6 addr`). */
+  listAddresses6(): Promise<ReadonlyMap<number, readonly InterfaceAddress6[]>>;
+  /** The main table's first IPv6 default route: its interface index, `multipath`, or undefined (`ip -6 route show default`). */
+  defaultRoute6(): Promise<DefaultRoute>;
   /** The link called `name` (`ip -d link show <name>`), or undefined. */
   getDevice(name: string): Promise<DeviceState | undefined>;
   /** `ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> local <ip> dev <underlay> dstport <port> nolearning`; fails if it exists. */

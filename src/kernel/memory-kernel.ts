@@ -17,6 +17,7 @@ import {
   HostNetwork,
   HostRoute,
   InterfaceAddress,
+  InterfaceAddress6,
   InterfaceInfo,
   Kernel,
   LinkChange,
@@ -60,6 +61,7 @@ export class MemoryKernel implements Kernel {
   private readonly failures: Array<{ predicate: (call: KernelCall) => boolean; error: Error }> = [];
   private readonly listeners = new Set<(cause: ChangeCause) => void>();
   private defaultIndex: number | 'multipath' | undefined;
+  private defaultIndex6: number | 'multipath' | undefined;
   private nextIndex = 1;
   private readonly hostRoutes: HostRoute[] = [];
 
@@ -78,6 +80,11 @@ export class MemoryKernel implements Kernel {
   /** `multipath`: a default route with several next hops (no single interface). */
   setDefaultRoute(index: number | 'multipath' | undefined): void {
     this.defaultIndex = index;
+  }
+
+  /** The IPv6 default route (`ip -6 route show default`). */
+  setDefaultRoute6(index: number | 'multipath' | undefined): void {
+    this.defaultIndex6 = index;
   }
 
   /** The next call matching `predicate` fails with `error` (once). */
@@ -131,6 +138,18 @@ export class MemoryKernel implements Kernel {
     const out = new Map<string, number>();
     for (const l of this.links.values()) for (const a of l.info.addresses) if (a.flags !== undefined) out.set(addressKey(l.info.index, a.ip), a.flags);
     return out;
+  }
+
+  /** The `addresses6` each interface was added with. */
+  async listAddresses6(): Promise<ReadonlyMap<number, readonly InterfaceAddress6[]>> {
+    const out = new Map<number, readonly InterfaceAddress6[]>();
+    for (const l of this.links.values()) if (l.info.addresses6?.length) out.set(l.info.index, [...l.info.addresses6]);
+    return out;
+  }
+
+  async defaultRoute6(): Promise<DefaultRoute> {
+    const d = this.defaultIndex6;
+    return d === 'multipath' || (d !== undefined && this.links.has(d)) ? d : undefined;
   }
 
   async defaultRoute(): Promise<DefaultRoute> {

@@ -35,6 +35,7 @@ import { KernelWatch } from './kernel-watch';
 import {
   DeviceState,
   Entry,
+  InterfaceAddress6,
   InterfaceInfo,
   Kernel,
   LinkChange,
@@ -68,7 +69,7 @@ import {
 import { dumpHostRoutes } from './host-routes';
 import type { HostNetwork } from './kernel';
 import type { DefaultRoute, RouteLookup } from './interfaces';
-import { lookupRoute, readAddressFlags, readDefaultRoute } from './route-lookup';
+import { lookupRoute, readAddressFlags, readAddresses6, readDefaultRoute } from './route-lookup';
 import { ChangeCause, describeEntry } from './kernel';
 import { LinkDetail, RouteLookup as RouteAnswer, RouteQuery, RouteReader, queryLinks, queryNetnsId, queryRoute } from './route-query';
 
@@ -451,6 +452,16 @@ export class NetlinkKernel implements Kernel, RouteReader {
 
   routeGet(dst: number): Promise<RouteLookup | undefined> {
     return this.exclusive('look up a route (ip route get)', () => lookupRoute(this.socket, dst));
+  }
+
+  /** `ip -6 addr` */
+  listAddresses6(): Promise<Map<number, InterfaceAddress6[]>> {
+    return this.exclusive('list IPv6 addresses', () => readAddresses6(this.socket));
+  }
+
+  /** `ip -6 route show default` */
+  defaultRoute6(): Promise<DefaultRoute> {
+    return this.exclusive('list IPv6 routes', () => readDefaultRoute(this.socket, 10));
   }
 
   // Reads of `flanneld-ts trace` (src/kernel/route-query.ts has the messages).

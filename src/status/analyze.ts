@@ -6,6 +6,7 @@ import { NetworkConfig, parseNetworkConfig } from '../config';
 import { configKey } from '../lease/codec';
 import { Lease } from '../lease/lease';
 import { Cidr, cidrOverlaps, formatCidr, formatIPv4, parseCidr, tryParseIPv4 } from '../net/ipv4';
+import { formatCidr6, formatIPv6 } from '../net/ipv6';
 import { ConfigError } from '../util/errors';
 import { StatusFacts } from './collect';
 import { checkKernel } from './kernel-check';
@@ -45,18 +46,34 @@ function parseConfig(text: string | undefined, prefix: string, allowWideNetwork:
 
 function configReport(c: NetworkConfig): ConfigReport {
   const b = c.backend;
-  return { network: formatCidr(c.network), subnetLen: c.subnetLen, subnetMin: formatIPv4(c.subnetMin), subnetMax: formatIPv4(c.subnetMax), backend: { type: b.type, vni: b.vni, port: b.port, mtu: b.mtu } };
+  const v4 = c.enableIPv4;
+  const p6 = c.ipv6;
+  return {
+    enableIPv4: c.enableIPv4,
+    enableIPv6: c.enableIPv6,
+    network: v4 ? formatCidr(c.network) : null,
+    subnetLen: v4 ? c.subnetLen : null,
+    subnetMin: v4 ? formatIPv4(c.subnetMin) : null,
+    subnetMax: v4 ? formatIPv4(c.subnetMax) : null,
+    ipv6: p6 ? { network: formatCidr6(p6.network), subnetLen: p6.subnetLen, subnetMin: formatIPv6(p6.subnetMin), subnetMax: formatIPv6(p6.subnetMax) } : null,
+    backend: { type: b.type, vni: b.vni, port: b.port, mtu: b.mtu },
+  };
 }
 
 function skipped(reason: string): { report: KernelReport; problems: Problem[] } {
   return { report: { state: 'skipped', skipReason: reason, device: null, peers: [], stale: [] }, problems: [] };
 }
 
+/** `--subnet` is an IPv4 CIDR: an IPv6 subnet never matches it. */
+function overlapsFilter(subnet: string, filter: Cidr): boolean {
+  return !subnet.includes(':') && cidrOverlaps(parseCidr(subnet), filter);
+}
+
 // Does a problem about `subnets` and `publicIPs` pass the filter? Problems about neither are host-wide and always pass.
 function passesFilter(filter: StatusFilter, subnets: readonly string[], publicIPs: readonly string[]): boolean {
   if (subnets.length === 0 && publicIPs.length === 0) return true;
   const { subnet, publicIP } = filter;
-  if (subnet && !subnets.some((s) => cidrOverlaps(parseCidr(s), subnet))) return false;
+  if (subnet && !subnets.some((s) => overlapsFilter(s, subnet))) return false;
   if (publicIP !== undefined && !publicIPs.includes(formatIPv4(publicIP))) return false;
   return true;
 }
@@ -65,7 +82,7 @@ function applyFilter(report: Omit<StatusReport, 'healthy' | 'exitCode'>, filter:
   if (filter.subnet === undefined && filter.publicIP === undefined) return report;
   // A row is about its subnet and public IP; a row without a subnet (a bad key) matches no subnet filter.
   const rowPasses = (subnet: string | null, publicIP: string | null): boolean =>
-    (filter.subnet === undefined || (subnet !== null && cidrOverlaps(parseCidr(subnet), filter.subnet))) &&
+    (filter.subnet === undefined || (subnet !== null && overlapsFilter(subnet, filter.subnet))) &&
     (filter.publicIP === undefined || publicIP === formatIPv4(filter.publicIP));
   const stale = report.kernel.stale.filter((s) => rowPasses(s.subnet, s.publicIP));
   return {

@@ -5,6 +5,7 @@
  * decides what the facts mean.
  */
 import { parseNetworkConfig } from '../config';
+import { DefaultRoute } from '../kernel/interfaces';
 import { DeviceState, Entry, HostRoute, InterfaceInfo, Kernel } from '../kernel/kernel';
 import { LeaseRecord } from '../lease/lease';
 import { LeaseStore } from '../lease/store';
@@ -15,7 +16,7 @@ import { StoreUnavailableError, errorMessage } from '../util/errors';
 export type StatusStore = Pick<LeaseStore, 'getConfig' | 'list' | 'leaseExpiries' | 'watch'>;
 
 /** The reads status makes of the kernel. */
-export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries' | 'readHostNetwork'>;
+export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries' | 'readHostNetwork' | 'listAddresses6' | 'defaultRoute6'>;
 
 export interface StoreFacts {
   readonly configText: string | undefined;
@@ -31,6 +32,8 @@ export type KernelFacts =
       readonly kind: 'read';
       readonly interfaces: readonly InterfaceInfo[];
       readonly defaultIndex: number | undefined;
+      /** The IPv6 default route's interface, read (with each interface's `addresses6`) only when the config enables IPv6. */
+      readonly defaultIndex6?: DefaultRoute;
       /** The overlay device `flannel.<VNI>` (undefined when absent or when the VNI is unknown). */
       readonly device: DeviceState | undefined;
       readonly entries: readonly Entry[];
@@ -75,17 +78,20 @@ export async function collectStoreFacts(store: StatusStore): Promise<StoreFacts>
 }
 
 /** Interfaces, default route, the overlay device and its entries (`ip addr`, `ip route`, `ip -d link`, `ip neigh`, `bridge fdb`). */
-export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined): Promise<KernelFacts> {
+export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined, ipv6 = false): Promise<KernelFacts> {
   try {
     const kernel = await open();
-    const [interfaces, defaultIndex, device] = await Promise.all([
+    const [listed, defaultIndex, device, addrs6, defaultIndex6] = await Promise.all([
       kernel.listInterfaces(),
       kernel.defaultRouteInterface(),
       deviceName === undefined ? Promise.resolve(undefined) : kernel.getDevice(deviceName),
+      ipv6 ? kernel.listAddresses6() : undefined,
+      ipv6 ? kernel.defaultRoute6() : undefined,
     ]);
+    const interfaces = addrs6 ? listed.map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] })) : listed;
     const entries = device ? await kernel.listEntries(device.index) : [];
     const { routes } = await kernel.readHostNetwork();
-    return { kind: 'read', interfaces, defaultIndex, device, entries, routes };
+    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6 }) };
   } catch (err) {
     return { kind: 'unavailable', reason: `failed to read kernel state: ${errorMessage(err)}` };
   }
@@ -111,13 +117,16 @@ export async function collectFacts(deps: CollectDeps, opts: CollectOptions): Pro
     return new StoreUnavailableError(`failed to read leases at ${opts.endpoints.join(',')}: no answer within ${seconds} s`);
   });
   let vni: number | undefined;
+  let ipv6 = false;
   try {
-    vni = store.configText === undefined ? undefined : parseNetworkConfig(store.configText, { allowWideNetwork: opts.allowWideNetwork === true }).backend.vni;
+    const config = store.configText === undefined ? undefined : parseNetworkConfig(store.configText, { allowWideNetwork: opts.allowWideNetwork === true });
+    vni = config?.backend.vni;
+    ipv6 = config?.enableIPv6 === true;
   } catch {
     // analyze.ts reports the bad config; without a VNI there is no device name to look up.
   }
   const [kernel, subnetFile] = await Promise.all([
-    deps.kernel ? collectKernelFacts(deps.kernel, vni === undefined ? undefined : `flannel.${vni}`) : Promise.resolve(undefined),
+    deps.kernel ? collectKernelFacts(deps.kernel, vni === undefined ? undefined : `flannel.${vni}`, ipv6) : Promise.resolve(undefined),
     readSubnetFile(opts.subnetFile, deps.readFile),
   ]);
   return { now: deps.clock.now(), store, kernel, subnetFile };

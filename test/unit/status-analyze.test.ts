@@ -88,7 +88,7 @@ describe('status analysis of a healthy host', () => {
     const r = await analyze(fx);
     expect(r.problems).toEqual([]);
     expect([r.healthy, r.exitCode]).toEqual([true, 0]);
-    expect(r.pool).toEqual({ capacity: 255, leased: 3, reserved: 0, invalid: 0, ignored: 0, used: 3, free: 252, usedPercent: 1.2 });
+    expect(r.pool).toEqual({ capacity: 255, leased: 3, reserved: 0, invalid: 0, ignored: 0, used: 3, free: 252, usedPercent: 1.2, ipv6: null });
     expect(r.self).toMatchObject({ publicIP: SELF.ip, interface: 'eth0', subnet: '10.7.23.0/24', matchedBy: 'subnet-file', subnetFile: { state: 'agrees', subnet: '10.7.23.0/24' } });
     expect(r.leases.map((l) => [l.subnet, l.own, l.expiresInSeconds])).toEqual([
       ['10.7.23.0/24', true, 86_400 - 48 * 60],
