@@ -7,6 +7,7 @@
 import { DaemonOptions } from './cli';
 import { NetworkConfig, VXLAN_OVERHEAD, parseNetworkConfig } from './config';
 import { FirewallBackends, keepFirewall, startFirewall } from './firewall/firewall-keeper';
+import { Firewall, FirewallTarget } from './firewall/firewall';
 import { NftablesFirewall } from './firewall/nftables';
 import { IptablesFirewall } from './iptables';
 import { BlackholeRoutes, IprouteBlackholeRoutes, keepBlackholeRoute } from './kernel/blackhole-route';
@@ -21,10 +22,11 @@ import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4 } from './net/ipv4';
 import { Cidr6, formatCidr6, formatIPv6 } from './net/ipv6';
-import { AddressFamily, IPV4, IPV6 } from './net/family';
+import { AddressFamily, AnyCidr, IPV4, IPV6 } from './net/family';
 import { randomMac } from './net/mac';
 import { PassResult } from './overlay/reconciler';
 import { FamilyOverlay } from './overlay/family-overlay';
+import { familyPool } from './overlay/desired';
 import { networkProblem } from './overlay/underlay';
 import { ensureSubnetFile, readPreviousSubnets } from './subnet-file';
 import { Clock } from './util/clock';
@@ -53,7 +55,7 @@ export interface DaemonDeps {
   readonly sysctlRoot?: string;
 }
 
-const REAL_FIREWALLS: FirewallBackends = { iptables: (o, l) => IptablesFirewall.create(o, l), nftables: (o, l) => NftablesFirewall.create(o, l) };
+const REAL_FIREWALLS: FirewallBackends = { iptables: (o, l, f) => IptablesFirewall.create(o, l, f), nftables: (o, l, f) => NftablesFirewall.create(o, l, f) };
 
 /** What health endpoints and tests look at. */
 export interface DaemonStatus {
@@ -172,12 +174,19 @@ export class Daemon {
       }
       await this.ensureDevices();
       const firewallLog = log.child({ component: 'firewall' });
-      const target = () => ({ network: this.config.network, subnet: this.own.subnet });
       const firewallOpts = { ipMasq: this.opts.ipMasq, fullyRandom: this.opts.ipMasqFullyRandom, forwardRules: this.opts.iptablesForwardRules };
+      // One rule set per enabled family: iptables / `ip flannel-ipv4` for IPv4, ip6tables / `ip6 flannel-ipv6` for IPv6 (contract §11, §16).
       // iptables mode: not fatal (the overlay works without the rules; the resync keeps trying). nftables mode: fatal, as flanneld.
-      // IPv6-only: no IPv4 pool, so no IPv4 rules (0.0.0.0/0 would masquerade everything).
-      const firewall = this.config.enableIPv4 ? await startFirewall(this.config.enableNFTables, firewallOpts, target(), this.deps.firewalls ?? REAL_FIREWALLS, firewallLog) : undefined;
-      if (this.config.enableIPv6 && (this.opts.ipMasq || this.opts.iptablesForwardRules)) firewallLog.warn('IPv6 masquerade and forward rules (ip6tables, nft ip6 flannel-ipv6) are not implemented yet: add them by hand if the host needs them');
+      const firewalls: Array<{ firewall: Firewall; target: () => FirewallTarget }> = [];
+      for (const o of this.overlays) {
+        const target = (): FirewallTarget => {
+          const own = o.ownSubnet();
+          const pool = familyPool(this.config, o.family);
+          if (!own || !pool) throw new Error(`no ${o.family.name} subnet for the firewall rules`);
+          return { network: pool.network, subnet: own };
+        };
+        firewalls.push({ firewall: await startFirewall(this.config.enableNFTables, firewallOpts, target(), this.deps.firewalls ?? REAL_FIREWALLS, firewallLog, o.family), target });
+      }
       await this.writeSubnetFile();
 
       const snapshot = await retry('list leases', () => store.list());
@@ -186,9 +195,13 @@ export class Daemon {
       this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
       const reconcilers = this.overlays.map((o) => o.makeReconciler());
       const background = [...reconcilers.map((r) => r.run(signal)), this.watchLoop(snapshot.revision + 1n, signal)];
-      if (firewall) background.push(keepFirewall(firewall, target, this.opts.iptablesResyncMs, clock, firewallLog, signal));
-      if (this.opts.ipBlackholeRoute && this.config.enableIPv4) {
-        background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), () => this.own.subnet, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
+      for (const f of firewalls) background.push(keepFirewall(f.firewall, f.target, this.opts.iptablesResyncMs, clock, firewallLog, signal));
+      if (this.opts.ipBlackholeRoute) {
+        // One blackhole per enabled family: the own subnet and the own IPv6 subnet (contract §16).
+        for (const o of this.overlays) {
+          const own = (): AnyCidr => o.ownSubnet() ?? this.own.subnet;
+          background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), own, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
+        }
       }
       for (const r of reconcilers) await r.waitSynced(signal);
       this.phase = 'ready';

@@ -63,6 +63,11 @@ export class FamilyOverlay {
     return this.deps.spec;
   }
 
+  /** This node's subnet in this family, once it holds a lease. */
+  ownSubnet(): AnyCidr | undefined {
+    return this.deps.own()?.subnet;
+  }
+
   /** The device before any lease: created with a random MAC, or adopted with its own. */
   async createDevice(randomMac: () => string): Promise<{ device: DeviceState; created: boolean }> {
     const first = await ensureVxlanDevice(this.deps.kernel, this.deps.spec, this.deps.log, randomMac);
