@@ -165,9 +165,11 @@ const atOf = (lease: Lease): LeaseAt => leaseAt(lease.subnet, lease.v6?.subnet);
 
 async function reuseOwn(opts: AcquireOptions, records: readonly LeaseRecord[], value: string, listed: bigint): Promise<OwnLease | { dropped: Cidr | undefined } | undefined | 'retry'> {
   const prev = opts.previous;
+  const prev6 = opts.v6?.previous;
   const mine = records.filter((r): r is Extract<LeaseRecord, { kind: 'lease' }> => r.kind === 'lease' && isOurs(opts, r.lease)).map((r) => r.lease);
-  // Prefer the previous subnet when several leases carry our IP.
-  const isPrev = (l: Lease): number => Number(prev !== undefined && cidrEquals(l.subnet, prev));
+  // Prefer the previous subnet(s) when several leases carry our IP.
+  const isPrev = (l: Lease): number =>
+    Number(prev !== undefined && l.hasIPv4 !== false && cidrEquals(l.subnet, prev)) + Number(prev6 !== undefined && l.v6 !== undefined && cidr6Equals(l.v6.subnet, prev6));
   mine.sort((a, b) => isPrev(b) - isPrev(a));
   let dropped: Cidr | undefined;
   for (const lease of mine) {
