@@ -115,7 +115,9 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
     });
     kernel = checkKernel({ config, device: k.device, entries: k.entries, interfaces: k.interfaces, own: self.own, publicIP: self.publicIP, iface: self.iface, leases, routes: k.routes, etcdAddresses });
   }
-  const all = [...(configProblem ? [configProblem] : []), ...self.problems, ...pool.problems, ...kernel.problems];
+  const ignoredKeys = config?.ignoredBackendKeys ?? [];
+  const keysProblem: Problem[] = ignoredKeys.length === 0 ? [] : [{ severity: 'warning', kind: 'config', subnets: [], publicIPs: [], message: `Backend key(s) ${ignoredKeys.join(', ')} are ignored: flanneld's Linux VXLAN backend does not read them` }];
+  const all = [...(configProblem ? [configProblem] : []), ...keysProblem, ...self.problems, ...pool.problems, ...kernel.problems];
   const problems = [...all.filter((p) => p.severity === 'error'), ...all.filter((p) => p.severity === 'warning')];
   const report = applyFilter(
     {

@@ -132,3 +132,10 @@ describe('status, IPv4-only config with dual-stack keys', () => {
     expect(r.leases.find((l) => l.subnet === '10.7.40.0/24')?.state).toBe('valid');
   });
 });
+
+describe('status, Backend keys flanneld does not read', () => {
+  it('names them in one warning', async () => {
+    const r = await report('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","MacPrefix":"0E-2A","Vni":1}}', [v4only(23)], undefined);
+    expect(kinds(r, 'config').map((p) => [p.severity, p.message])).toEqual([['warning', "Backend key(s) MacPrefix are ignored: flanneld's Linux VXLAN backend does not read them"]]);
+  });
+});
