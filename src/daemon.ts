@@ -322,8 +322,11 @@ export class Daemon {
       { ipv4: config.enableIPv4, ipv6: config.enableIPv6, defaultRoute6: host.defaultRoute6 },
     );
     // An IPv6-only config has no IPv4 pool (its network is 0.0.0.0/0, flannel's zero value).
-    const problem = config.enableIPv4 ? networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses: this.deps.etcdAddresses ?? [] }) : undefined;
+    const etcdAddresses = this.deps.etcdAddresses ?? [];
+    const problem = config.enableIPv4 ? networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses }) : undefined;
     if (problem !== undefined) throw new ConfigError('Network', problem);
+    const problem6 = config.ipv6 && ext.publicIPv6 !== undefined ? networkProblem(config.ipv6.network, { publicIP: ext.publicIPv6, iface: ext.iface, etcdAddresses }) : undefined;
+    if (problem6 !== undefined) throw new ConfigError('IPv6Network', problem6);
     if (config.backend.mtu === 0 && ext.iface.mtu - VXLAN_OVERHEAD < 68) {
       throw new ConfigError('Backend.MTU', `the MTU of ${ext.iface.name} (${ext.iface.mtu}) leaves less than 68 for flannel.${config.backend.vni}; set Backend.MTU`);
     }

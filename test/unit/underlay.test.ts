@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { HostNetwork, HostRoute } from '../../src/kernel/kernel';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { parseCidr6, parseIPv6 } from '../../src/net/ipv6';
 import { networkProblem, underlayProblem } from '../../src/overlay/underlay';
 
 const route = (dst: string, devices: number[], extra: Partial<HostRoute> = {}): HostRoute => ({ dst: parseCidr(dst), table: 254, protocol: 3, scope: 0, type: 1, devices, ...extra });
@@ -65,5 +66,23 @@ describe('networkProblem', () => {
     ['10.99.0.0/16', 'contains etcd endpoint 10.99.0.2'],
   ])('refuses %s (%s)', (net, why) => {
     expect(networkProblem(parseCidr(net), facts)).toBe(`Network ${net} ${why}`);
+  });
+});
+
+describe('networkProblem for IPv6Network', () => {
+  const facts6 = {
+    publicIP: parseIPv6('2001:db8:154::11'),
+    iface: { name: 'eth0', addresses: [{ ip: parseIPv4('10.65.154.11') }], addresses6: [{ ip: parseIPv6('2001:db8:154::11') }, { ip: parseIPv6('fd00:9::9') }] },
+    etcdAddresses: [parseIPv4('10.99.0.2')],
+  };
+  it('accepts an IPv6Network apart from the underlay; IPv4 addresses never fall inside it', () => {
+    expect(networkProblem(parseCidr6('fc00::/48'), facts6)).toBeUndefined();
+    expect(networkProblem(parseCidr6('::/0'), { ...facts6, publicIP: parseIPv6('2001:db8:154::11'), iface: { ...facts6.iface, addresses6: [] } })).toBe("IPv6Network ::/0 contains this node's public IP 2001:db8:154::11");
+  });
+  it.each([
+    ['2001:db8::/32', "contains this node's public IP 2001:db8:154::11"],
+    ['fd00::/16', 'contains fd00:9::9, an address of the external interface eth0'],
+  ])('refuses %s (%s)', (net, why) => {
+    expect(networkProblem(parseCidr6(net), facts6)).toBe(`IPv6Network ${net} ${why}`);
   });
 });
