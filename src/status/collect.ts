@@ -37,6 +37,9 @@ export type KernelFacts =
       /** The overlay device `flannel.<VNI>` (undefined when absent or when the VNI is unknown). */
       readonly device: DeviceState | undefined;
       readonly entries: readonly Entry[];
+      /** `flannel-v6.<VNI>` and its entries, read only when the config enables IPv6. */
+      readonly device6?: DeviceState | undefined;
+      readonly entries6?: readonly Entry[];
       /** Every IPv4 route of the host, for the underlay checks the daemon makes. */
       readonly routes: readonly HostRoute[];
     };
@@ -90,8 +93,11 @@ export async function collectKernelFacts(open: () => Promise<KernelReader>, devi
     ]);
     const interfaces = addrs6 ? listed.map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] })) : listed;
     const entries = device ? await kernel.listEntries(device.index) : [];
+    // flannel-v6.<VNI> beside flannel.<VNI> (contract §11).
+    const device6 = ipv6 && deviceName !== undefined ? await kernel.getDevice(deviceName.replace(/^flannel\./, 'flannel-v6.')) : undefined;
+    const entries6 = device6 ? await kernel.listEntries(device6.index) : [];
     const { routes } = await kernel.readHostNetwork();
-    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6 }) };
+    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6, device6, entries6 }) };
   } catch (err) {
     return { kind: 'unavailable', reason: `failed to read kernel state: ${errorMessage(err)}` };
   }
