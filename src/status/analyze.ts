@@ -129,7 +129,7 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
       const ip = tryParseIPv4(/^https?:\/\/([^:/]+)/.exec(ep)?.[1] ?? '');
       return ip === undefined ? [] : [ip];
     });
-    const base = { config, interfaces: k.interfaces, own: self.own, iface: self.iface, leases, routes: k.routes, etcdAddresses };
+    const base = { config, interfaces: k.interfaces, own: self.own, iface: self.iface, leases, routes: k.routes, routes6: k.routes6, etcdAddresses };
     const checks = [
       ...(config.enableIPv4 ? [checkKernel({ ...base, device: k.device, entries: k.entries, publicIP: self.publicIP, family: IPV4 })] : []),
       ...(config.enableIPv6 ? [checkKernel({ ...base, device: k.device6, entries: k.entries6 ?? [], publicIP: self.publicIPv6, family: IPV6 })] : []),

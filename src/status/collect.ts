@@ -11,6 +11,7 @@ import { LeaseRecord } from '../lease/lease';
 import { LeaseStore } from '../lease/store';
 import { Clock } from '../util/clock';
 import { StoreUnavailableError, errorMessage } from '../util/errors';
+import { Cidr6 } from '../net/ipv6';
 
 /** The reads status makes of the lease store. */
 export type StatusStore = Pick<LeaseStore, 'getConfig' | 'list' | 'leaseExpiries' | 'watch'>;
@@ -42,6 +43,8 @@ export type KernelFacts =
       readonly entries6?: readonly Entry[];
       /** Every IPv4 route of the host, for the underlay checks the daemon makes. */
       readonly routes: readonly HostRoute[];
+      /** Every IPv6 route of the host, read only when the config enables IPv6. */
+      readonly routes6?: readonly HostRoute<Cidr6>[];
     };
 
 export type SubnetFileFacts = { readonly path: string } & ({ readonly text: string } | { readonly error: string });
@@ -96,8 +99,8 @@ export async function collectKernelFacts(open: () => Promise<KernelReader>, devi
     // flannel-v6.<VNI> beside flannel.<VNI> (contract §11).
     const device6 = ipv6 && deviceName !== undefined ? await kernel.getDevice(deviceName.replace(/^flannel\./, 'flannel-v6.')) : undefined;
     const entries6 = device6 ? await kernel.listEntries(device6.index) : [];
-    const { routes } = await kernel.readHostNetwork();
-    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6, device6, entries6 }) };
+    const { routes, routes6 } = await kernel.readHostNetwork();
+    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6, device6, entries6, routes6: routes6 ?? [] }) };
   } catch (err) {
     return { kind: 'unavailable', reason: `failed to read kernel state: ${errorMessage(err)}` };
   }

@@ -11,6 +11,7 @@ import { deviceMismatch } from '../kernel/vxlan-device';
 import { Lease } from '../lease/lease';
 import { cidrContains, formatCidr, makeCidr } from '../net/ipv4';
 import { AddressFamily, AnyCidr, IPV4, IpAddr, formatAnyCidr, formatIp } from '../net/family';
+import { Cidr6 } from '../net/ipv6';
 import { desiredState, familyPool, halfSubnetText, leaseHalf } from '../overlay/desired';
 import { underlayChecker } from '../overlay/underlay';
 import { PlannedOperation, planChanges } from '../overlay/plan';
@@ -31,6 +32,8 @@ export interface KernelCheckFacts {
   readonly leases: readonly Lease[];
   /** The host's routes (every table) and the etcd endpoints' addresses: peers over the underlay are refused as the daemon refuses them. */
   readonly routes?: readonly HostRoute[];
+  /** The host's IPv6 routes, for the IPv6 check. */
+  readonly routes6?: readonly HostRoute<Cidr6>[];
   readonly etcdAddresses?: readonly number[];
 }
 
@@ -104,13 +107,14 @@ export function checkKernel(facts: KernelCheckFacts): { report: KernelReport; pr
   const ownHalf = facts.own && leaseHalf(facts.own, family);
   // A self no lease matches when this host holds none: every lease is then a peer.
   const self = { subnet: ownHalf?.subnet ?? { ip: -1, prefixLen: -1 }, publicIP: facts.publicIP ?? -1, vtepMAC: ownHalf?.vtepMAC };
-  // Underlay checks read IPv4 routes only (host-routes.ts).
-  const underlay =
-    family === IPV4 ? underlayChecker({ host: { interfaces: facts.interfaces, routes: facts.routes ?? [] }, overlayIndex: facts.device?.index, network: facts.config.network, etcdAddresses: facts.etcdAddresses ?? [] }) : () => undefined;
+  const pool = familyPool(facts.config, family);
+  const host = { interfaces: facts.interfaces, routes: facts.routes ?? [], routes6: facts.routes6 ?? [] };
+  const underlay = pool ? underlayChecker({ host, overlayIndex: facts.device?.index, network: pool.network, etcdAddresses: facts.etcdAddresses ?? [] }) : () => undefined;
   const dangerous = new Set<string>();
   const desired = desiredState(self, facts.leases, facts.config, (lease) => {
-    const why = underlay(lease.subnet);
-    if (why !== undefined) dangerous.add(formatCidr(lease.subnet));
+    const half = leaseHalf(lease, family);
+    const why = half && underlay(half.subnet);
+    if (why !== undefined && half) dangerous.add(formatAnyCidr(half.subnet));
     return why;
   }, family);
   const plan = planChanges(desired, facts.device ? facts.entries : []);
