@@ -129,9 +129,9 @@ export interface LinkChange {
  * or notifications were lost (the listening socket overflowed: re-read everything).
  */
 export type ChangeCause = 'external' | 'own' | 'overflow';
-/** One IPv4 route of any table (`ip -4 route show table all`), as far as ownership checks need it. */
-export interface HostRoute {
-  readonly dst: Cidr;
+/** One route of any table (`ip -4|-6 route show table all`), as far as ownership checks need it; IPv4 by default. */
+export interface HostRoute<C extends AnyCidr = Cidr> {
+  readonly dst: C;
   readonly table: number;
   /** RTPROT_*: 2 = kernel (a connected route), 3 = boot (`ip route add`, and our own routes). */
   readonly protocol: number;
@@ -141,13 +141,16 @@ export interface HostRoute {
   readonly type: number;
   /** Output devices (several for a multipath route, none for a blackhole). */
   readonly devices: readonly number[];
-  readonly gateway?: number | undefined;
+  readonly gateway?: C['ip'] | undefined;
 }
 
 /** What the host's own network looks like: read once per reconcile pass to keep peers off the underlay. */
 export interface HostNetwork {
+  /** With `addresses6` where the kernel reads them. */
   readonly interfaces: readonly InterfaceInfo[];
   readonly routes: readonly HostRoute[];
+  /** IPv6 routes of every table (`ip -6 route show table all`); absent when not read, empty without IPv6. */
+  readonly routes6?: readonly HostRoute<Cidr6>[];
 }
 
 
@@ -156,7 +159,7 @@ export interface Kernel {
   listInterfaces(): Promise<InterfaceInfo[]>;
   /** Index of the interface of the IPv4 default route in the main table (`ip route show default`), if any. */
   defaultRouteInterface(): Promise<number | undefined>;
-  /** Every interface with its addresses and every IPv4 route of every table (`ip -4 addr; ip -4 route show table all`). */
+  /** Every interface with its addresses and every route of every table (`ip addr; ip -4 route show table all; ip -6 route show table all`). */
   readHostNetwork(): Promise<HostNetwork>;
   /** Flags of every IPv4 address, keyed by `addressKey(index, ip)` (`ip -4 addr` shows them as dynamic, secondary, deprecated). */
   addressFlags(): Promise<ReadonlyMap<string, number>>;

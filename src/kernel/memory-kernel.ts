@@ -6,7 +6,7 @@
  * its routes and neighbours but keeps permanent FDB entries, as Linux does.
  */
 import { cidrContains, makeCidr, prefixMask } from '../net/ipv4';
-import { Cidr6, cidr6Contains } from '../net/ipv6';
+import { Cidr6, cidr6Contains, makeCidr6 } from '../net/ipv6';
 import { AnyCidr, IpAddr, anyCidrEquals, formatAnyCidr, isCidr6 } from '../net/family';
 import { DefaultRoute, RouteLookup, addressKey } from './interfaces';
 import { KernelError } from '../util/errors';
@@ -64,6 +64,7 @@ export class MemoryKernel implements Kernel {
   private defaultIndex6: number | 'multipath' | undefined;
   private nextIndex = 1;
   private readonly hostRoutes: HostRoute[] = [];
+  private readonly hostRoutes6: HostRoute<Cidr6>[] = [];
 
   /** Adds a plain (non-VXLAN) interface, e.g. the underlay. */
   addInterface(info: InterfaceInfo, mac = '02:00:00:00:00:01'): void {
@@ -71,9 +72,10 @@ export class MemoryKernel implements Kernel {
     this.nextIndex = Math.max(this.nextIndex, info.index + 1);
   }
 
-  /** Adds a route that is not on any device's entry list (another daemon's, the operator's). */
-  addHostRoute(route: HostRoute): void {
-    this.hostRoutes.push(route);
+  /** Adds a route that is not on any device's entry list (another daemon's, the operator's); either family. */
+  addHostRoute(route: HostRoute | HostRoute<Cidr6>): void {
+    if (typeof route.dst.ip === 'bigint') this.hostRoutes6.push(route as HostRoute<Cidr6>);
+    else this.hostRoutes.push(route as HostRoute);
     this.changed('external');
   }
 
@@ -113,21 +115,28 @@ export class MemoryKernel implements Kernel {
     return [...this.links.values()].map((l) => ({ ...l.info, addresses: [...l.info.addresses] }));
   }
 
-  /** Connected routes for every non-/32 address, the routes on each device, the added host routes and the default route. */
+  /** Connected routes for every non-/32 (non-/128) address, the routes on each device, the added host routes and the default route. */
   async readHostNetwork(): Promise<HostNetwork> {
-    const interfaces = await this.listInterfaces();
+    const addrs6 = await this.listAddresses6();
+    const interfaces = (await this.listInterfaces()).map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] }));
     const routes: HostRoute[] = [...this.hostRoutes];
+    const routes6: HostRoute<Cidr6>[] = [...this.hostRoutes6];
     for (const link of this.links.values()) {
+      for (const a of link.info.up ? (addrs6.get(link.info.index) ?? []) : []) {
+        if (a.prefixLen < 128) routes6.push({ dst: makeCidr6(a.ip, a.prefixLen), table: 254, protocol: 2, scope: 0, type: 1, devices: [link.info.index] });
+      }
+      for (const r of link.routes.values()) {
+        if (typeof r.dst.ip === 'bigint' && typeof r.gateway === 'bigint') routes6.push({ dst: { ip: r.dst.ip, prefixLen: r.dst.prefixLen }, table: 254, protocol: 3, scope: 0, type: 1, devices: [link.info.index], gateway: r.gateway });
+      }
       for (const a of link.info.up ? link.info.addresses : []) {
         if (a.prefixLen < 32) routes.push({ dst: makeCidr(a.ip, a.prefixLen), table: 254, protocol: 2, scope: 253, type: 1, devices: [link.info.index] });
       }
       for (const r of link.routes.values()) {
-        // HostRoute is IPv4 (`ip -4 route show table all`).
         if (typeof r.dst.ip === 'number' && typeof r.gateway === 'number') routes.push({ dst: { ip: r.dst.ip, prefixLen: r.dst.prefixLen }, table: 254, protocol: 3, scope: 0, type: 1, devices: [link.info.index], gateway: r.gateway });
       }
     }
     if (typeof this.defaultIndex === 'number') routes.push({ dst: makeCidr(0, 0), table: 254, protocol: 3, scope: 0, type: 1, devices: [this.defaultIndex] });
-    return { interfaces, routes };
+    return { interfaces, routes, routes6 };
   }
 
   async defaultRouteInterface(): Promise<number | undefined> {

@@ -66,7 +66,7 @@ import {
   RTM_NEWROUTE,
   RTN_UNICAST,
 } from './rtnl-codec';
-import { dumpHostRoutes } from './host-routes';
+import { dumpHostRoutes, dumpHostRoutes6 } from './host-routes';
 import type { HostNetwork } from './kernel';
 import type { DefaultRoute, RouteLookup } from './interfaces';
 import { lookupRoute, readAddressFlags, readAddresses6, readDefaultRoute } from './route-lookup';
@@ -435,10 +435,14 @@ export class NetlinkKernel implements Kernel, RouteReader {
     return link?.attrs.ifname;
   }
 
-  /** `ip -4 addr` + `ip -4 route show table all` (host-routes.ts reads the routes). */
+  /** `ip addr` + `ip -4 route show table all` + `ip -6 route show table all` (host-routes.ts reads the routes). */
   async readHostNetwork(): Promise<HostNetwork> {
-    const interfaces = await this.listInterfaces();
-    return { interfaces, routes: await this.exclusive('list host routes', () => dumpHostRoutes(this.socket)) };
+    const listed = await this.listInterfaces();
+    const addrs6 = await this.listAddresses6();
+    const interfaces = listed.map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] }));
+    const routes = await this.exclusive('list host routes', () => dumpHostRoutes(this.socket));
+    const routes6 = await this.exclusive('list IPv6 host routes', () => dumpHostRoutes6(this.socket));
+    return { interfaces, routes, routes6 };
   }
 
   // Interface choice as flanneld makes it (contract §14): read in route-lookup.ts.

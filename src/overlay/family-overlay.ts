@@ -11,10 +11,10 @@ import { disableAcceptRa } from '../kernel/sysctl';
 import { ensureDeviceAddress, ensureVxlanDevice } from '../kernel/vxlan-device';
 import { Lease } from '../lease/lease';
 import { DaemonObserver } from '../metrics';
-import { AddressFamily, AnyCidr, IPV4, formatAnyCidr } from '../net/family';
+import { AddressFamily, AnyCidr, formatAnyCidr } from '../net/family';
 import { Clock } from '../util/clock';
 import { Logger } from '../util/log';
-import { DesiredState, SelfInfo, desiredState, familyPool, halfSubnetText } from './desired';
+import { DesiredState, SelfInfo, desiredState, familyPool, halfSubnetText, leaseHalf } from './desired';
 import { HostSnapshot, PassResult, Reconciler } from './reconciler';
 import { RefusedLeases } from './refused';
 import { underlayChecker } from './underlay';
@@ -99,7 +99,7 @@ export class FamilyOverlay {
   /**
    * Computed once per generation and host reading: every reconcile pass and
    * every /readyz probe asks for it. Peers are checked against the host's own
-   * network as the last listing pass saw it (IPv4: underlay.ts), and leases the
+   * network as the last listing pass saw it (underlay.ts, either family), and leases the
    * kernel refused stay out.
    */
   desired(host?: HostSnapshot): DesiredState | undefined {
@@ -110,14 +110,15 @@ export class FamilyOverlay {
     const generation = this.deps.generation();
     if (this.desiredCache?.generation === generation && this.desiredCache.host === seen) return this.desiredCache.desired;
     const { family, config } = this.deps;
-    const underlay =
-      seen && family === IPV4 && config.enableIPv4
-        ? underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: config.network, etcdAddresses: this.deps.etcdAddresses })
-        : undefined;
+    const pool = familyPool(config, family);
+    const underlay = seen && pool ? underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: pool.network, etcdAddresses: this.deps.etcdAddresses }) : undefined;
     const leases = this.deps.leases();
     this.refused.forget(leases);
     const self: SelfInfo = { subnet: own.subnet, publicIP: own.publicIP, vtepMAC: this.mac };
-    const desired = desiredState(self, leases, config, (lease) => underlay?.(lease.subnet) ?? this.refused.reason(lease), family);
+    const desired = desiredState(self, leases, config, (lease) => {
+      const half = leaseHalf(lease, family);
+      return (half && underlay?.(half.subnet)) ?? this.refused.reason(lease);
+    }, family);
     this.logSkipped(desired);
     this.desiredCache = { generation, host: seen, desired };
     return desired;

@@ -9,11 +9,15 @@
  * route, an aggregate such as 10.0.0.0/8 via eth0, a blackhole for the
  * Network) is how the overlay is meant to sit inside the underlay, so it does
  * not count; every other overlap does.
+ *
+ * The same rules hold for IPv6 peer subnets on flannel-v6.<VNI>: with an IPv6
+ * `network` the check reads the interfaces' IPv6 addresses and the IPv6 routes
+ * (`ip -6 route show table all`). One code path: the family is a value.
  */
 import { HostNetwork, HostRoute } from '../kernel/kernel';
-import { AnyCidr, IpAddr, formatAnyCidr, formatIp, isCidr6 } from '../net/family';
-import { Cidr, cidrContains, cidrContainsCidr, cidrOverlaps, formatCidr, formatIPv4 } from '../net/ipv4';
+import { cidrContains } from '../net/ipv4';
 import { cidr6Contains } from '../net/ipv6';
+import { AddressFamily, AnyCidr, IPV4, IPV6, IpAddr, formatAnyCidr, formatIp, isCidr6 } from '../net/family';
 
 const RT_TABLE_LOCAL = 255;
 const RTPROT_KERNEL = 2;
@@ -22,20 +26,21 @@ export interface UnderlayContext {
   readonly host: HostNetwork;
   /** ifindex of flannel.<VNI>: routes on it are ours. */
   readonly overlayIndex: number | undefined;
-  readonly network: Cidr;
+  /** The family's network (Network or IPv6Network): it picks the family of the check. */
+  readonly network: AnyCidr;
   /** IPv4 addresses of the etcd endpoints. */
   readonly etcdAddresses: readonly number[];
 }
 
-function deviceNames(ctx: UnderlayContext, r: HostRoute): string {
+function deviceNames(ctx: UnderlayContext, r: HostRoute<AnyCidr>): string {
   if (r.devices.length === 0) return 'no device';
   return r.devices.map((i) => ctx.host.interfaces.find((x) => x.index === i)?.name ?? `ifindex ${i}`).join(',');
 }
 
-function describeRoute(ctx: UnderlayContext, r: HostRoute): string {
+function describeRoute(ctx: UnderlayContext, r: HostRoute<AnyCidr>): string {
   const kind = r.protocol === RTPROT_KERNEL ? 'connected route' : 'route';
   const table = r.table === 254 ? '' : ` table ${r.table}`;
-  return `${kind} ${formatCidr(r.dst)} dev ${deviceNames(ctx, r)}${table}`;
+  return `${kind} ${formatAnyCidr(r.dst)} dev ${deviceNames(ctx, r)}${table}`;
 }
 
 /**
@@ -45,22 +50,32 @@ function describeRoute(ctx: UnderlayContext, r: HostRoute): string {
  * The check says why a peer with that subnet would hijack part of the
  * underlay, or undefined when it would not.
  */
-export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr) => string | undefined {
-  const addresses = ctx.host.interfaces.filter((i) => i.index !== ctx.overlayIndex).flatMap((i) => i.addresses.map((a) => ({ ip: a.ip, name: i.name })));
-  const foreign = ctx.host.routes.filter((r) => r.table !== RT_TABLE_LOCAL && !(r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)));
+export function underlayChecker(ctx: UnderlayContext): (subnet: AnyCidr) => string | undefined {
+  const v6 = isCidr6(ctx.network);
+  const fam: AddressFamily = v6 ? IPV6 : IPV4;
+  const others = ctx.host.interfaces.filter((i) => i.index !== ctx.overlayIndex);
+  const addresses: Array<{ ip: IpAddr; name: string }> = v6
+    ? others.flatMap((i) => (i.addresses6 ?? []).map((a) => ({ ip: a.ip, name: i.name })))
+    : others.flatMap((i) => i.addresses.map((a) => ({ ip: a.ip, name: i.name })));
+  const routes: ReadonlyArray<HostRoute<AnyCidr>> = v6 ? (ctx.host.routes6 ?? []) : ctx.host.routes;
+  const foreign = routes.filter((r) => r.table !== RT_TABLE_LOCAL && !(r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)));
+  // etcd endpoints are IPv4 addresses here.
+  const etcdAddresses: readonly IpAddr[] = v6 ? [] : ctx.etcdAddresses;
   return (subnet) => {
+    // A subnet of the other family cannot overlap anything of this one.
+    if (isCidr6(subnet) !== v6) return undefined;
     // Only text for a refusal: most subnets pass and need none.
-    const s = (): string => formatCidr(subnet);
-    const a = addresses.find((x) => cidrContains(subnet, x.ip));
-    if (a) return `subnet ${s()} contains address ${formatIPv4(a.ip)} of ${a.name} on this host`;
-    const etcd = ctx.etcdAddresses.find((ip) => cidrContains(subnet, ip));
-    if (etcd !== undefined) return `subnet ${s()} contains etcd endpoint ${formatIPv4(etcd)}`;
+    const s = (): string => formatAnyCidr(subnet);
+    const a = addresses.find((x) => fam.contains(subnet, x.ip));
+    if (a) return `subnet ${s()} contains address ${formatIp(a.ip)} of ${a.name} on this host`;
+    const etcd = etcdAddresses.find((ip) => fam.contains(subnet, ip));
+    if (etcd !== undefined) return `subnet ${s()} contains etcd endpoint ${formatIp(etcd)}`;
     for (const r of foreign) {
-      if (r.gateway !== undefined && r.gateway !== 0 && cidrContains(subnet, r.gateway)) {
-        return `subnet ${s()} contains gateway ${formatIPv4(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
+      if (r.gateway !== undefined && r.gateway !== fam.zero && fam.contains(subnet, r.gateway)) {
+        return `subnet ${s()} contains gateway ${formatIp(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
       }
-      if (r.dst.prefixLen === 0 || !cidrOverlaps(subnet, r.dst)) continue;
-      if (r.protocol !== RTPROT_KERNEL && cidrContainsCidr(r.dst, ctx.network)) continue;
+      if (r.dst.prefixLen === 0 || !fam.overlaps(subnet, r.dst)) continue;
+      if (r.protocol !== RTPROT_KERNEL && fam.containsCidr(r.dst, ctx.network)) continue;
       return `subnet ${s()} overlaps ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
     }
     return undefined;
@@ -68,7 +83,7 @@ export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr) => string 
 }
 
 /** Why a peer with this subnet would hijack part of the underlay, or undefined when it would not (one subnet; see underlayChecker). */
-export function underlayProblem(subnet: Cidr, ctx: UnderlayContext): string | undefined {
+export function underlayProblem(subnet: AnyCidr, ctx: UnderlayContext): string | undefined {
   return underlayChecker(ctx)(subnet);
 }
 

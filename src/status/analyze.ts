@@ -7,6 +7,7 @@ import { configKey } from '../lease/codec';
 import { Lease } from '../lease/lease';
 import { Cidr, cidrOverlaps, formatCidr, formatIPv4, parseCidr, tryParseIPv4 } from '../net/ipv4';
 import { formatCidr6, formatIPv6 } from '../net/ipv6';
+import { IPV4, IPV6 } from '../net/family';
 import { ConfigError } from '../util/errors';
 import { StatusFacts } from './collect';
 import { checkKernel } from './kernel-check';
@@ -93,6 +94,21 @@ function applyFilter(report: Omit<StatusReport, 'healthy' | 'exitCode'>, filter:
   };
 }
 
+/**
+ * Both families' kernel checks as one report: the peers and stale entries of
+ * flannel.<VNI> and flannel-v6.<VNI> together (a dual-stack peer has a row per
+ * family), the first device's checks (flannel.<VNI> when IPv4 is enabled), and
+ * every problem of both devices.
+ */
+function mergeKernelChecks(checks: ReadonlyArray<{ report: KernelReport; problems: Problem[] }>): { report: KernelReport; problems: Problem[] } {
+  const [first] = checks;
+  if (!first || checks.length === 1) return first ?? skipped('no address family is enabled');
+  return {
+    report: { ...first.report, peers: checks.flatMap((c) => c.report.peers), stale: checks.flatMap((c) => c.report.stale) },
+    problems: checks.flatMap((c) => c.problems),
+  };
+}
+
 /** The report for `facts`. Exit code 1 when any error-level problem survives the filters. */
 export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusReport {
   const { records } = facts.store;
@@ -113,7 +129,12 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
       const ip = tryParseIPv4(/^https?:\/\/([^:/]+)/.exec(ep)?.[1] ?? '');
       return ip === undefined ? [] : [ip];
     });
-    kernel = checkKernel({ config, device: k.device, entries: k.entries, interfaces: k.interfaces, own: self.own, publicIP: self.publicIP, iface: self.iface, leases, routes: k.routes, etcdAddresses });
+    const base = { config, interfaces: k.interfaces, own: self.own, iface: self.iface, leases, routes: k.routes, routes6: k.routes6, etcdAddresses };
+    const checks = [
+      ...(config.enableIPv4 ? [checkKernel({ ...base, device: k.device, entries: k.entries, publicIP: self.publicIP, family: IPV4 })] : []),
+      ...(config.enableIPv6 ? [checkKernel({ ...base, device: k.device6, entries: k.entries6 ?? [], publicIP: self.publicIPv6, family: IPV6 })] : []),
+    ];
+    kernel = mergeKernelChecks(checks);
   }
   const ignoredKeys = config?.ignoredBackendKeys ?? [];
   const keysProblem: Problem[] = ignoredKeys.length === 0 ? [] : [{ severity: 'warning', kind: 'config', subnets: [], publicIPs: [], message: `Backend key(s) ${ignoredKeys.join(', ')} are ignored: flanneld's Linux VXLAN backend does not read them` }];

@@ -11,6 +11,7 @@ import { LeaseRecord } from '../lease/lease';
 import { LeaseStore } from '../lease/store';
 import { Clock } from '../util/clock';
 import { StoreUnavailableError, errorMessage } from '../util/errors';
+import { Cidr6 } from '../net/ipv6';
 
 /** The reads status makes of the lease store. */
 export type StatusStore = Pick<LeaseStore, 'getConfig' | 'list' | 'leaseExpiries' | 'watch'>;
@@ -37,8 +38,13 @@ export type KernelFacts =
       /** The overlay device `flannel.<VNI>` (undefined when absent or when the VNI is unknown). */
       readonly device: DeviceState | undefined;
       readonly entries: readonly Entry[];
+      /** `flannel-v6.<VNI>` and its entries, read only when the config enables IPv6. */
+      readonly device6?: DeviceState | undefined;
+      readonly entries6?: readonly Entry[];
       /** Every IPv4 route of the host, for the underlay checks the daemon makes. */
       readonly routes: readonly HostRoute[];
+      /** Every IPv6 route of the host, read only when the config enables IPv6. */
+      readonly routes6?: readonly HostRoute<Cidr6>[];
     };
 
 export type SubnetFileFacts = { readonly path: string } & ({ readonly text: string } | { readonly error: string });
@@ -90,8 +96,11 @@ export async function collectKernelFacts(open: () => Promise<KernelReader>, devi
     ]);
     const interfaces = addrs6 ? listed.map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] })) : listed;
     const entries = device ? await kernel.listEntries(device.index) : [];
-    const { routes } = await kernel.readHostNetwork();
-    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6 }) };
+    // flannel-v6.<VNI> beside flannel.<VNI> (contract §11).
+    const device6 = ipv6 && deviceName !== undefined ? await kernel.getDevice(deviceName.replace(/^flannel\./, 'flannel-v6.')) : undefined;
+    const entries6 = device6 ? await kernel.listEntries(device6.index) : [];
+    const { routes, routes6 } = await kernel.readHostNetwork();
+    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6, device6, entries6, routes6: routes6 ?? [] }) };
   } catch (err) {
     return { kind: 'unavailable', reason: `failed to read kernel state: ${errorMessage(err)}` };
   }

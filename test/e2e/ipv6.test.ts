@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addPod, Pod } from '../../src/testbed/netns-cluster';
-import { createScene, DaemonHandle, PREFIX, Scene, waitFor, waitReady } from '../../src/testbed/scene';
+import { BIN, createScene, DaemonHandle, PREFIX, Scene, waitFor, waitReady } from '../../src/testbed/scene';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const UNDERLAY6 = '2001:db8:154::/64';
@@ -180,4 +180,41 @@ describe('dual-stack cluster', () => {
       throw err;
     }
   }, 30_000);
+
+  it('status checks both devices: a dual-stack peer has a row per family; a deleted IPv6 route is drift, repaired by a restarted daemon that keeps flannel-v6.1', async () => {
+    try {
+      const setup = s as Setup;
+      const ns = setup.scene.cluster.member('h1').netns;
+      const status = async (): Promise<{ healthy: boolean; kernel: { peers: Array<{ subnet: string; route: string | null; neighbor: string | null; fdb: string | null }> }; problems: Array<{ message: string }> }> => {
+        const r = await setup.scene.cluster.exec(ns, process.execPath, [BIN, 'status', '--json', '--iface', 'eth0', '--etcd-endpoints', setup.scene.endpoint, '--subnet-file', (setup.daemons.get('h1') as DaemonHandle).subnetFile]);
+        return JSON.parse(r.stdout) as never;
+      };
+      const before = await status();
+      expect(before.problems).toEqual([]);
+      expect(before.healthy).toBe(true);
+      const peer6 = subnet6Of(readFileSync((setup.daemons.get('h2') as DaemonHandle).subnetFile, 'utf8'));
+      expect(before.kernel.peers.map((p) => p.subnet)).toContain(peer6);
+      expect(before.kernel.peers).toHaveLength(2);
+      expect(before.kernel.peers.every((p) => p.route === 'ok' && p.neighbor === 'ok' && p.fdb === 'ok')).toBe(true);
+      // With h1's daemon stopped, someone deletes the IPv6 route: status reports the drift; a restarted daemon adopts
+      // flannel-v6.1 (same MAC, so the lease stays valid) and puts the route back.
+      const mac6 = /link\/ether ([0-9a-f:]+)/.exec((await kernel6(setup, 'h1')).link)?.[1];
+      await (setup.daemons.get('h1') as DaemonHandle).stop('SIGKILL');
+      await setup.scene.cluster.exec(ns, 'ip', ['-6', 'route', 'del', peer6, 'dev', 'flannel-v6.1']);
+      const drift = await status();
+      expect(drift.healthy).toBe(false);
+      expect(drift.kernel.peers.find((p) => p.subnet === peer6)?.route).toBe('missing');
+      expect(drift.problems.map((p) => p.message).join('\n')).toContain(`peer ${peer6}`);
+      const again = setup.scene.startDaemon('h1');
+      setup.daemons.set('h1', again);
+      await waitReady(again, 30_000);
+      expect(again.log()).toContain('adopted existing flannel-v6.1');
+      expect(/link\/ether ([0-9a-f:]+)/.exec((await kernel6(setup, 'h1')).link)?.[1]).toBe(mac6);
+      expect((await kernel6(setup, 'h1')).routes.some((r) => r.startsWith(`${peer6} via`))).toBe(true);
+      expect((await status()).healthy).toBe(true);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  }, 60_000);
 });
