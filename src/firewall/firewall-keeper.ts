@@ -10,11 +10,13 @@
 import { Clock } from '../util/clock';
 import { HostError, errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
+import { AddressFamily, IPV4 } from '../net/family';
 import { Firewall, FirewallOptions, FirewallTarget } from './firewall';
 
+/** Opens a backend for one family's rules (iptables or ip6tables; nft table ip flannel-ipv4 or ip6 flannel-ipv6). */
 export interface FirewallBackends {
-  iptables(opts: FirewallOptions, log: Logger): Promise<Firewall>;
-  nftables(opts: FirewallOptions, log: Logger): Promise<Firewall>;
+  iptables(opts: FirewallOptions, log: Logger, family?: AddressFamily): Promise<Firewall>;
+  nftables(opts: FirewallOptions, log: Logger, family?: AddressFamily): Promise<Firewall>;
 }
 
 const NO_RULES: FirewallOptions = { ipMasq: false, forwardRules: false, fullyRandom: false };
@@ -24,11 +26,11 @@ const NO_RULES: FirewallOptions = { ipMasq: false, forwardRules: false, fullyRan
  * nftables mode a failure is fatal (flanneld exits 1 when it cannot make its
  * tables); in iptables mode it is logged and the resync keeps trying, as before.
  */
-export async function startFirewall(nftables: boolean, opts: FirewallOptions, target: FirewallTarget, backends: FirewallBackends, log: Logger): Promise<Firewall> {
+export async function startFirewall(nftables: boolean, opts: FirewallOptions, target: FirewallTarget, backends: FirewallBackends, log: Logger, family: AddressFamily = IPV4): Promise<Firewall> {
   const [mode, other] = nftables ? (['nftables', 'iptables'] as const) : (['iptables', 'nftables'] as const);
-  const firewall = await backends[mode](opts, log);
+  const firewall = await backends[mode](opts, log, family);
   try {
-    await (await backends[other](NO_RULES, log)).remove();
+    await (await backends[other](NO_RULES, log, family)).remove();
   } catch (err) {
     // A host without the other tool cannot hold rules we made with it (flanneld exits 1 without iptables in nftables mode; we go on).
     log.warn({ err: errorMessage(err) }, `could not remove our ${other} rules: ${errorMessage(err)}`);

@@ -6,12 +6,12 @@
  * and a memory fake; test/helpers/firewall-contract.ts holds them to one
  * contract. A backend touches only its own chains/tables and the jumps to them.
  */
-import { Cidr } from '../net/ipv4';
+import { AnyCidr } from '../net/family';
 
-/** What the rules are about: CN (the network) and PN (this node's subnet). */
+/** What the rules are about: CN (the network) and PN (this node's subnet), of one family. */
 export interface FirewallTarget {
-  readonly network: Cidr;
-  readonly subnet: Cidr;
+  readonly network: AnyCidr;
+  readonly subnet: AnyCidr;
 }
 
 /** Which rule sets a backend keeps (fixed for the daemon's life). */

@@ -17,13 +17,14 @@
  * that is not ours) is compared with the last one. flanneld decides only on the
  * peer's PUT; we also re-decide when the host's addresses or routes change.
  *
- * Family: the rule and the cache take any IpAddr; only IPv4 lookups are wired
- * (`Kernel.routeGet` takes an IPv4 address today).
+ * Family: one DirectDecisions per family overlay; the rule and the cache take
+ * any IpAddr, and the fingerprint covers only that family's addresses and
+ * routes (an IPv4 peer's flannel.1 route is no news for IPv6 decisions).
  */
-import type { HostNetwork } from '../kernel/kernel';
+import type { HostNetwork, HostRoute } from '../kernel/kernel';
 import { RTPROT_FLANNELD_TS } from '../kernel/kernel';
 import type { RouteLookup } from '../kernel/interfaces';
-import type { IpAddr } from '../net/family';
+import type { AnyCidr, IpAddr } from '../net/family';
 
 /** flanneld's rule: exactly one route and it has no gateway; a failed lookup is not direct. */
 export function isDirectRoute(lookup: Pick<RouteLookup, 'gateway' | 'type'> | undefined): boolean {
@@ -37,20 +38,22 @@ export function isDirectRoute(lookup: Pick<RouteLookup, 'gateway' | 'type'> | un
  * route except those on the overlay device and our direct routes (which change
  * with the peers, not with the host's addressing).
  */
-export function hostFingerprint(host: HostNetwork, overlayIndex: number | undefined): string {
+export function hostFingerprint(host: HostNetwork, overlayIndex: number | undefined, family: 4 | 6 = 4): string {
   const parts: string[] = [];
   for (const i of host.interfaces) {
     if (i.index === overlayIndex) continue;
-    parts.push(`i${i.index} ${i.up ? 1 : 0} ${i.addresses.map((a) => `${a.ip}/${a.prefixLen}`).join(',')}`);
+    const addresses = family === 6 ? (i.addresses6 ?? []) : i.addresses;
+    parts.push(`i${i.index} ${i.up ? 1 : 0} ${addresses.map((a) => `${a.ip}/${a.prefixLen}`).join(',')}`);
   }
-  for (const r of host.routes) {
+  const routes: ReadonlyArray<HostRoute<AnyCidr>> = family === 6 ? (host.routes6 ?? []) : host.routes;
+  for (const r of routes) {
     if (r.protocol === RTPROT_FLANNELD_TS || (r.devices.length === 1 && r.devices[0] === overlayIndex)) continue;
     parts.push(`r${r.dst.ip}/${r.dst.prefixLen} ${r.table} ${r.type} ${r.devices.join(',')} ${r.gateway ?? ''}`);
   }
   return parts.join(';');
 }
 
-export type RouteGet = (dst: number) => Promise<RouteLookup | undefined>;
+export type RouteGet = (dst: IpAddr) => Promise<RouteLookup | undefined>;
 
 /** The per-PublicIP decisions and their invalidation. */
 export class DirectDecisions {
@@ -59,11 +62,14 @@ export class DirectDecisions {
   /** Route lookups made so far (for tests and the pass-cost measurement). */
   lookups = 0;
 
-  constructor(private readonly routeGet: RouteGet) {}
+  constructor(
+    private readonly routeGet: RouteGet,
+    private readonly family: 4 | 6 = 4,
+  ) {}
 
   /** A new reading of the host: when its addressing changed, every decision is made again. Returns true then. */
   observe(host: HostNetwork, overlayIndex: number | undefined): boolean {
-    const fp = hostFingerprint(host, overlayIndex);
+    const fp = hostFingerprint(host, overlayIndex, this.family);
     if (fp === this.fingerprint) return false;
     const had = this.fingerprint !== undefined;
     this.fingerprint = fp;
@@ -72,9 +78,9 @@ export class DirectDecisions {
   }
 
   /** Looks up the PublicIPs not decided yet; forgets those no longer asked for. Returns how many lookups it made. */
-  async decide(publicIPs: Iterable<number>): Promise<number> {
+  async decide(publicIPs: Iterable<IpAddr>): Promise<number> {
     const wanted = new Set(publicIPs);
-    for (const ip of this.decided.keys()) if (!wanted.has(ip as number)) this.decided.delete(ip);
+    for (const ip of this.decided.keys()) if (!wanted.has(ip)) this.decided.delete(ip);
     let made = 0;
     for (const ip of wanted) {
       if (this.decided.has(ip)) continue;

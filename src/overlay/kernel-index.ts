@@ -5,19 +5,23 @@
  * keeps one from its last listing and records what it applies since, so a pass
  * caused only by lease events plans without re-reading thousands of entries.
  */
-import { Cidr } from '../net/ipv4';
+import { AnyCidr, IpAddr } from '../net/family';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
 
-/** A number that identifies a CIDR (address and length); cheaper than its text. */
-export function cidrKey(c: Cidr): number {
-  return c.ip * 64 + c.prefixLen;
+/**
+ * A value that identifies a CIDR (address and length); cheaper than its text.
+ * IPv4 gives a number, IPv6 a bigint, so the two families never share a key.
+ */
+export function cidrKey(c: AnyCidr): number | bigint {
+  return typeof c.ip === 'bigint' ? (c.ip << 8n) | BigInt(c.prefixLen) : c.ip * 64 + c.prefixLen;
 }
 
 export class KernelIndex {
-  readonly routes = new Map<number, RouteEntry>();
+  readonly routes = new Map<number | bigint, RouteEntry>();
   /** Our direct routes. A destination has one main-table slot: a replace of either kind evicts the other. */
-  readonly direct = new Map<number, RouteEntry>();
-  readonly neighbors = new Map<number, NeighborEntry>();
+  readonly direct = new Map<number | bigint, RouteEntry>();
+  /** By address: a number for IPv4, a bigint for IPv6. */
+  readonly neighbors = new Map<IpAddr, NeighborEntry>();
   readonly fdb = new Map<string, FdbEntry[]>();
 
   static of(entries: readonly Entry[]): KernelIndex {

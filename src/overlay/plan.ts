@@ -16,7 +16,7 @@
  * onlink route replaces the direct one. flanneld does the same replaces but
  * leaves the old neighbour and FDB entry behind (contract §12).
  */
-import { formatIPv4 } from '../net/ipv4';
+import { IpAddr, formatIp } from '../net/family';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
 
 export { describeEntry } from '../kernel/kernel';
@@ -30,7 +30,7 @@ export interface PlannedOperation extends Operation {
 
 function routeProblem(want: RouteEntry, have: RouteEntry | undefined): string | undefined {
   if (!have) return 'missing';
-  if (have.gateway !== want.gateway) return `wrong gateway ${formatIPv4(have.gateway)}`;
+  if (have.gateway !== want.gateway) return `wrong gateway ${formatIp(have.gateway)}`;
   if (want.onlink && !have.onlink) return 'not onlink';
   return undefined;
 }
@@ -44,7 +44,7 @@ function neighborProblem(want: NeighborEntry, have: NeighborEntry | undefined): 
 
 function fdbProblem(want: FdbEntry, have: readonly FdbEntry[]): string | undefined {
   if (have.length === 0) return 'missing';
-  if (!have.some((f) => f.dst === want.dst)) return `wrong dst ${formatIPv4((have[0] as FdbEntry).dst)}`;
+  if (!have.some((f) => f.dst === want.dst)) return `wrong dst ${formatIp((have[0] as FdbEntry).dst)}`;
   if (!have.some((f) => f.dst === want.dst && f.permanent)) return 'not permanent';
   return undefined;
 }
@@ -52,15 +52,15 @@ function fdbProblem(want: FdbEntry, have: readonly FdbEntry[]): string | undefin
 /** `actual`: the entries on the device (and our direct routes), as a list or already indexed. */
 export function planChanges(desired: DesiredState, actual: readonly Entry[] | KernelIndex): PlannedOperation[] {
   const idx = actual instanceof KernelIndex ? actual : KernelIndex.of(actual);
-  const wantRoutes = new Set<number>();
-  const wantDirect = new Set<number>();
-  const wantNeighbors = new Set<number>();
-  const wantFdb = new Map<string, number>();
+  const wantRoutes = new Set<number | bigint>();
+  const wantDirect = new Set<number | bigint>();
+  const wantNeighbors = new Set<IpAddr>();
+  const wantFdb = new Map<string, IpAddr>();
   // Destinations whose route is replaced in this plan: the replace evicts the other kind's route.
-  const replacing = new Set<number>();
+  const replacing = new Set<number | bigint>();
   // Neighbour IPs and FDB remotes of direct peers: their old vxlan entries go after the route moved.
-  const directNeighbors = new Set<number>();
-  const directRemotes = new Set<number>();
+  const directNeighbors = new Set<IpAddr>();
+  const directRemotes = new Set<IpAddr>();
   const adds: PlannedOperation[] = [];
   for (const peer of desired.peers.values()) {
     const key = cidrKey(peer.route.dst);

@@ -23,7 +23,8 @@
  * tick and start-up list the device again. Our own changes are not read back
  * at once: a verification listing follows `verifyMs` after the last of them.
  */
-import { ChangeCause, DeviceState, HostNetwork, Kernel } from '../kernel/kernel';
+import { ChangeCause, DeviceState, HostNetwork, Kernel, isEntryOfFamily } from '../kernel/kernel';
+import { AddressFamily, IPV4 } from '../net/family';
 import { Clock, isAbortError } from '../util/clock';
 import { errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
@@ -75,6 +76,8 @@ export interface ReconcilerDeps {
    * pass read it (DirectRouting decides its peers here: route lookups are async).
    */
   readonly prepare?: (host: HostSnapshot) => Promise<void>;
+  /** The family this reconciler keeps (default IPv4): the listing's direct routes of the other family are not its business. */
+  readonly family?: AddressFamily;
   /** The kernel refused these replace operations for good (EINVAL, ENOTSUP…): the daemon drops their peers. */
   readonly onRefused?: (refused: ReadonlyArray<{ readonly operation: PlannedOperation; readonly error: Error }>) => void;
   /** Changes whenever the desired state may have changed (lease events, resyncs, own lease). */
@@ -204,7 +207,8 @@ export class Reconciler {
     let known = this.known;
     if (full || !device || !known) {
       device = await this.deps.ensureDevice();
-      known = KernelIndex.of(await this.deps.kernel.listEntries(device.index));
+      const family = (this.deps.family ?? IPV4).family;
+      known = KernelIndex.of((await this.deps.kernel.listEntries(device.index)).filter((e) => isEntryOfFamily(e, family)));
       // Read once per listing pass: peers are checked against the host's own addresses and routes.
       this.host = { network: await this.deps.kernel.readHostNetwork(), overlayIndex: device.index };
       this.knownDevice = device;

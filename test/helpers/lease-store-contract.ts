@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { configKey, encodeLeaseValue, subnetKey, subnetsPrefix } from '../../src/lease/codec';
 import { CompactedError, LeaseEvent, LeaseStore } from '../../src/lease/store';
 import { formatCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { parseIPv6 } from '../../src/net/ipv6';
 
 /** Writes as another etcd client would, beside the store under test. */
 export interface RawStoreAccess {
@@ -67,17 +68,18 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(await fx.store.getConfig()).toBe(text);
     });
 
-    it('list decodes valid, invalid and ignored records and returns a revision', async () => {
+    it('list decodes valid and invalid records, dual-stack and IPv6-only too, and returns a revision', async () => {
       const dir = subnetsPrefix(fx.prefix);
       await fx.raw.put(`${dir}10.7.5.0-24`, valueFor('10.65.0.5'));
       await fx.raw.put(`${dir}10.7.6.0-24`, 'not json');
       await fx.raw.put(`${dir}10.7.7.0-24`, '{"PublicIP":"300.1.1.1","BackendType":"vxlan","BackendData":{"VtepMAC":"6e:d5:a3:cb:6a:6b"}}');
-      await fx.raw.put(`${dir}10.7.8.0-24&fc00::-64`, valueFor('10.65.0.8'));
+      await fx.raw.put(`${dir}10.7.8.0-24&fc00::-64`, encodeLeaseValue({ publicIP: parseIPv4('10.65.0.8'), vni: 1, vtepMAC: '6e:d5:a3:cb:6a:6b', v6: { publicIP: parseIPv6('fd65::8'), vni: 1, vtepMAC: '02:00:00:00:00:08' } }));
+      await fx.raw.put(`${dir}0.0.0.0-0&fc00:0:0:9::-64`, encodeLeaseValue({ publicIP: 0, vni: 1, vtepMAC: undefined, v6: { publicIP: parseIPv6('fd65::9'), vni: 1, vtepMAC: '02:00:00:00:00:09' } }));
       await fx.raw.put(configKey(fx.prefix), '{}');
       const snap = await fx.store.list();
       expect(snap.revision).toBeGreaterThan(0n);
       const byKey = new Map(snap.records.map((r) => [r.key, r]));
-      expect(byKey.size).toBe(4);
+      expect(byKey.size).toBe(5);
       const good = byKey.get(`${dir}10.7.5.0-24`);
       expect(good?.kind).toBe('lease');
       if (good?.kind === 'lease') {
@@ -89,7 +91,10 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       }
       expect(byKey.get(`${dir}10.7.6.0-24`)?.kind).toBe('invalid');
       expect(byKey.get(`${dir}10.7.7.0-24`)?.kind).toBe('invalid');
-      expect(byKey.get(`${dir}10.7.8.0-24&fc00::-64`)?.kind).toBe('ignored');
+      const dual = byKey.get(`${dir}10.7.8.0-24&fc00::-64`);
+      expect(dual?.kind === 'lease' && [formatCidr(dual.lease.subnet), dual.lease.v6?.publicIP, dual.lease.v6?.vtepMAC]).toEqual(['10.7.8.0/24', parseIPv6('fd65::8'), '02:00:00:00:00:08']);
+      const v6only = byKey.get(`${dir}0.0.0.0-0&fc00:0:0:9::-64`);
+      expect(v6only?.kind === 'lease' && [v6only.lease.hasIPv4, v6only.lease.v6?.publicIP]).toEqual([false, parseIPv6('fd65::9')]);
       await fx.raw.put(`${dir}10.7.9.0-24`, valueFor('10.65.0.9'));
       expect((await fx.store.list()).revision).toBeGreaterThan(snap.revision);
     });

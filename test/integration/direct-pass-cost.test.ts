@@ -15,6 +15,7 @@ import { DeviceState } from '../../src/kernel/kernel';
 import { NetlinkKernel } from '../../src/kernel/netlink-kernel';
 import { Lease } from '../../src/lease/lease';
 import { formatIPv4, parseIPv4 } from '../../src/net/ipv4';
+import { IPV4 } from '../../src/net/family';
 import { desiredState } from '../../src/overlay/desired';
 import { DirectDecisions } from '../../src/overlay/direct-routing';
 import { PassResult, Reconciler } from '../../src/overlay/reconciler';
@@ -68,14 +69,14 @@ async function run(direct: boolean): Promise<{ cold: PassResult; idle: PassResul
   const peers = leases.map((l) => ({ ...l, vni: cfg.backend.vni }));
   const name = `flannel.${cfg.backend.vni}`;
   let device: DeviceState | undefined;
-  const decisions = new DirectDecisions((ip) => kernel.routeGet(ip));
+  const decisions = new DirectDecisions((ip) => kernel.routeGet(ip as number));
   let generation = 0;
   const log = createLogger('warn', new Writable({ write: (_c, _e, cb) => cb() }));
   const reconciler = new Reconciler({
     kernel,
     desired: (host) => {
       const underlay = host && underlayChecker({ host: host.network, overlayIndex: host.overlayIndex, network: cfg.network, etcdAddresses: [] });
-      return desiredState(self, peers, cfg, (l) => underlay?.(l.subnet, l.publicIP), direct ? (l) => (decisions.isDirect(l.publicIP) ? 'direct' : 'vxlan') : undefined);
+      return desiredState(self, peers, cfg, (l) => underlay?.(l.subnet, l.publicIP), IPV4, direct ? (l) => (l.publicIP !== undefined && decisions.isDirect(l.publicIP) ? 'direct' : 'vxlan') : undefined);
     },
     prepare: direct
       ? async (host) => {

@@ -13,7 +13,9 @@ import { IptablesFirewall } from '../../src/iptables';
 import { IprouteBlackholeRoutes } from '../../src/kernel/blackhole-route';
 import { parseCidr } from '../../src/net/ipv4';
 import { createLogger } from '../../src/util/log';
-import { firewallContract } from '../helpers/firewall-contract';
+import { V6_TARGETS, firewallContract } from '../helpers/firewall-contract';
+import { IPV6 } from '../../src/net/family';
+import { parseCidr6 } from '../../src/net/ipv6';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 assertPrivateNetns();
@@ -36,6 +38,7 @@ function ourTables(ruleset: string): string {
 /** Deletes whatever a test left in iptables or nftables (our chains via the backends, the test's own marks by comment). */
 async function cleanAll(): Promise<void> {
   await (await IptablesFirewall.create(NONE, log)).remove();
+  await (await IptablesFirewall.create(NONE, log, IPV6)).remove();
   await (await NftablesFirewall.create(NONE, log)).remove();
   for (const [table, chain] of [['nat', 'POSTROUTING'], ['filter', 'FORWARD']] as const) {
     const lines = sh('iptables-save', ['-t', table]).split('\n').filter((l) => l.includes('flts-test'));
@@ -66,6 +69,53 @@ firewallContract('NftablesFirewall', () => ({
   },
   cleanup: cleanAll,
 }));
+
+// IPv6 (contract §11, §16): the same contract through ip6tables and `ip6 flannel-ipv6`.
+firewallContract('IptablesFirewall (IPv6, ip6tables)', () => ({
+  open: (opts) => IptablesFirewall.create(opts, log, IPV6),
+  names: { masq: 'nat/FLANNEL-POSTRTG', forward: 'filter/FLANNEL-FWD' },
+  flush: async (set) => {
+    sh('ip6tables', set === 'masq' ? ['-t', 'nat', '-F', 'FLANNEL-POSTRTG'] : ['-F', 'FLANNEL-FWD']);
+  },
+  addForeignRule: async (set) => {
+    sh('ip6tables', set === 'masq' ? ['-t', 'nat', '-A', 'FLANNEL-POSTRTG', '-s', '2001:db8::/32', '-j', 'RETURN'] : ['-A', 'FLANNEL-FWD', '-s', '2001:db8::/32', '-j', 'ACCEPT']);
+  },
+  cleanup: cleanAll,
+  targets: V6_TARGETS,
+}));
+
+firewallContract('NftablesFirewall (IPv6, ip6 flannel-ipv6)', () => ({
+  open: (opts) => NftablesFirewall.create(opts, log, IPV6),
+  names: { masq: 'ip6 flannel-ipv6/postrtg', forward: 'ip6 flannel-ipv6/forward' },
+  flush: async (set) => {
+    sh('nft', ['flush', 'chain', 'ip6', 'flannel-ipv6', set === 'masq' ? 'postrtg' : 'forward']);
+  },
+  addForeignRule: async (set) => {
+    sh('nft', ['add', 'rule', 'ip6', 'flannel-ipv6', set === 'masq' ? 'postrtg' : 'forward', 'ip6', 'saddr', '2001:db8::/32', 'accept']);
+  },
+  cleanup: cleanAll,
+  targets: V6_TARGETS,
+}));
+
+describe('IPv6 rules as ip6tables-save and nft list print them', () => {
+  it('ip6tables: flanneld\'s masquerade rules with IPv6 CIDRs and ! -d ff00::/8; nft: ip6 saddr/daddr', async () => {
+    const [t] = V6_TARGETS;
+    await (await IptablesFirewall.create(ALL, log, IPV6)).ensure(t);
+    const nat = sh('ip6tables-save', ['-t', 'nat']);
+    expect(nat).toContain('-A FLANNEL-POSTRTG -s fc00::/48 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE');
+    expect(nat).toContain('-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG');
+    expect(sh('ip6tables-save', ['-t', 'filter'])).toContain('-A FLANNEL-FWD -s fc00::/48 -m comment --comment "flanneld forward" -j ACCEPT');
+    // The IPv4 tables are not touched by the IPv6 backend.
+    expect(sh('iptables-save', ['-t', 'nat'])).not.toContain('FLANNEL-POSTRTG');
+    const fw = await NftablesFirewall.create(ALL, log, IPV6);
+    await fw.ensure(t);
+    const listing = sh('nft', ['list', 'table', 'ip6', 'flannel-ipv6']);
+    expect(listing).toContain('ip6 saddr fc00::/48 ip6 daddr != ff00::/8 masquerade');
+    expect(listing).toContain('ip6 daddr fc00::/48 accept');
+    expect(await fw.check(t)).toEqual([]);
+  });
+  afterEach(cleanAll);
+});
 
 describe('IptablesFirewall on the real iptables', () => {
   afterEach(cleanAll);
@@ -188,5 +238,16 @@ describe('--ip-blackhole-route on the real routing table', () => {
     expect(before).toContain('dev flts-br');
     expect(await routes.ensure(subnet)).toBe('taken');
     expect(sh('ip', ['route', 'show', 'exact', '10.77.5.0/24'])).toBe(before);
+  });
+
+  it('IPv6: adds blackhole <own IPv6 subnet> once, then finds it present', async () => {
+    const subnet6 = parseCidr6('fc00:0:0:77::/64');
+    try {
+      expect(await routes.ensure(subnet6)).toBe('added');
+      expect(sh('ip', ['-6', 'route', 'show', 'exact', 'fc00:0:0:77::/64']).trim()).toMatch(/^blackhole fc00:0:0:77::\/64 /);
+      expect(await routes.ensure(subnet6)).toBe('present');
+    } finally {
+      sh('ip', ['-6', 'route', 'del', 'blackhole', 'fc00:0:0:77::/64']);
+    }
   });
 });
