@@ -16,12 +16,12 @@ export const IFA_F_TEMPORARY = 0x01;
 export const IFA_F_DEPRECATED = 0x20;
 export const IFA_F_PERMANENT = 0x80;
 
-/** Where the kernel would send a packet (`ip route get <ip>`): output interface and preferred source. */
-export interface RouteLookup {
+/** Where the kernel would send a packet (`ip [-6] route get <ip>`): output interface and preferred source; addresses of the asked family. */
+export interface RouteLookup<A extends IpAddr = number> {
   readonly index: number;
-  readonly src: number | undefined;
+  readonly src: A | undefined;
   /** The next hop (`via`), undefined for a route without one (on-link). */
-  readonly gateway?: number | undefined;
+  readonly gateway?: A | undefined;
   /** "unicast", "local", … (route-query.ts's names); undefined = unicast. */
   readonly type?: string | undefined;
 }

@@ -177,8 +177,8 @@ export interface Kernel {
   addressFlags(): Promise<ReadonlyMap<string, number>>;
   /** The main table's first IPv4 default route: its interface index, `multipath`, or undefined (`ip route show default`). */
   defaultRoute(): Promise<DefaultRoute>;
-  /** `ip route get <dst>`: output interface, preferred source and gateway; undefined when unreachable. */
-  routeGet(dst: number): Promise<RouteLookup | undefined>;
+  /** `ip [-6] route get <dst>`: output interface, preferred source and gateway, of the address's family; undefined when unreachable. */
+  routeGet<A extends IpAddr>(dst: A): Promise<RouteLookup<A> | undefined>;
   /** Every IPv6 address with its flags, by interface index, in kernel order (`ip -6 addr`). */
   listAddresses6(): Promise<ReadonlyMap<number, readonly InterfaceAddress6[]>>;
   /** The main table's first IPv6 default route: its interface index, `multipath`, or undefined (`ip -6 route show default`). */

@@ -67,6 +67,7 @@ export class MemoryKernel implements Kernel {
   private readonly listeners = new Set<(cause: ChangeCause) => void>();
   private defaultIndex: number | 'multipath' | undefined;
   private defaultIndex6: number | 'multipath' | undefined;
+  private defaultGateway6: bigint | undefined;
   private nextIndex = 1;
   private readonly hostRoutes: HostRoute[] = [];
   /** Our direct routes (main table, proto RTPROT_FLANNELD_TS), by destination. */
@@ -94,8 +95,9 @@ export class MemoryKernel implements Kernel {
   }
 
   /** The IPv6 default route (`ip -6 route show default`). */
-  setDefaultRoute6(index: number | 'multipath' | undefined): void {
+  setDefaultRoute6(index: number | 'multipath' | undefined, gateway?: bigint): void {
     this.defaultIndex6 = index;
+    this.defaultGateway6 = gateway;
   }
 
   /** The next call matching `predicate` fails with `error` (once). */
@@ -181,8 +183,25 @@ export class MemoryKernel implements Kernel {
     return this.defaultRouteInterface();
   }
 
-  /** Connected subnets first (longest prefix, source = that address), else the default route with its first address. */
-  async routeGet(dst: number): Promise<RouteLookup | undefined> {
+  /** Connected subnets first (longest prefix, source = that address), else the default route with its first address; either family. */
+  async routeGet<A extends IpAddr>(dst: A): Promise<RouteLookup<A> | undefined> {
+    return (typeof dst === 'bigint' ? this.routeGet6(dst) : this.routeGet4(dst as number)) as Promise<RouteLookup<A> | undefined>;
+  }
+
+  private async routeGet6(dst: bigint): Promise<RouteLookup<bigint> | undefined> {
+    let best: { index: number; src: bigint; len: number } | undefined;
+    for (const l of this.links.values()) {
+      for (const a of [...(l.info.addresses6 ?? []), ...l.addresses6]) {
+        if (cidr6Contains(makeCidr6(a.ip, a.prefixLen), dst) && (!best || a.prefixLen > best.len)) best = { index: l.info.index, src: a.ip, len: a.prefixLen };
+      }
+    }
+    if (best) return { index: best.index, src: best.src, gateway: undefined, type: 'unicast' };
+    const def = await this.defaultRoute6();
+    if (typeof def !== 'number') return undefined;
+    return { index: def, src: this.links.get(def)?.info.addresses6?.[0]?.ip, gateway: this.defaultGateway6, type: 'unicast' };
+  }
+
+  private async routeGet4(dst: number): Promise<RouteLookup | undefined> {
     let best: { index: number; src: number; len: number } | undefined;
     for (const l of this.links.values()) {
       for (const a of l.info.addresses) {

@@ -25,7 +25,7 @@
 import { createRtNetlink, rt, RtNetlinkSocket } from 'netlink';
 import { formatIPv4, ipv4FromBytes } from '../net/ipv4';
 import { ipv6FromBytes } from '../net/ipv6';
-import { AnyCidr, ipToBytes, isCidr6 } from '../net/family';
+import { AnyCidr, IpAddr, ipToBytes, isCidr6 } from '../net/family';
 import { macFromBytes, macToBytes } from '../net/mac';
 import { KernelError } from '../util/errors';
 import { ignoring, errnoName, kernelError } from './netlink-errors';
@@ -454,7 +454,7 @@ export class NetlinkKernel implements Kernel, RouteReader {
     return this.exclusive('list routes', () => readDefaultRoute(this.socket));
   }
 
-  routeGet(dst: number): Promise<RouteLookup | undefined> {
+  routeGet<A extends IpAddr>(dst: A): Promise<RouteLookup<A> | undefined> {
     return this.exclusive('look up a route (ip route get)', () => lookupRoute(this.socket, dst));
   }
 

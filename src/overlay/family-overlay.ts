@@ -11,7 +11,7 @@ import { disableAcceptRa } from '../kernel/sysctl';
 import { ensureDeviceAddress, ensureVxlanDevice } from '../kernel/vxlan-device';
 import { Lease } from '../lease/lease';
 import { DaemonObserver } from '../metrics';
-import { AddressFamily, AnyCidr, IPV4, formatAnyCidr } from '../net/family';
+import { AddressFamily, AnyCidr, formatAnyCidr } from '../net/family';
 import { Clock } from '../util/clock';
 import { Logger } from '../util/log';
 import { DesiredState, LeaseHalf, PeerMode, SelfInfo, desiredState, familyPool, halfSubnetText, leaseHalf } from './desired';
@@ -59,8 +59,8 @@ export class FamilyOverlay {
 
   constructor(private readonly deps: FamilyOverlayDeps) {
     this.refused = new RefusedLeases(deps.family);
-    // IPv4 only until the route lookup takes IPv6 addresses: IPv6 peers stay on VXLAN.
-    if (deps.config.backend.directRouting && deps.family === IPV4) this.direct = new DirectDecisions((ip) => deps.kernel.routeGet(ip as number), deps.family.family);
+    // Contract §12, per peer and family: PublicIP decides the IPv4 half, PublicIPv6 the IPv6 half.
+    if (deps.config.backend.directRouting) this.direct = new DirectDecisions((ip) => deps.kernel.routeGet(ip), deps.family.family);
   }
 
   get family(): AddressFamily {

@@ -88,7 +88,7 @@ export async function collectStoreFacts(store: StatusStore): Promise<StoreFacts>
 }
 
 /** Interfaces, default route, the overlay device and its entries (`ip addr`, `ip route`, `ip -d link`, `ip neigh`, `bridge fdb`). */
-export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined, ipv6 = false, directLookups?: readonly number[]): Promise<KernelFacts> {
+export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined, ipv6 = false, directLookups?: readonly IpAddr[]): Promise<KernelFacts> {
   try {
     const kernel = await open();
     const [listed, defaultIndex, device, addrs6, defaultIndex6] = await Promise.all([
@@ -106,7 +106,7 @@ export async function collectKernelFacts(open: () => Promise<KernelReader>, devi
     const { routes, routes6 } = await kernel.readHostNetwork();
     const facts = { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6, device6, entries6, routes6: routes6 ?? [] }) } as const;
     if (directLookups === undefined) return facts;
-    const decisions = new DirectDecisions((ip) => kernel.routeGet(ip as number));
+    const decisions = new DirectDecisions((ip) => kernel.routeGet(ip));
     await decisions.decide(directLookups);
     return { ...facts, direct: new Set(directLookups.filter((ip) => decisions.isDirect(ip) === true)) };
   } catch (err) {
@@ -135,12 +135,13 @@ export async function collectFacts(deps: CollectDeps, opts: CollectOptions): Pro
   });
   let vni: number | undefined;
   let ipv6 = false;
-  let directLookups: number[] | undefined;
+  let directLookups: IpAddr[] | undefined;
   try {
     const config = store.configText === undefined ? undefined : parseNetworkConfig(store.configText, { allowWideNetwork: opts.allowWideNetwork === true });
     vni = config?.backend.vni;
     ipv6 = config?.enableIPv6 === true;
-    if (config?.backend.directRouting) directLookups = [...new Set(store.records.flatMap((r) => (r.kind === 'lease' ? [r.lease.publicIP] : [])))];
+    // DirectRouting decides per peer and family: PublicIP for IPv4, PublicIPv6 for IPv6 (contract §12).
+    if (config?.backend.directRouting) directLookups = [...new Set(store.records.flatMap((r) => (r.kind === 'lease' ? [...(config.enableIPv4 && r.lease.hasIPv4 !== false ? [r.lease.publicIP] : []), ...(ipv6 && r.lease.v6?.publicIP !== undefined ? [r.lease.v6.publicIP] : [])] : [])))];
   } catch {
     // analyze.ts reports the bad config; without a VNI there is no device name to look up.
   }

@@ -218,3 +218,79 @@ describe('dual-stack cluster', () => {
     }
   }, 60_000);
 });
+
+describe('dual-stack cluster with DirectRouting, hosts sharing an IPv4 and an IPv6 segment', () => {
+  let s: Setup | undefined;
+  let failed = false;
+  beforeAll(async () => {
+    assertPrivateNetns();
+    s = await bringUp('{"Network":"10.7.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan","DirectRouting":true}}');
+  }, 120_000);
+  afterAll(async () => tearDown(s, failed), 60_000);
+
+  const env = (h: string): string => readFileSync(((s as Setup).daemons.get(h) as DaemonHandle).subnetFile, 'utf8');
+  const lines = async (h: string, args: string[]): Promise<string[]> =>
+    (await (s as Setup).scene.cluster.exec((s as Setup).scene.cluster.member(h).netns, 'ip', args)).stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+
+  it('programs `<v6 subnet> via <PublicIPv6> proto 152` in the main table, nothing on flannel-v6.1, and the IPv4 direct route beside it', async () => {
+    try {
+      const setup = s as Setup;
+      for (const [h, peer] of [['h1', 'h2'], ['h2', 'h1']] as const) {
+        const m = setup.scene.cluster.member(peer);
+        const sub6 = subnet6Of(env(peer));
+        const sub4 = `${/^FLANNEL_SUBNET=(\d+\.\d+\.\d+)\.1\/24$/m.exec(env(peer))?.[1]}.0/24`;
+        await waitFor(`${h}: direct IPv6 route to ${peer}`, async () => ((await lines(h, ['-6', 'route', 'show', 'proto', '152'])).length === 1 ? true : undefined), 15_000, 200);
+        expect(await lines(h, ['-6', 'route', 'show', 'proto', '152'])).toEqual([`${sub6} via ${m.ip6} dev eth0 metric 1024 pref medium`]);
+        expect(await lines(h, ['route', 'show', 'proto', '152'])).toEqual([`${sub4} via ${m.ip} dev eth0`]);
+        const k = await kernel6(setup, h);
+        expect(k.routes.filter((r) => r.includes(' via '))).toEqual([]);
+        expect(k.neighbors.filter((n) => n.includes('PERMANENT'))).toEqual([]);
+        expect(k.fdb.filter((f) => f.includes(' dst '))).toEqual([]);
+      }
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  }, 60_000);
+
+  it('pods ping6 each other and eth0 carries the inner ICMPv6, no UDP 8472', async () => {
+    try {
+      const setup = s as Setup;
+      const [p1, p2] = [setup.pods.get('h1') as Pod, setup.pods.get('h2') as Pod];
+      const ns = setup.scene.cluster.member('h1').netns;
+      await waitFor('ping6 h1 → h2', async () => ((await p1.ping(p2.ip6 as string, { count: 2, timeoutSec: 5 })).ok ? true : undefined), 30_000, 500);
+      const cap = setup.scene.cluster.exec(ns, 'timeout', ['8', 'tcpdump', '-i', 'eth0', '-n', '-l', 'udp port 8472 or icmp6'], { timeoutMs: 20_000 });
+      await new Promise((r) => setTimeout(r, 1500));
+      const ok = (await p1.ping(p2.ip6 as string, { count: 3, timeoutSec: 5 })).ok && (await p2.ping(p1.ip6 as string, { count: 2, timeoutSec: 5 })).ok;
+      const seen = (await cap).stdout;
+      expect(ok).toBe(true);
+      // The pods' addresses travel in plain IPv6 on eth0 (the CNI bridge may masquerade the sources; the destinations are the pods).
+      expect(seen).toContain(`> ${p2.ip6}: ICMP6, echo request`);
+      expect(seen).toContain(`> ${p1.ip6}: ICMP6, echo request`);
+      expect(seen).not.toMatch(/\.8472[: ]/);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  }, 60_000);
+
+  it('status shows the IPv6 peer as direct with only its route checked; a hand-deleted IPv6 direct route is repaired', async () => {
+    try {
+      const setup = s as Setup;
+      const ns = setup.scene.cluster.member('h1').netns;
+      const sub6 = subnet6Of(env('h2'));
+      const r = await setup.scene.cluster.exec(ns, process.execPath, [BIN, 'status', '--json', '--iface', 'eth0', '--etcd-endpoints', setup.scene.endpoint, '--subnet-file', (setup.daemons.get('h1') as DaemonHandle).subnetFile]);
+      const report = JSON.parse(r.stdout) as { healthy: boolean; kernel: { peers: Array<{ subnet: string; mode: string; route: string; neighbor: string | null; fdb: string | null }> } };
+      expect(report.healthy).toBe(true);
+      expect(report.kernel.peers.find((p) => p.subnet === sub6)).toMatchObject({ mode: 'direct', route: 'ok', neighbor: null, fdb: null });
+      expect(report.kernel.peers.filter((p) => p.mode === 'direct')).toHaveLength(2);
+      const ip6 = setup.scene.cluster.member('h2').ip6 as string;
+      expect((await setup.scene.cluster.exec(ns, 'ip', ['-6', 'route', 'del', sub6, 'via', ip6, 'proto', '152'])).code).toBe(0);
+      await waitFor('h1 to restore its IPv6 direct route', async () => ((await lines('h1', ['-6', 'route', 'show', 'proto', '152'])).length === 1 ? true : undefined), 10_000, 100);
+      expect((setup.daemons.get('h1') as DaemonHandle).log()).toContain(`replace route ${sub6} via ${ip6} proto 152 (missing)`);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  }, 60_000);
+});

@@ -69,7 +69,7 @@ async function run(direct: boolean): Promise<{ cold: PassResult; idle: PassResul
   const peers = leases.map((l) => ({ ...l, vni: cfg.backend.vni }));
   const name = `flannel.${cfg.backend.vni}`;
   let device: DeviceState | undefined;
-  const decisions = new DirectDecisions((ip) => kernel.routeGet(ip as number));
+  const decisions = new DirectDecisions((ip) => kernel.routeGet(ip));
   let generation = 0;
   const log = createLogger('warn', new Writable({ write: (_c, _e, cb) => cb() }));
   const reconciler = new Reconciler({

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY, addressKey, chooseExternalInterface, readInterfaceFacts } from '../../src/kernel/interfaces';
 import { NetlinkKernel } from '../../src/kernel/netlink-kernel';
 import { formatIPv4, parseIPv4 } from '../../src/net/ipv4';
-import { formatIPv6 } from '../../src/net/ipv6';
+import { formatIPv6, parseIPv6 } from '../../src/net/ipv6';
+import { isDirectRoute } from '../../src/overlay/direct-routing';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const ip = parseIPv4;
@@ -84,6 +85,26 @@ describe('route lookup and address flags over netlink', () => {
       expect([only6.iface.name, formatIPv6(only6.publicIPv6 as bigint)]).toEqual([NAME, '2001:db8:166::9']);
     } finally {
       sh('ip', '-6', 'route', 'del', 'default', 'via', '2001:db8:166::1', 'dev', NAME);
+    }
+  });
+
+  it('looks an IPv6 route up like `ip -6 route get`: on-link has no gateway, a routed one names it, unreachable is undefined (DirectRouting for IPv6)', async () => {
+    sh('ip', '-6', 'addr', 'add', '2001:db8:167::5/64', 'dev', NAME, 'nodad');
+    sh('ip', '-6', 'route', 'add', '2001:db8:200::/64', 'via', '2001:db8:167::1', 'dev', NAME);
+    sh('ip', '-6', 'route', 'add', 'unreachable', '2001:db8:300::/64');
+    try {
+      const onLink = await kernel.routeGet(parseIPv6('2001:db8:167::12'));
+      expect(onLink).toEqual({ index, src: parseIPv6('2001:db8:167::5'), gateway: undefined, type: 'unicast' });
+      expect(isDirectRoute(onLink)).toBe(true);
+      const routed = await kernel.routeGet(parseIPv6('2001:db8:200::13'));
+      expect(sh('ip', '-6', 'route', 'get', '2001:db8:200::13')).toContain('via 2001:db8:167::1 ');
+      expect(routed).toMatchObject({ index, gateway: parseIPv6('2001:db8:167::1'), type: 'unicast' });
+      expect(isDirectRoute(routed)).toBe(false);
+      expect(await kernel.routeGet(parseIPv6('2001:db8:300::1'))).toBeUndefined();
+    } finally {
+      sh('ip', '-6', 'route', 'del', 'unreachable', '2001:db8:300::/64');
+      sh('ip', '-6', 'route', 'del', '2001:db8:200::/64', 'via', '2001:db8:167::1', 'dev', NAME);
+      sh('ip', '-6', 'addr', 'del', '2001:db8:167::5/64', 'dev', NAME);
     }
   });
 });
