@@ -7,6 +7,7 @@
 import { DaemonOptions } from './cli';
 import { NetworkConfig, VXLAN_OVERHEAD, parseNetworkConfig } from './config';
 import { FirewallBackends, keepFirewall, startFirewall } from './firewall/firewall-keeper';
+import { NfTablesGeneration } from './firewall/nft-generation';
 import { NftablesFirewall } from './firewall/nftables';
 import { IptablesFirewall } from './iptables';
 import { BlackholeRoutes, IprouteBlackholeRoutes, keepBlackholeRoute } from './kernel/blackhole-route';
@@ -171,7 +172,7 @@ export class Daemon {
         coalesceMs: 5,
       });
       this.reconciler = reconciler;
-      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal), keepFirewall(firewall, target, this.opts.iptablesResyncMs, clock, firewallLog, signal)];
+      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal), keepFirewall(firewall, target, this.opts.iptablesResyncMs, clock, firewallLog, signal, firewall.inNfTables ? new NfTablesGeneration(firewallLog) : undefined)];
       if (this.opts.ipBlackholeRoute) {
         background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), () => this.own.subnet, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
       }

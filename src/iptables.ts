@@ -10,7 +10,7 @@
  * removed on exit, as flanneld does.
  */
 import { Firewall, FirewallOptions, FirewallTarget, firstLine } from './firewall/firewall';
-import { IptablesFeatures, formatIptablesVersion, iptablesFeatures, parseIptablesVersion } from './firewall/iptables-version';
+import { IptablesFeatures, formatIptablesVersion, iptablesFeatures, iptablesUsesNfTables, parseIptablesVersion } from './firewall/iptables-version';
 import { Cidr, formatCidr } from './net/ipv4';
 import { ExecResult, run } from './testbed/exec';
 import { HostError, errorMessage } from './util/errors';
@@ -118,7 +118,8 @@ const setName = (r: ChainName): string => `${r.table}/${r.chain}`;
 export class IptablesFirewall implements Firewall {
   readonly kind = 'iptables';
 
-  constructor(private readonly opts: FirewallOptions, private readonly features: IptablesFeatures, private readonly log: Logger) {}
+  /** `inNfTables`: `iptables --version` says nf_tables (iptables-legacy's rules are outside nf_tables' generation). */
+  constructor(private readonly opts: FirewallOptions, private readonly features: IptablesFeatures, private readonly log: Logger, readonly inNfTables = false) {}
 
   /** Reads `iptables --version` once (flanneld does too) and logs what it decided. */
   static async create(opts: FirewallOptions, log: Logger): Promise<IptablesFirewall> {
@@ -133,7 +134,7 @@ export class IptablesFirewall implements Firewall {
     const fullyRandom = opts.fullyRandom && features.randomFully;
     if (opts.ipMasq || opts.forwardRules) log.info({ version: formatIptablesVersion(features.version), randomFully: fullyRandom, restoreWait: features.restoreWaitArgs.length > 0 }, `iptables ${formatIptablesVersion(features.version)}: --random-fully ${fullyRandom ? 'on' : 'off'}`);
     if (opts.fullyRandom && opts.ipMasq && !features.randomFully) log.warn('iptables older than 1.6.2: masquerading without --random-fully');
-    return new IptablesFirewall(opts, features, log);
+    return new IptablesFirewall(opts, features, log, iptablesUsesNfTables(text));
   }
 
   private sets(target: FirewallTarget): ChainRules[] {

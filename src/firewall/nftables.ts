@@ -99,6 +99,7 @@ const setName = (c: NftChain): string => `ip ${NFT_TABLE}/${c.name}`;
 
 export class NftablesFirewall implements Firewall {
   readonly kind = 'nftables';
+  readonly inNfTables = true;
 
   constructor(private readonly opts: FirewallOptions, private readonly fullyRandom: boolean, private readonly log: Logger) {}
 
