@@ -18,12 +18,13 @@ import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
 import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
 import { configKey, subnetKey } from './lease/codec';
 import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
+import { Lease } from './lease/lease';
 import { LeaseView } from './lease/lease-view';
 import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
 import { randomMac } from './net/mac';
-import { DesiredState, desiredState } from './overlay/desired';
+import { DesiredState, LeaseMemo, desiredState } from './overlay/desired';
 import { HostSnapshot, PassResult, Reconciler } from './overlay/reconciler';
 import { RefusedLeases } from './overlay/refused';
 import { networkProblem, underlayChecker } from './overlay/underlay';
@@ -86,6 +87,14 @@ export class Daemon {
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
   private desiredCache: { generation: number; host: HostSnapshot | undefined; desired: DesiredState } | undefined;
+  /**
+   * Per-lease checks kept between desired-state computations (issue 10: a lease
+   * event at 5,000 peers checks one lease): `leases` for one self and config,
+   * `underlay` for one host reading. Keyed by the view's lease objects, which
+   * change only when their value does.
+   */
+  private leaseMemo: { self: string; config: NetworkConfig; leases: LeaseMemo } | undefined;
+  private underlayMemo: { host: HostSnapshot; check: (subnet: Cidr) => string | undefined; results: WeakMap<Lease, string | undefined> } | undefined;
   /** The host's addresses and routes from the last listing pass. */
   private host: HostSnapshot | undefined;
   private readonly refused = new RefusedLeases();
@@ -217,11 +226,23 @@ export class Daemon {
     if (host) this.host = host;
     const seen = this.host;
     if (this.desiredCache?.generation === this.generation && this.desiredCache.host === seen) return this.desiredCache.desired;
-    const underlay = seen && underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: this.config.network, etcdAddresses: this.deps.etcdAddresses ?? [] });
     this.refused.forget(this.view.leases());
-    const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac }, this.view.leases(), this.config, (lease) =>
-      underlay?.(lease.subnet) ?? this.refused.reason(lease),
-    );
+    const self = { subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac };
+    const selfKey = `${formatCidr(self.subnet)} ${self.publicIP} ${self.vtepMAC ?? ''}`;
+    if (this.leaseMemo?.self !== selfKey || this.leaseMemo.config !== this.config) this.leaseMemo = { self: selfKey, config: this.config, leases: new WeakMap() };
+    if (seen && this.underlayMemo?.host !== seen) {
+      const check = underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: this.config.network, etcdAddresses: this.deps.etcdAddresses ?? [] });
+      this.underlayMemo = { host: seen, check, results: new WeakMap() };
+    }
+    const underlay = seen && this.underlayMemo;
+    const onUnderlay = (lease: Lease): string | undefined => {
+      if (!underlay) return undefined;
+      if (underlay.results.has(lease)) return underlay.results.get(lease);
+      const reason = underlay.check(lease.subnet);
+      underlay.results.set(lease, reason);
+      return reason;
+    };
+    const desired = desiredState(self, this.view.leases(), this.config, (lease) => onUnderlay(lease) ?? this.refused.reason(lease), this.leaseMemo.leases);
     this.logSkipped(desired);
     this.desiredCache = { generation: this.generation, host: seen, desired };
     return desired;

@@ -70,25 +70,52 @@ export function olderFirst(a: Lease, b: Lease): number {
 }
 
 /**
+ * What desiredState works out for one lease that depends only on the lease, our
+ * own lease and the config. A caller that keeps a LeaseMemo across calls (for
+ * one self and config) pays for these once per lease value, so a lease event
+ * at 5,000 peers costs one lease's checks, not 5,000 (issue 10).
+ */
+export interface LeaseVerdict {
+  readonly reason: string | undefined;
+  readonly subnet: string;
+  entries?: PeerEntries;
+}
+export type LeaseMemo = WeakMap<Lease, LeaseVerdict>;
+
+function verdictOf(self: SelfInfo, lease: Lease, config: NetworkConfig, memo: LeaseMemo | undefined): LeaseVerdict {
+  let v = memo?.get(lease);
+  if (!v) {
+    v = { reason: peerSkipReason(self, lease, config), subnet: formatCidr(lease.subnet) };
+    memo?.set(lease, v);
+  }
+  return v;
+}
+
+/**
  * One neighbour, FDB entry and route per remote vxlan lease; never our own.
  * Two leases with one VtepMAC would fight over one FDB entry: the MAC stays with
  * the lease etcd created first (an established peer keeps its traffic when a new
  * key copies its MAC) and the newcomer is skipped with a reason.
  * `extraSkip` adds reasons that need more than the leases (the host's routes,
- * entries the kernel refused); a lease it refuses never owns a MAC.
+ * entries the kernel refused); a lease it refuses never owns a MAC. `memo`
+ * must only be shared between calls with the same `self` and `config`.
  */
 export function desiredState(
   self: SelfInfo,
   leases: Iterable<Lease>,
   config: NetworkConfig,
   extraSkip?: (lease: Lease) => string | undefined,
+  memo?: LeaseMemo,
 ): DesiredState {
   const peers = new Map<string, PeerEntries>();
   const reasons = new Map<Lease, string>();
   const macOwner = new Map<string, string>();
   const all = [...leases];
+  const verdicts = new Map<Lease, LeaseVerdict>();
   for (const lease of [...all].sort(olderFirst)) {
-    const reason = peerSkipReason(self, lease, config) ?? extraSkip?.(lease);
+    const verdict = verdictOf(self, lease, config, memo);
+    verdicts.set(lease, verdict);
+    const reason = verdict.reason ?? extraSkip?.(lease);
     if (reason !== undefined) {
       reasons.set(lease, reason);
       continue;
@@ -96,14 +123,14 @@ export function desiredState(
     const mac = lease.vtepMAC as string;
     const owner = macOwner.get(mac);
     if (owner !== undefined) reasons.set(lease, `VtepMAC ${mac} is already used by ${owner}, which etcd created earlier`);
-    else macOwner.set(mac, formatCidr(lease.subnet));
+    else macOwner.set(mac, verdict.subnet);
   }
   const skipped: Array<{ subnet: string; reason: string }> = [];
   for (const lease of all.sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen)) {
-    const subnet = formatCidr(lease.subnet);
+    const verdict = verdicts.get(lease) as LeaseVerdict;
     const reason = reasons.get(lease);
-    if (reason === undefined) peers.set(subnet, peerEntries({ ...lease, vtepMAC: lease.vtepMAC as string }));
-    else if (reason !== 'own lease') skipped.push({ subnet, reason });
+    if (reason === undefined) peers.set(verdict.subnet, (verdict.entries ??= peerEntries({ ...lease, vtepMAC: lease.vtepMAC as string })));
+    else if (reason !== 'own lease') skipped.push({ subnet: verdict.subnet, reason });
   }
   return { peers, skipped };
 }

@@ -6,6 +6,7 @@
  */
 import { Cidr } from '../net/ipv4';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
+import type { PeerEntries } from './desired';
 
 /** A number that identifies a CIDR (address and length); cheaper than its text. */
 export function cidrKey(c: Cidr): number {
@@ -21,6 +22,21 @@ export class KernelIndex {
     const idx = new KernelIndex();
     for (const e of entries) idx.put(e);
     return idx;
+  }
+
+  /** A new index with only the entries at the keys of these peers' route, neighbour and FDB MAC. */
+  pick(peers: Iterable<PeerEntries>): KernelIndex {
+    const out = new KernelIndex();
+    for (const p of peers) {
+      const key = cidrKey(p.route.dst);
+      const route = this.routes.get(key);
+      if (route) out.routes.set(key, route);
+      const neighbor = this.neighbors.get(p.neighbor.ip);
+      if (neighbor) out.neighbors.set(p.neighbor.ip, neighbor);
+      const fdb = this.fdb.get(p.fdb.mac);
+      if (fdb) out.fdb.set(p.fdb.mac, [...fdb]);
+    }
+    return out;
   }
 
   /** Records an operation the kernel accepted. */

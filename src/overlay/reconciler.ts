@@ -30,7 +30,7 @@ import { Logger } from '../util/log';
 import { DEFAULT_BACKOFF, backoffDelay } from '../util/retry';
 import { DesiredState } from './desired';
 import { KernelIndex } from './kernel-index';
-import { PlannedOperation, describeEntry, planChanges } from './plan';
+import { PlannedOperation, describeEntry, planChanges, planChangesSince } from './plan';
 
 /** Above this many operations in one pass, log a summary instead of one line each. */
 const LOG_EACH_LIMIT = 50;
@@ -99,7 +99,16 @@ export class Reconciler {
   private dirty = true;
   /** The next pass must list the device instead of trusting `known`. */
   private fullNeeded = true;
+  /**
+   * The next listing pass must read the host's addresses and routes again. Not
+   * after our own changes only (the verification listing): the host's other
+   * routes cannot have moved without a notification of someone else's change,
+   * which sets this, as do start-up, an overflow and the periodic tick.
+   */
+  private hostStale = true;
   private known: KernelIndex | undefined;
+  /** The desired state `known` matched after the last pass that applied everything it planned, if that pass used `known`. */
+  private knownMatches: DesiredState | undefined;
   private knownDevice: DeviceState | undefined;
   private host: HostSnapshot | undefined;
   private lastMark = 0;
@@ -117,8 +126,13 @@ export class Reconciler {
    * from what we last saw (someone else's change); lease events need not say so.
    */
   markDirty(full = false): void {
+    this.markChanged(full, full);
+  }
+
+  private markChanged(full: boolean, host: boolean): void {
     this.dirty = true;
     if (full) this.fullNeeded = true;
+    if (host) this.hostStale = true;
     this.lastMark = this.deps.clock.now();
     this.wake?.();
   }
@@ -130,7 +144,7 @@ export class Reconciler {
     this.verify?.abort();
     const ctl = new AbortController();
     this.verify = ctl;
-    this.deps.clock.sleep(this.deps.verifyMs ?? 2000, ctl.signal).then(() => this.markDirty(true), () => undefined);
+    this.deps.clock.sleep(this.deps.verifyMs ?? 2000, ctl.signal).then(() => this.markChanged(true, false), () => undefined);
   }
 
   // ENOBUFS: the kernel dropped notifications, so anything may have changed (netlink(7): resync).
@@ -200,13 +214,19 @@ export class Reconciler {
     if (full || !device || !known) {
       device = await this.deps.ensureDevice();
       known = KernelIndex.of(await this.deps.kernel.listEntries(device.index));
-      // Read once per listing pass: peers are checked against the host's own addresses and routes.
-      this.host = { network: await this.deps.kernel.readHostNetwork(), overlayIndex: device.index };
+      // Peers are checked against the host's own addresses and routes: read again unless only we changed the kernel since.
+      if (this.hostStale || this.host?.overlayIndex !== device.index) {
+        this.host = { network: await this.deps.kernel.readHostNetwork(), overlayIndex: device.index };
+        this.hostStale = false;
+      }
       this.knownDevice = device;
       this.known = known;
+      this.knownMatches = undefined;
     }
     const desired = this.deps.desired(this.host) as DesiredState;
-    const plan = planChanges(desired, known);
+    // A lease event after a clean pass: only the peers that changed are planned.
+    const plan = this.knownMatches ? planChangesSince(this.knownMatches, desired, known) : planChanges(desired, known);
+    this.knownMatches = undefined;
     let failed = 0;
     const applied: Record<string, number> = {};
     if (plan.length > 0) {
@@ -232,6 +252,7 @@ export class Reconciler {
     const repairs = generation === this.syncedGeneration ? plan.length - failed : 0;
     const result = { planned: plan.length, failed, peers: desired.peers.size, durationMs: this.deps.clock.now() - started, applied, repairs, generation };
     this.inSync = failed === 0;
+    if (this.inSync) this.knownMatches = desired;
     if (this.inSync) this.syncedGeneration = generation;
     if (this.inSync) this.syncWaiters.splice(0).forEach((w) => w());
     this.deps.onPass?.(result);
@@ -277,7 +298,10 @@ export class Reconciler {
       ticker.abort();
       signal.removeEventListener('abort', onAbort);
       // Woken by the tick rather than by a change: look at the kernel itself.
-      if (!this.dirty) this.fullNeeded = true;
+      if (!this.dirty) {
+        this.fullNeeded = true;
+        this.hostStale = true;
+      }
     }
     // Wait for a quiet moment, so that a storm of lease events becomes one pass.
     const { coalesceMs } = this.deps;

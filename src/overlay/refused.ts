@@ -25,6 +25,8 @@ export class RefusedLeases {
 
   /** Why this lease is skipped, or undefined when the kernel has not refused this value. */
   reason(lease: Lease): string | undefined {
+    // Asked for every lease on every desired-state computation: nothing to format when nothing was refused.
+    if (this.refused.size === 0) return undefined;
     const r = this.refused.get(formatCidr(lease.subnet));
     return r && r.value === valueOf(lease) ? r.reason : undefined;
   }
