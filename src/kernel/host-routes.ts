@@ -19,8 +19,13 @@ const RTA_TABLE = 15;
 const RTNEXTHOP_LEN = 8;
 const REQUEST_TIMEOUT_MS = 10_000;
 
-/** One route message body (struct rtmsg + attributes) as a HostRoute, or undefined for another family or a short message. */
-export function decodeHostRoute(data: Buffer): HostRoute | undefined {
+/**
+ * One route message body (struct rtmsg + attributes) as a HostRoute, or
+ * undefined for another family or a short message, and for a route whose every
+ * device is `exceptDevice` (the overlay device's thousands of routes are ours:
+ * issue 10, they were decoded again on every listing pass only to be dropped).
+ */
+export function decodeHostRoute(data: Buffer, exceptDevice?: number): HostRoute | undefined {
   if (data.length < RTMSG_LEN || data[0] !== AF_INET) return undefined;
   let table = data[4] as number;
   let dst = 0;
@@ -46,16 +51,17 @@ export function decodeHostRoute(data: Buffer): HostRoute | undefined {
     }
     at += (len + 3) & ~3;
   }
+  if (exceptDevice !== undefined && devices.length > 0 && devices.every((d) => d === exceptDevice)) return undefined;
   return { dst: { ip: dst >>> 0, prefixLen: data[1] as number }, table, protocol: data[5] as number, scope: data[6] as number, type: data[7] as number, devices, gateway };
 }
 
-/** Dumps every IPv4 route of every table on `socket`. */
-export async function dumpHostRoutes(socket: RtNetlinkSocket): Promise<HostRoute[]> {
+/** Dumps every IPv4 route of every table on `socket`, but those only on `exceptDevice`. */
+export async function dumpHostRoutes(socket: RtNetlinkSocket, exceptDevice?: number): Promise<HostRoute[]> {
   const request = Buffer.alloc(RTMSG_LEN);
   request[0] = AF_INET;
   const [messages] = await socket.socket.request(RTM_GETROUTE, request, { flags: NLM_F_DUMP, timeout: REQUEST_TIMEOUT_MS, localPort: 0 });
   return messages.flatMap((m) => {
-    const route = m.type === 24 ? decodeHostRoute(m.data) : undefined;
+    const route = m.type === 24 ? decodeHostRoute(m.data, exceptDevice) : undefined;
     return route ? [route] : [];
   });
 }

@@ -103,7 +103,7 @@ export class MemoryKernel implements Kernel {
   }
 
   /** Connected routes for every non-/32 address, the routes on each device, the added host routes and the default route. */
-  async readHostNetwork(): Promise<HostNetwork> {
+  async readHostNetwork(exceptDevice?: number): Promise<HostNetwork> {
     const interfaces = await this.listInterfaces();
     const routes: HostRoute[] = [...this.hostRoutes];
     for (const link of this.links.values()) {
@@ -113,7 +113,7 @@ export class MemoryKernel implements Kernel {
       for (const r of link.routes.values()) routes.push({ dst: r.dst, table: 254, protocol: 3, scope: 0, type: 1, devices: [link.info.index], gateway: r.gateway });
     }
     if (typeof this.defaultIndex === 'number') routes.push({ dst: makeCidr(0, 0), table: 254, protocol: 3, scope: 0, type: 1, devices: [this.defaultIndex] });
-    return { interfaces, routes };
+    return { interfaces, routes: routes.filter((r) => !(r.devices.length > 0 && r.devices.every((d) => d === exceptDevice))) };
   }
 
   async defaultRouteInterface(): Promise<number | undefined> {

@@ -424,9 +424,9 @@ export class NetlinkKernel implements Kernel, RouteReader {
   }
 
   /** `ip -4 addr` + `ip -4 route show table all` (host-routes.ts reads the routes). */
-  async readHostNetwork(): Promise<HostNetwork> {
+  async readHostNetwork(exceptDevice?: number): Promise<HostNetwork> {
     const interfaces = await this.listInterfaces();
-    return { interfaces, routes: await this.exclusive('list host routes', () => dumpHostRoutes(this.socket)) };
+    return { interfaces, routes: await this.exclusive('list host routes', () => dumpHostRoutes(this.socket, exceptDevice)) };
   }
 
   // Interface choice as flanneld makes it (contract §14): read in route-lookup.ts.

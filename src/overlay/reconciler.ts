@@ -216,7 +216,7 @@ export class Reconciler {
       known = KernelIndex.of(await this.deps.kernel.listEntries(device.index));
       // Peers are checked against the host's own addresses and routes: read again unless only we changed the kernel since.
       if (this.hostStale || this.host?.overlayIndex !== device.index) {
-        this.host = { network: await this.deps.kernel.readHostNetwork(), overlayIndex: device.index };
+        this.host = { network: await this.deps.kernel.readHostNetwork(device.index), overlayIndex: device.index };
         this.hostStale = false;
       }
       this.knownDevice = device;
