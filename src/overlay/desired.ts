@@ -107,28 +107,42 @@ export function desiredState(
   extraSkip?: (lease: Lease) => string | undefined,
   memo?: LeaseMemo,
 ): DesiredState {
-  const peers = new Map<string, PeerEntries>();
-  const reasons = new Map<Lease, string>();
-  const macOwner = new Map<string, string>();
   const all = [...leases];
-  const verdicts = new Map<Lease, LeaseVerdict>();
-  for (const lease of [...all].sort(olderFirst)) {
+  const verdicts: LeaseVerdict[] = [];
+  const reasons: Array<string | undefined> = [];
+  // The first lease (in `all`) that claims each MAC; the rare MACs claimed twice are settled below.
+  const claimedBy = new Map<string, number>();
+  const contested = new Set<string>();
+  for (let i = 0; i < all.length; i++) {
+    const lease = all[i] as Lease;
     const verdict = verdictOf(self, lease, config, memo);
-    verdicts.set(lease, verdict);
     const reason = verdict.reason ?? extraSkip?.(lease);
-    if (reason !== undefined) {
-      reasons.set(lease, reason);
-      continue;
-    }
+    verdicts.push(verdict);
+    reasons.push(reason);
+    if (reason !== undefined) continue;
     const mac = lease.vtepMAC as string;
-    const owner = macOwner.get(mac);
-    if (owner !== undefined) reasons.set(lease, `VtepMAC ${mac} is already used by ${owner}, which etcd created earlier`);
-    else macOwner.set(mac, verdict.subnet);
+    if (claimedBy.has(mac)) contested.add(mac);
+    else claimedBy.set(mac, i);
   }
+  if (contested.size > 0) {
+    const claimants = all.map((_, i) => i).filter((i) => reasons[i] === undefined && contested.has((all[i] as Lease).vtepMAC as string));
+    claimants.sort((a, b) => olderFirst(all[a] as Lease, all[b] as Lease));
+    const owner = new Map<string, string>();
+    for (const i of claimants) {
+      const mac = (all[i] as Lease).vtepMAC as string;
+      const held = owner.get(mac);
+      if (held !== undefined) reasons[i] = `VtepMAC ${mac} is already used by ${held}, which etcd created earlier`;
+      else owner.set(mac, (verdicts[i] as LeaseVerdict).subnet);
+    }
+  }
+  const order = all.map((_, i) => i);
+  order.sort((a, b) => (all[a] as Lease).subnet.ip - (all[b] as Lease).subnet.ip || (all[a] as Lease).subnet.prefixLen - (all[b] as Lease).subnet.prefixLen);
+  const peers = new Map<string, PeerEntries>();
   const skipped: Array<{ subnet: string; reason: string }> = [];
-  for (const lease of all.sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen)) {
-    const verdict = verdicts.get(lease) as LeaseVerdict;
-    const reason = reasons.get(lease);
+  for (const i of order) {
+    const lease = all[i] as Lease;
+    const verdict = verdicts[i] as LeaseVerdict;
+    const reason = reasons[i];
     if (reason === undefined) peers.set(verdict.subnet, (verdict.entries ??= peerEntries({ ...lease, vtepMAC: lease.vtepMAC as string })));
     else if (reason !== 'own lease') skipped.push({ subnet: verdict.subnet, reason });
   }
