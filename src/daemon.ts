@@ -226,7 +226,7 @@ export class Daemon {
     if (host) this.host = host;
     const seen = this.host;
     if (this.desiredCache?.generation === this.generation && this.desiredCache.host === seen) return this.desiredCache.desired;
-    this.refused.forget(this.view.leases());
+    if (this.refused.size > 0) this.refused.forget(this.view.leases());
     const self = { subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac };
     const selfKey = `${formatCidr(self.subnet)} ${self.publicIP} ${self.vtepMAC ?? ''}`;
     if (this.leaseMemo?.self !== selfKey || this.leaseMemo.config !== this.config) this.leaseMemo = { self: selfKey, config: this.config, leases: new WeakMap() };
