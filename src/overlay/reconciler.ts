@@ -99,13 +99,6 @@ export class Reconciler {
   private dirty = true;
   /** The next pass must list the device instead of trusting `known`. */
   private fullNeeded = true;
-  /**
-   * The next listing pass must read the host's addresses and routes again. Not
-   * after our own changes only (the verification listing): the host's other
-   * routes cannot have moved without a notification of someone else's change,
-   * which sets this, as do start-up, an overflow and the periodic tick.
-   */
-  private hostStale = true;
   private known: KernelIndex | undefined;
   /** The desired state `known` matched after the last pass that applied everything it planned, if that pass used `known`. */
   private knownMatches: DesiredState | undefined;
@@ -126,13 +119,8 @@ export class Reconciler {
    * from what we last saw (someone else's change); lease events need not say so.
    */
   markDirty(full = false): void {
-    this.markChanged(full, full);
-  }
-
-  private markChanged(full: boolean, host: boolean): void {
     this.dirty = true;
     if (full) this.fullNeeded = true;
-    if (host) this.hostStale = true;
     this.lastMark = this.deps.clock.now();
     this.wake?.();
   }
@@ -144,7 +132,7 @@ export class Reconciler {
     this.verify?.abort();
     const ctl = new AbortController();
     this.verify = ctl;
-    this.deps.clock.sleep(this.deps.verifyMs ?? 2000, ctl.signal).then(() => this.markChanged(true, false), () => undefined);
+    this.deps.clock.sleep(this.deps.verifyMs ?? 2000, ctl.signal).then(() => this.markDirty(true), () => undefined);
   }
 
   // ENOBUFS: the kernel dropped notifications, so anything may have changed (netlink(7): resync).
@@ -214,11 +202,9 @@ export class Reconciler {
     if (full || !device || !known) {
       device = await this.deps.ensureDevice();
       known = KernelIndex.of(await this.deps.kernel.listEntries(device.index));
-      // Peers are checked against the host's own addresses and routes: read again unless only we changed the kernel since.
-      if (this.hostStale || this.host?.overlayIndex !== device.index) {
-        this.host = { network: await this.deps.kernel.readHostNetwork(device.index), overlayIndex: device.index };
-        this.hostStale = false;
-      }
+      // Read once per listing pass: peers are checked against the host's own addresses and routes
+      // (every listing: route changes on other devices are not notified, kernel/change-filter.ts).
+      this.host = { network: await this.deps.kernel.readHostNetwork(device.index), overlayIndex: device.index };
       this.knownDevice = device;
       this.known = known;
       this.knownMatches = undefined;
@@ -298,10 +284,7 @@ export class Reconciler {
       ticker.abort();
       signal.removeEventListener('abort', onAbort);
       // Woken by the tick rather than by a change: look at the kernel itself.
-      if (!this.dirty) {
-        this.fullNeeded = true;
-        this.hostStale = true;
-      }
+      if (!this.dirty) this.fullNeeded = true;
     }
     // Wait for a quiet moment, so that a storm of lease events becomes one pass.
     const { coalesceMs } = this.deps;
