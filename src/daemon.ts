@@ -8,6 +8,7 @@ import { DaemonOptions } from './cli';
 import { NetworkConfig, VXLAN_OVERHEAD, parseNetworkConfig } from './config';
 import { FirewallBackends, keepFirewall, startFirewall } from './firewall/firewall-keeper';
 import { Firewall, FirewallTarget } from './firewall/firewall';
+import { NfTablesGeneration } from './firewall/nft-generation';
 import { NftablesFirewall } from './firewall/nftables';
 import { IptablesFirewall } from './iptables';
 import { BlackholeRoutes, IprouteBlackholeRoutes, keepBlackholeRoute } from './kernel/blackhole-route';
@@ -195,7 +196,8 @@ export class Daemon {
       this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
       const reconcilers = this.overlays.map((o) => o.makeReconciler());
       const background = [...reconcilers.map((r) => r.run(signal)), this.watchLoop(snapshot.revision + 1n, signal)];
-      for (const f of firewalls) background.push(keepFirewall(f.firewall, f.target, this.opts.iptablesResyncMs, clock, firewallLog, signal));
+      // nf_tables' ruleset generation is one counter for every family's tables: the shortcut holds for ip6tables-nft and `ip6 flannel-ipv6` too.
+      for (const f of firewalls) background.push(keepFirewall(f.firewall, f.target, this.opts.iptablesResyncMs, clock, firewallLog, signal, f.firewall.inNfTables ? new NfTablesGeneration(firewallLog) : undefined));
       if (this.opts.ipBlackholeRoute) {
         // One blackhole per enabled family: the own subnet and the own IPv6 subnet (contract §16).
         for (const o of this.overlays) {

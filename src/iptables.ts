@@ -15,7 +15,7 @@
  * is a value.
  */
 import { Firewall, FirewallOptions, FirewallTarget, firstLine } from './firewall/firewall';
-import { IptablesFeatures, formatIptablesVersion, iptablesFeatures, parseIptablesVersion } from './firewall/iptables-version';
+import { IptablesFeatures, formatIptablesVersion, iptablesFeatures, iptablesUsesNfTables, parseIptablesVersion } from './firewall/iptables-version';
 import { AddressFamily, AnyCidr, IPV4, formatAnyCidr, isCidr6 } from './net/family';
 import { ExecResult, run } from './testbed/exec';
 import { HostError, errorMessage } from './util/errors';
@@ -129,7 +129,8 @@ export class IptablesFirewall implements Firewall {
   /** 'iptables' or 'ip6tables': the tool, and its -save and -restore. */
   readonly kind: 'iptables' | 'ip6tables';
 
-  constructor(private readonly opts: FirewallOptions, private readonly features: IptablesFeatures, private readonly log: Logger, family: AddressFamily = IPV4) {
+  /** `inNfTables`: `iptables --version` says nf_tables (iptables-legacy's rules are outside nf_tables' generation). */
+  constructor(private readonly opts: FirewallOptions, private readonly features: IptablesFeatures, private readonly log: Logger, family: AddressFamily = IPV4, readonly inNfTables = false) {
     this.kind = family.family === 6 ? 'ip6tables' : 'iptables';
   }
 
@@ -147,7 +148,7 @@ export class IptablesFirewall implements Firewall {
     const fullyRandom = opts.fullyRandom && features.randomFully;
     if (opts.ipMasq || opts.forwardRules) log.info({ version: formatIptablesVersion(features.version), randomFully: fullyRandom, restoreWait: features.restoreWaitArgs.length > 0 }, `${tool} ${formatIptablesVersion(features.version)}: --random-fully ${fullyRandom ? 'on' : 'off'}`);
     if (opts.fullyRandom && opts.ipMasq && !features.randomFully) log.warn(`${tool} older than 1.6.2: masquerading without --random-fully`);
-    return new IptablesFirewall(opts, features, log, family);
+    return new IptablesFirewall(opts, features, log, family, iptablesUsesNfTables(text));
   }
 
   private sets(target: FirewallTarget): ChainRules[] {

@@ -111,6 +111,7 @@ export function nftChainPresent(want: NftChain, table: Map<string, { header: str
 export class NftablesFirewall implements Firewall {
   readonly kind = 'nftables';
   private readonly t: { readonly family: 'ip' | 'ip6'; readonly table: string };
+  readonly inNfTables = true;
 
   constructor(private readonly opts: FirewallOptions, private readonly fullyRandom: boolean, private readonly log: Logger, private readonly family: AddressFamily = IPV4) {
     this.t = nftFamily(family);

@@ -22,19 +22,24 @@ const RTA_TABLE = 15;
 const RTNEXTHOP_LEN = 8;
 const REQUEST_TIMEOUT_MS = 10_000;
 
-/** One IPv4 route message body (struct rtmsg + attributes) as a HostRoute, or undefined for another family or a short message. */
-export function decodeHostRoute(data: Buffer): HostRoute | undefined {
-  const r = decodeAnyHostRoute(data, AF_INET);
+/**
+ * One IPv4 route message body (struct rtmsg + attributes) as a HostRoute, or
+ * undefined for another family or a short message, and for a route whose every
+ * device is `exceptDevice` (the overlay device's thousands of routes are ours:
+ * issue 10, they were decoded again on every listing pass only to be dropped).
+ */
+export function decodeHostRoute(data: Buffer, exceptDevice?: number): HostRoute | undefined {
+  const r = decodeAnyHostRoute(data, AF_INET, exceptDevice);
   return r as HostRoute | undefined;
 }
 
 /** The same for an IPv6 route (16-byte RTA_DST and RTA_GATEWAY). */
-export function decodeHostRoute6(data: Buffer): HostRoute<Cidr6> | undefined {
-  return decodeAnyHostRoute(data, AF_INET6) as HostRoute<Cidr6> | undefined;
+export function decodeHostRoute6(data: Buffer, exceptDevice?: number): HostRoute<Cidr6> | undefined {
+  return decodeAnyHostRoute(data, AF_INET6, exceptDevice) as HostRoute<Cidr6> | undefined;
 }
 
 // One code path for both families: only the address size and reading differ.
-function decodeAnyHostRoute(data: Buffer, family: number): HostRoute | HostRoute<Cidr6> | undefined {
+function decodeAnyHostRoute(data: Buffer, family: number, exceptDevice: number | undefined): HostRoute | HostRoute<Cidr6> | undefined {
   if (data.length < RTMSG_LEN || data[0] !== family) return undefined;
   const size = family === AF_INET ? 4 : 16;
   const read = (at: number): number | bigint => (size === 4 ? data.readUInt32BE(at) : ipv6FromBytes(data.subarray(at, at + 16)));
@@ -62,6 +67,7 @@ function decodeAnyHostRoute(data: Buffer, family: number): HostRoute | HostRoute
     }
     at += (len + 3) & ~3;
   }
+  if (exceptDevice !== undefined && devices.length > 0 && devices.every((d) => d === exceptDevice)) return undefined;
   const rest = { table, protocol: data[5] as number, scope: data[6] as number, type: data[7] as number, devices };
   const prefixLen = data[1] as number;
   return typeof dst === 'bigint'
@@ -76,13 +82,13 @@ async function dump(socket: RtNetlinkSocket, family: number): Promise<Buffer[]> 
   return messages.flatMap((m) => (m.type === 24 ? [m.data] : []));
 }
 
-/** Dumps every IPv4 route of every table on `socket`. */
-export async function dumpHostRoutes(socket: RtNetlinkSocket): Promise<HostRoute[]> {
-  return (await dump(socket, AF_INET)).flatMap((d) => decodeHostRoute(d) ?? []);
+/** Dumps every IPv4 route of every table on `socket`, but those only on `exceptDevice`. */
+export async function dumpHostRoutes(socket: RtNetlinkSocket, exceptDevice?: number): Promise<HostRoute[]> {
+  return (await dump(socket, AF_INET)).flatMap((d) => decodeHostRoute(d, exceptDevice) ?? []);
 }
 
-/** Dumps every IPv6 route of every table on `socket`; a kernel without IPv6 has none. */
-export async function dumpHostRoutes6(socket: RtNetlinkSocket): Promise<HostRoute<Cidr6>[]> {
+/** Dumps every IPv6 route of every table on `socket`, but those only on `exceptDevice`; a kernel without IPv6 has none. */
+export async function dumpHostRoutes6(socket: RtNetlinkSocket, exceptDevice?: number): Promise<HostRoute<Cidr6>[]> {
   const messages = await dump(socket, AF_INET6).catch(() => []);
-  return messages.flatMap((d) => decodeHostRoute6(d) ?? []);
+  return messages.flatMap((d) => decodeHostRoute6(d, exceptDevice) ?? []);
 }

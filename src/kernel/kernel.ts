@@ -171,8 +171,11 @@ export interface Kernel {
   listInterfaces(): Promise<InterfaceInfo[]>;
   /** Index of the interface of the IPv4 default route in the main table (`ip route show default`), if any. */
   defaultRouteInterface(): Promise<number | undefined>;
-  /** Every interface with its addresses and every route of every table (`ip addr; ip -4 route show table all; ip -6 route show table all`). */
-  readHostNetwork(): Promise<HostNetwork>;
+  /**
+   * Every interface with its addresses and every route of every table (`ip addr; ip -4 route show table all; ip -6 route show table all`),
+   * leaving out routes whose every device is `exceptDevice` (the overlay device's own routes).
+   */
+  readHostNetwork(exceptDevice?: number): Promise<HostNetwork>;
   /** Flags of every IPv4 address, keyed by `addressKey(index, ip)` (`ip -4 addr` shows them as dynamic, secondary, deprecated). */
   addressFlags(): Promise<ReadonlyMap<string, number>>;
   /** The main table's first IPv4 default route: its interface index, `multipath`, or undefined (`ip route show default`). */

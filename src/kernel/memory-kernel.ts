@@ -127,7 +127,7 @@ export class MemoryKernel implements Kernel {
   }
 
   /** Connected routes for every non-/32 (non-/128) address, the routes on each device, the added host routes and the default route. */
-  async readHostNetwork(): Promise<HostNetwork> {
+  async readHostNetwork(exceptDevice?: number): Promise<HostNetwork> {
     const addrs6 = await this.listAddresses6();
     const interfaces = (await this.listInterfaces()).map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] }));
     const routes: HostRoute[] = [...this.hostRoutes];
@@ -153,7 +153,8 @@ export class MemoryKernel implements Kernel {
       else if (typeof r.dst.ip === 'number' && typeof r.gateway === 'number') routes.push({ dst: { ip: r.dst.ip, prefixLen: r.dst.prefixLen }, ...rest, gateway: r.gateway });
     }
     if (typeof this.defaultIndex === 'number') routes.push({ dst: makeCidr(0, 0), table: 254, protocol: 3, scope: 0, type: 1, devices: [this.defaultIndex] });
-    return { interfaces, routes, routes6 };
+    const kept = (r: { readonly devices: readonly number[] }): boolean => !(r.devices.length > 0 && r.devices.every((d) => d === exceptDevice));
+    return { interfaces, routes: routes.filter(kept), routes6: routes6.filter(kept) };
   }
 
   async defaultRouteInterface(): Promise<number | undefined> {

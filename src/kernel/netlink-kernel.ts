@@ -435,13 +435,13 @@ export class NetlinkKernel implements Kernel, RouteReader {
     return link?.attrs.ifname;
   }
 
-  /** `ip addr` + `ip -4 route show table all` + `ip -6 route show table all` (host-routes.ts reads the routes). */
-  async readHostNetwork(): Promise<HostNetwork> {
+  /** `ip addr` + `ip -4 route show table all` + `ip -6 route show table all` (host-routes.ts reads the routes), without `exceptDevice`'s own routes. */
+  async readHostNetwork(exceptDevice?: number): Promise<HostNetwork> {
     const listed = await this.listInterfaces();
     const addrs6 = await this.listAddresses6();
     const interfaces = listed.map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] }));
-    const routes = await this.exclusive('list host routes', () => dumpHostRoutes(this.socket));
-    const routes6 = await this.exclusive('list IPv6 host routes', () => dumpHostRoutes6(this.socket));
+    const routes = await this.exclusive('list host routes', () => dumpHostRoutes(this.socket, exceptDevice));
+    const routes6 = await this.exclusive('list IPv6 host routes', () => dumpHostRoutes6(this.socket, exceptDevice));
     return { interfaces, routes, routes6 };
   }
 

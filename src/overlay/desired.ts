@@ -139,6 +139,30 @@ export function olderFirst(a: Lease, b: Lease): number {
 }
 
 /**
+ * What desiredState works out for one lease half that depends only on the
+ * lease, our own lease, the config and the family. A caller that keeps a
+ * LeaseMemo across calls (for one self, config and family) pays for these once
+ * per lease value, so a lease event at 5,000 peers costs one lease's checks,
+ * not 5,000 (issue 10).
+ */
+export interface LeaseVerdict {
+  readonly reason: string | undefined;
+  readonly subnet: string;
+  /** The entries last built for this half (their `mode` says for which mode). */
+  entries?: PeerEntries;
+}
+export type LeaseMemo = WeakMap<Lease, LeaseVerdict>;
+
+function verdictOf(self: SelfInfo, lease: Lease, half: LeaseHalf, config: NetworkConfig, family: AddressFamily, memo: LeaseMemo | undefined): LeaseVerdict {
+  let v = memo?.get(lease);
+  if (!v) {
+    v = { reason: peerSkipReason(self, lease, config, family), subnet: formatAnyCidr(half.subnet) };
+    memo?.set(lease, v);
+  }
+  return v;
+}
+
+/**
  * One neighbour, FDB entry and route per remote vxlan lease of `family`; never
  * our own. Leases without that family's half are not peers of it and are not
  * reported. Two leases with one VtepMAC would fight over one FDB entry: the MAC
@@ -147,7 +171,8 @@ export function olderFirst(a: Lease, b: Lease): number {
  * reason. `extraSkip` adds reasons that need more than the leases (the host's
  * routes, entries the kernel refused); a lease it refuses never owns a MAC.
  * `modeOf` says which peer halves are direct (DirectRouting, decided per
- * PublicIP of that family); without it every peer is vxlan.
+ * PublicIP of that family); without it every peer is vxlan. `memo` must only be
+ * shared between calls with the same `self`, `config` and `family`.
  */
 export function desiredState(
   self: SelfInfo,
@@ -156,32 +181,53 @@ export function desiredState(
   extraSkip?: (lease: Lease) => string | undefined,
   family: AddressFamily = IPV4,
   modeOf?: (half: LeaseHalf) => PeerMode,
+  memo?: LeaseMemo,
 ): DesiredState {
-  const peers = new Map<string, PeerEntries>();
-  const reasons = new Map<Lease, string>();
-  const macOwner = new Map<string, string>();
-  const all: Array<{ lease: Lease; half: LeaseHalf }> = [];
+  const all: Array<{ readonly lease: Lease; readonly half: LeaseHalf }> = [];
   for (const lease of leases) {
     const half = leaseHalf(lease, family);
     if (half) all.push({ lease, half });
   }
-  for (const { lease, half } of [...all].sort((a, b) => olderFirst(a.lease, b.lease))) {
-    const reason = peerSkipReason(self, lease, config, family) ?? extraSkip?.(lease);
-    if (reason !== undefined) {
-      reasons.set(lease, reason);
-      continue;
-    }
+  const verdicts: LeaseVerdict[] = [];
+  const reasons: Array<string | undefined> = [];
+  // The first lease (in `all`) that claims each MAC; the rare MACs claimed twice are settled below.
+  const claimedBy = new Map<string, number>();
+  const contested = new Set<string>();
+  for (let i = 0; i < all.length; i++) {
+    const { lease, half } = all[i] as { lease: Lease; half: LeaseHalf };
+    const verdict = verdictOf(self, lease, half, config, family, memo);
+    const reason = verdict.reason ?? extraSkip?.(lease);
+    verdicts.push(verdict);
+    reasons.push(reason);
+    if (reason !== undefined) continue;
     const mac = half.vtepMAC as string;
-    const owner = macOwner.get(mac);
-    if (owner !== undefined) reasons.set(lease, `VtepMAC ${mac} is already used by ${owner}, which etcd created earlier`);
-    else macOwner.set(mac, formatAnyCidr(half.subnet));
+    if (claimedBy.has(mac)) contested.add(mac);
+    else claimedBy.set(mac, i);
   }
+  if (contested.size > 0) {
+    const claimants = all.map((_, i) => i).filter((i) => reasons[i] === undefined && contested.has(all[i]?.half.vtepMAC as string));
+    claimants.sort((a, b) => olderFirst((all[a] as { lease: Lease }).lease, (all[b] as { lease: Lease }).lease));
+    const owner = new Map<string, string>();
+    for (const i of claimants) {
+      const mac = all[i]?.half.vtepMAC as string;
+      const held = owner.get(mac);
+      if (held !== undefined) reasons[i] = `VtepMAC ${mac} is already used by ${held}, which etcd created earlier`;
+      else owner.set(mac, (verdicts[i] as LeaseVerdict).subnet);
+    }
+  }
+  const order = all.map((_, i) => i);
+  order.sort((a, b) => compareCidr((all[a] as { half: LeaseHalf }).half.subnet, (all[b] as { half: LeaseHalf }).half.subnet));
+  const peers = new Map<string, PeerEntries>();
   const skipped: Array<{ subnet: string; reason: string }> = [];
-  for (const { lease, half } of all.sort((a, b) => compareCidr(a.half.subnet, b.half.subnet))) {
-    const subnet = formatAnyCidr(half.subnet);
-    const reason = reasons.get(lease);
-    if (reason === undefined) peers.set(subnet, peerEntries({ ...half, vtepMAC: half.vtepMAC as string, publicIP: half.publicIP as IpAddr }, modeOf?.(half)));
-    else if (reason !== 'own lease') skipped.push({ subnet, reason });
+  for (const i of order) {
+    const { half } = all[i] as { half: LeaseHalf };
+    const verdict = verdicts[i] as LeaseVerdict;
+    const reason = reasons[i];
+    if (reason === undefined) {
+      const mode = modeOf?.(half) ?? 'vxlan';
+      if (verdict.entries?.mode !== mode) verdict.entries = peerEntries({ ...half, vtepMAC: half.vtepMAC as string, publicIP: half.publicIP as IpAddr }, mode);
+      peers.set(verdict.subnet, verdict.entries);
+    } else if (reason !== 'own lease') skipped.push({ subnet: verdict.subnet, reason });
   }
   return { peers, skipped };
 }

@@ -11,10 +11,10 @@ import { disableAcceptRa } from '../kernel/sysctl';
 import { ensureDeviceAddress, ensureVxlanDevice } from '../kernel/vxlan-device';
 import { Lease } from '../lease/lease';
 import { DaemonObserver } from '../metrics';
-import { AddressFamily, AnyCidr, formatAnyCidr } from '../net/family';
+import { AddressFamily, AnyCidr, IpAddr, formatAnyCidr } from '../net/family';
 import { Clock } from '../util/clock';
 import { Logger } from '../util/log';
-import { DesiredState, LeaseHalf, PeerMode, SelfInfo, desiredState, familyPool, halfSubnetText, leaseHalf } from './desired';
+import { DesiredState, LeaseHalf, LeaseMemo, PeerMode, SelfInfo, desiredState, familyPool, halfSubnetText, leaseHalf } from './desired';
 import { DirectDecisions } from './direct-routing';
 import { HostSnapshot, PassResult, Reconciler } from './reconciler';
 import { RefusedLeases } from './refused';
@@ -51,6 +51,14 @@ export class FamilyOverlay {
   private skippedLogged = new Map<string, string>();
   private desiredCache: { generation: number; host: HostSnapshot | undefined; desired: DesiredState } | undefined;
   private host: HostSnapshot | undefined;
+  /**
+   * Per-lease checks kept between desired-state computations (issue 10: a lease
+   * event at 5,000 peers checks one lease): `leases` for one self and config,
+   * `underlay` for one host reading. Keyed by the view's lease objects, which
+   * change only when their value does.
+   */
+  private leaseMemo: { self: string; config: NetworkConfig; leases: LeaseMemo } | undefined;
+  private underlayMemo: { host: HostSnapshot; check: (subnet: AnyCidr, publicIP?: IpAddr) => string | undefined; results: WeakMap<Lease, string | undefined> } | undefined;
   /** DirectRouting's per-PublicIP decisions for this family (undefined when the config does not ask for it). */
   private readonly direct: DirectDecisions | undefined;
   private directHost: HostSnapshot | undefined;
@@ -118,17 +126,29 @@ export class FamilyOverlay {
     const generation = this.deps.generation();
     if (this.desiredCache?.generation === generation && this.desiredCache.host === seen) return this.desiredCache.desired;
     const { family, config } = this.deps;
-    const pool = familyPool(config, family);
-    const underlay = seen && pool ? underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: pool.network, etcdAddresses: this.deps.etcdAddresses }) : undefined;
     const leases = this.deps.leases();
-    this.refused.forget(leases);
+    if (this.refused.size > 0) this.refused.forget(leases);
     const self: SelfInfo = { subnet: own.subnet, publicIP: own.publicIP, vtepMAC: this.mac };
+    const selfKey = `${formatAnyCidr(self.subnet)} ${self.publicIP} ${self.vtepMAC ?? ''}`;
+    if (this.leaseMemo?.self !== selfKey || this.leaseMemo.config !== config) this.leaseMemo = { self: selfKey, config, leases: new WeakMap() };
+    const pool = familyPool(config, family);
+    if (seen && pool && this.underlayMemo?.host !== seen) {
+      const check = underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: pool.network, etcdAddresses: this.deps.etcdAddresses });
+      this.underlayMemo = { host: seen, check, results: new WeakMap() };
+    }
+    const underlay = seen && pool ? this.underlayMemo : undefined;
+    // Per lease value and host reading: the check of this family's half (subnet, PublicIP) against the underlay.
+    const onUnderlay = (lease: Lease): string | undefined => {
+      if (!underlay) return undefined;
+      if (underlay.results.has(lease)) return underlay.results.get(lease);
+      const half = leaseHalf(lease, family);
+      const reason = half && underlay.check(half.subnet, half.publicIP);
+      underlay.results.set(lease, reason);
+      return reason;
+    };
     const direct = this.direct;
     const modeOf = direct && ((half: LeaseHalf): PeerMode => (half.publicIP !== undefined && direct.isDirect(half.publicIP) ? 'direct' : 'vxlan'));
-    const desired = desiredState(self, leases, config, (lease) => {
-      const half = leaseHalf(lease, family);
-      return (half && underlay?.(half.subnet, half.publicIP)) ?? this.refused.reason(lease);
-    }, family, modeOf);
+    const desired = desiredState(self, leases, config, (lease) => onUnderlay(lease) ?? this.refused.reason(lease), family, modeOf, this.leaseMemo.leases);
     this.logSkipped(desired);
     if (direct) this.logModes(desired, direct);
     this.desiredCache = { generation, host: seen, desired };

@@ -7,6 +7,7 @@
  */
 import { AnyCidr, IpAddr } from '../net/family';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
+import type { PeerEntries } from './desired';
 
 /**
  * A value that identifies a CIDR (address and length); cheaper than its text.
@@ -28,6 +29,28 @@ export class KernelIndex {
     const idx = new KernelIndex();
     for (const e of entries) idx.put(e);
     return idx;
+  }
+
+  /**
+   * A new index with only the entries at the keys of these peers: the route at
+   * their destination of either kind (onlink or direct: a mode move swaps one
+   * for the other), the neighbour at their gateway (the subnet's address) and
+   * the FDB entries of their MAC.
+   */
+  pick(peers: Iterable<PeerEntries>): KernelIndex {
+    const out = new KernelIndex();
+    for (const p of peers) {
+      const key = cidrKey(p.route.dst);
+      const route = this.routes.get(key);
+      if (route) out.routes.set(key, route);
+      const direct = this.direct.get(key);
+      if (direct) out.direct.set(key, direct);
+      const neighbor = this.neighbors.get(p.subnet.ip);
+      if (neighbor) out.neighbors.set(p.subnet.ip, neighbor);
+      const fdb = p.fdb && this.fdb.get(p.fdb.mac);
+      if (p.fdb && fdb) out.fdb.set(p.fdb.mac, [...fdb]);
+    }
+    return out;
   }
 
   /** Records an operation the kernel accepted. */

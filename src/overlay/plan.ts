@@ -20,7 +20,7 @@ import { IpAddr, formatIp } from '../net/family';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
 
 export { describeEntry } from '../kernel/kernel';
-import { DesiredState } from './desired';
+import { DesiredState, PeerEntries } from './desired';
 import { KernelIndex, cidrKey } from './kernel-index';
 
 export interface PlannedOperation extends Operation {
@@ -111,4 +111,53 @@ export function planChanges(desired: DesiredState, actual: readonly Entry[] | Ke
     else removeNeighbors.push({ op: 'delete', entry: n, reason: 'stale' });
   }
   return [...removeRoutes, ...removeFdb, ...removeNeighbors, ...adds, ...afterwards];
+}
+
+function sameNeighbor(a: NeighborEntry | undefined, b: NeighborEntry | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.ip === b.ip && a.mac === b.mac && a.permanent === b.permanent);
+}
+
+function sameFdb(a: FdbEntry | undefined, b: FdbEntry | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && a.mac === b.mac && a.dst === b.dst && a.permanent === b.permanent);
+}
+
+/** Same entries, mode included (a direct peer has a direct route and no neighbour or FDB entry). */
+function samePeer(a: PeerEntries, b: PeerEntries): boolean {
+  if (a === b) return true;
+  const [ra, rb] = [a.route, b.route];
+  return (
+    a.mode === b.mode &&
+    ra.dst.ip === rb.dst.ip && ra.dst.prefixLen === rb.dst.prefixLen && ra.gateway === rb.gateway && ra.onlink === rb.onlink && ra.direct === rb.direct &&
+    sameNeighbor(a.neighbor, b.neighbor) && sameFdb(a.fdb, b.fdb)
+  );
+}
+
+/**
+ * planChanges(next, known) for a kernel that matched `prev` exactly (the last
+ * pass planned against `known` and every operation succeeded), looking only at
+ * the peers that differ between `prev` and `next` (issue 10: one lease event at
+ * 5,000 peers plans one peer). The result is the same operations: every entry
+ * in `known` was wanted by `prev`, and a route, neighbour IP or FDB MAC belongs
+ * to one peer only (desiredState gives a MAC to one lease), so an entry of an
+ * unchanged peer is neither stale nor wrong now.
+ */
+export function planChangesSince(prev: DesiredState, next: DesiredState, known: KernelIndex): PlannedOperation[] {
+  const changed = new Map<string, PeerEntries>();
+  const touched: PeerEntries[] = [];
+  for (const [subnet, was] of prev.peers) {
+    const now = next.peers.get(subnet);
+    if (now && samePeer(was, now)) continue;
+    touched.push(was);
+    if (now) {
+      touched.push(now);
+      changed.set(subnet, now);
+    }
+  }
+  for (const [subnet, now] of next.peers) {
+    if (prev.peers.has(subnet)) continue;
+    touched.push(now);
+    changed.set(subnet, now);
+  }
+  if (touched.length === 0) return [];
+  return planChanges({ peers: changed, skipped: [] }, known.pick(touched));
 }

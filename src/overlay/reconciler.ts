@@ -31,7 +31,7 @@ import { Logger } from '../util/log';
 import { DEFAULT_BACKOFF, backoffDelay } from '../util/retry';
 import { DesiredState } from './desired';
 import { KernelIndex } from './kernel-index';
-import { PlannedOperation, describeEntry, planChanges } from './plan';
+import { PlannedOperation, describeEntry, planChanges, planChangesSince } from './plan';
 
 /** Above this many operations in one pass, log a summary instead of one line each. */
 const LOG_EACH_LIMIT = 50;
@@ -108,6 +108,8 @@ export class Reconciler {
   /** The next pass must list the device instead of trusting `known`. */
   private fullNeeded = true;
   private known: KernelIndex | undefined;
+  /** The desired state `known` matched after the last pass that applied everything it planned, if that pass used `known`. */
+  private knownMatches: DesiredState | undefined;
   private knownDevice: DeviceState | undefined;
   private host: HostSnapshot | undefined;
   private lastMark = 0;
@@ -209,17 +211,21 @@ export class Reconciler {
       device = await this.deps.ensureDevice();
       const family = (this.deps.family ?? IPV4).family;
       known = KernelIndex.of((await this.deps.kernel.listEntries(device.index)).filter((e) => isEntryOfFamily(e, family)));
-      // Read once per listing pass: peers are checked against the host's own addresses and routes.
-      this.host = { network: await this.deps.kernel.readHostNetwork(), overlayIndex: device.index };
+      // Read once per listing pass: peers are checked against the host's own addresses and routes
+      // (every listing: route changes on other devices are not notified, kernel/change-filter.ts).
+      this.host = { network: await this.deps.kernel.readHostNetwork(device.index), overlayIndex: device.index };
       this.knownDevice = device;
       this.known = known;
+      this.knownMatches = undefined;
     }
     if (this.deps.prepare && this.host) {
       await this.deps.prepare(this.host);
       generation = this.deps.generation();
     }
     const desired = this.deps.desired(this.host) as DesiredState;
-    const plan = planChanges(desired, known);
+    // A lease event after a clean pass: only the peers that changed are planned.
+    const plan = this.knownMatches ? planChangesSince(this.knownMatches, desired, known) : planChanges(desired, known);
+    this.knownMatches = undefined;
     let failed = 0;
     const applied: Record<string, number> = {};
     if (plan.length > 0) {
@@ -245,6 +251,7 @@ export class Reconciler {
     const repairs = generation === this.syncedGeneration ? plan.length - failed : 0;
     const result = { planned: plan.length, failed, peers: desired.peers.size, durationMs: this.deps.clock.now() - started, applied, repairs, generation };
     this.inSync = failed === 0;
+    if (this.inSync) this.knownMatches = desired;
     if (this.inSync) this.syncedGeneration = generation;
     if (this.inSync) this.syncWaiters.splice(0).forEach((w) => w());
     this.deps.onPass?.(result);

@@ -25,6 +25,8 @@ export class RefusedLeases {
 
   /** Why this lease is skipped, or undefined when the kernel has not refused this value. */
   reason(lease: Lease): string | undefined {
+    // Asked for every lease on every desired-state computation: nothing to format when nothing was refused.
+    if (this.refused.size === 0) return undefined;
     const r = this.refused.get(halfSubnetText(lease, this.family));
     return r && r.value === this.valueOf(lease) ? r.reason : undefined;
   }

@@ -7,11 +7,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FirewallOptions } from '../../src/firewall/firewall';
+import { Firewall, FirewallOptions } from '../../src/firewall/firewall';
+import { keepFirewall } from '../../src/firewall/firewall-keeper';
+import { NfTablesGeneration } from '../../src/firewall/nft-generation';
 import { NftablesFirewall, nftForwardChain, nftMasqChain } from '../../src/firewall/nftables';
 import { IptablesFirewall } from '../../src/iptables';
 import { IprouteBlackholeRoutes } from '../../src/kernel/blackhole-route';
 import { parseCidr } from '../../src/net/ipv4';
+import { systemClock } from '../../src/util/clock';
 import { createLogger } from '../../src/util/log';
 import { V6_TARGETS, firewallContract } from '../helpers/firewall-contract';
 import { IPV6 } from '../../src/net/family';
@@ -155,6 +158,55 @@ describe('IptablesFirewall on the real iptables', () => {
     const all = sh('iptables-save', []);
     expect(all).not.toMatch(/FLANNEL-/);
     expect(all).toContain('flts-test');
+  });
+});
+
+describe('nf_tables ruleset generation and the periodic check on the real tools', () => {
+  afterEach(cleanAll);
+
+  it('stands still while nothing changes and moves on an iptables-nft or nft change, ours or not', async () => {
+    const gen = new NfTablesGeneration(log);
+    try {
+      const g0 = await gen.read();
+      expect(g0).toEqual(expect.any(Number));
+      expect(await gen.read()).toBe(g0);
+      sh('iptables', ['-t', 'filter', '-N', 'FLTS-TEST-GEN']);
+      const g1 = await gen.read();
+      expect(g1).not.toBe(g0);
+      sh('nft', ['add', 'table', 'ip', 'flts-test-gen']);
+      sh('nft', ['delete', 'table', 'ip', 'flts-test-gen']);
+      const g2 = await gen.read();
+      expect(g2).not.toBe(g1);
+      sh('iptables', ['-t', 'filter', '-X', 'FLTS-TEST-GEN']);
+      expect(await gen.read()).not.toBe(g2);
+    } finally {
+      gen.close();
+    }
+  });
+
+  it.each(['iptables', 'nftables'] as const)('%s: idle periods list nothing, and a rule deleted by hand is back after the next period', async (kind) => {
+    const real = kind === 'iptables' ? await IptablesFirewall.create(ALL, log) : await NftablesFirewall.create(ALL, log);
+    expect(real.inNfTables).toBe(kind === 'nftables' || /\(nf_tables\)/.test(sh('iptables', ['--version'])));
+    let ensures = 0;
+    const counted: Firewall = { kind: real.kind, inNfTables: real.inNfTables, ensure: (t, f) => (ensures++, real.ensure(t, f)), check: (t) => real.check(t), describe: () => real.describe(), remove: () => real.remove() };
+    await real.ensure(T, true);
+    const ctl = new AbortController();
+    const kept = keepFirewall(counted, () => T, 100, systemClock, log, ctl.signal, new NfTablesGeneration(log));
+    try {
+      await new Promise((r) => setTimeout(r, 1000)); // about ten periods
+      expect(ensures).toBeLessThanOrEqual(2);
+      if (kind === 'iptables') sh('iptables', ['-D', 'FLANNEL-FWD', '-s', '10.7.0.0/16', '-m', 'comment', '--comment', 'flanneld forward', '-j', 'ACCEPT']);
+      else sh('nft', ['flush', 'chain', 'ip', 'flannel-ipv4', 'forward']);
+      const set = kind === 'iptables' ? 'filter/FLANNEL-FWD' : 'ip flannel-ipv4/forward';
+      expect(await real.check(T)).toEqual([set]);
+      const t0 = Date.now();
+      while ((await real.check(T)).length > 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+      expect(await real.check(T)).toEqual([]);
+      expect(Date.now() - t0).toBeLessThan(3000); // the period is 100 ms; generous for a busy machine
+    } finally {
+      ctl.abort();
+      await kept;
+    }
   });
 });
 

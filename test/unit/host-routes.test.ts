@@ -40,6 +40,22 @@ describe('decodeHostRoute', () => {
     const hole = decodeHostRoute(rtmsg({ dstLen: 8, table: 254, protocol: 4, scope: 0, type: 6 }, [attr(1, ip(10, 0, 0, 0))]));
     expect(hole).toMatchObject({ dst: { ip: 0x0a000000, prefixLen: 8 }, type: 6, devices: [] });
   });
+  it('leaves out a route whose every device is the excepted one, and keeps the others', () => {
+    const nexthop = (ifindex: number): Buffer => {
+      const b = Buffer.alloc(8);
+      b.writeUInt16LE(8, 0);
+      b.writeInt32LE(ifindex, 4);
+      return b;
+    };
+    const ours = rtmsg({ dstLen: 24, table: 254, protocol: 3, scope: 0, type: 1 }, [attr(1, ip(10, 7, 12, 0)), attr(5, ip(10, 7, 12, 0)), attr(4, u32(7))]);
+    expect(decodeHostRoute(ours, 7)).toBeUndefined();
+    expect(decodeHostRoute(ours, 2)?.devices).toEqual([7]);
+    expect(decodeHostRoute(ours)?.devices).toEqual([7]);
+    const split = rtmsg({ dstLen: 16, table: 254, protocol: 3, scope: 0, type: 1 }, [attr(1, ip(192, 168, 0, 0)), attr(9, Buffer.concat([nexthop(7), nexthop(2)]))]);
+    expect(decodeHostRoute(split, 7)?.devices).toEqual([7, 2]);
+    const hole = rtmsg({ dstLen: 8, table: 254, protocol: 4, scope: 0, type: 6 }, [attr(1, ip(10, 0, 0, 0))]);
+    expect(decodeHostRoute(hole, 7)?.devices).toEqual([]);
+  });
   it('ignores other families and short messages; a default route has dst 0/0', () => {
     expect(decodeHostRoute(rtmsg({ family: 10, dstLen: 64, table: 254, protocol: 2, scope: 0, type: 1 }, []))).toBeUndefined();
     expect(decodeHostRoute(Buffer.alloc(8))).toBeUndefined();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { chainDeclared, forwardRules, jumpCount, jumpRule, masqRules, removeInput, restoreInput, rulesPresent, saveSections } from '../../src/iptables';
-import { iptablesFeatures, parseIptablesVersion } from '../../src/firewall/iptables-version';
+import { iptablesFeatures, iptablesUsesNfTables, parseIptablesVersion } from '../../src/firewall/iptables-version';
 import { parseCidr } from '../../src/net/ipv4';
 import { parseCidr6 } from '../../src/net/ipv6';
 import { IPV6 } from '../../src/net/family';
@@ -76,6 +76,12 @@ describe('iptables version detection (contract §16)', () => {
     expect(parseIptablesVersion('iptables v1.8.7 (legacy)')).toEqual([1, 8, 7]);
     expect(parseIptablesVersion('')).toBeUndefined();
     expect(parseIptablesVersion('command not found')).toBeUndefined();
+  });
+  it('tells an nf_tables iptables (whose rules move nf_tables\' generation) from legacy and old ones', () => {
+    expect(iptablesUsesNfTables('iptables v1.8.9 (nf_tables)\n')).toBe(true);
+    expect(iptablesUsesNfTables('iptables v1.8.7 (legacy)')).toBe(false);
+    expect(iptablesUsesNfTables('iptables v1.4.21\n')).toBe(false);
+    expect(iptablesUsesNfTables('')).toBe(false);
   });
   it.each([
     ['1.4.19', false, []],
