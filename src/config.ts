@@ -157,7 +157,7 @@ export function parseNetworkConfig(text: string, opts: ParseConfigOptions = {}):
   // flannel: pkg/ipmatch/match.go exits with "none defined stack".
   if (!enableIPv4 && !enableIPv6) throw new ConfigError('EnableIPv4', 'and EnableIPv6 are both false: no address family is enabled');
   const v4 = enableIPv4 ? parsePool4(obj, opts) : NO_POOL4;
-  const ipv6 = enableIPv6 ? parsePool6(obj) : undefined;
+  const ipv6 = enableIPv6 ? parsePool6(obj, opts) : undefined;
   const enableNFTables = optBool(obj, 'EnableNFTables', 'EnableNFTables') ?? false;
   const backendRaw = jsonField(obj, 'Backend');
   const backend = parseBackend(backendRaw);
@@ -224,7 +224,7 @@ function optIPv6(obj: JsonObject, name: string): bigint | undefined {
 }
 
 /** The IPv6 pool with flannel's defaults and checks (contract §11; flannel: pkg/subnet/config.go). */
-function parsePool6(obj: JsonObject): NetworkConfigV6 {
+function parsePool6(obj: JsonObject, opts: ParseConfigOptions): NetworkConfigV6 {
   const netText = jsonField(obj, 'IPv6Network');
   if (typeof netText !== 'string' || netText === '') throw new ConfigError('IPv6Network', 'missing; EnableIPv6 needs it (e.g. "fc00::/48")');
   let network: Cidr6;
@@ -234,6 +234,10 @@ function parsePool6(obj: JsonObject): NetworkConfigV6 {
     throw new ConfigError('IPv6Network', `must be an IPv6 CIDR, got ${JSON.stringify(netText)}`);
   }
   if (network.prefixLen > 124) throw new ConfigError('IPv6Network', `prefix /${network.prefixLen} is too small (at most /124)`);
+  // As for Network: ::/0 would make the ip6tables FORWARD rules accept everything.
+  if (network.prefixLen < WIDEST_NETWORK_PREFIX && opts.allowWideNetwork !== true) {
+    throw new ConfigError('IPv6Network', `${formatCidr6(network)} is wider than /${WIDEST_NETWORK_PREFIX}; start flanneld-ts with --allow-wide-network if that is really meant`);
+  }
   let subnetLen = optInt(obj, 'IPv6SubnetLen', 'IPv6SubnetLen', 0, 128);
   if (subnetLen === undefined || subnetLen === 0) {
     subnetLen = network.prefixLen <= 62 ? 64 : network.prefixLen + 2;

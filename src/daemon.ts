@@ -15,7 +15,7 @@ import { SYSCTL_ROOT, checkBrNetfilter } from './kernel/sysctl';
 import { DaemonObserver } from './metrics';
 import { chooseExternalInterface, readInterfaceFacts } from './kernel/interfaces';
 import { Kernel, VxlanSpec } from './kernel/kernel';
-import { configKey, leaseName, subnetKey } from './lease/codec';
+import { configKey, leaseAt, leaseName, subnetKey } from './lease/codec';
 import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
 import { LeaseView } from './lease/lease-view';
 import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
@@ -103,7 +103,7 @@ export class Daemon {
   status(): DaemonStatus {
     return {
       phase: this.phase,
-      ...(this.own && { subnet: formatCidr(this.own.subnet), publicIP: formatIPv4(this.publicIP), vtepMAC: this.overlay(IPV4)?.mac ?? '' }),
+      ...(this.own && { subnet: leaseName(this.own), publicIP: this.config.enableIPv4 ? formatIPv4(this.publicIP) : formatIPv6(this.publicIPv6 ?? 0n), vtepMAC: this.overlay(IPV4)?.mac ?? this.overlay(IPV6)?.mac ?? '' }),
       peers: this.peerCount(),
       leaseHeld: this.own !== undefined && this.lost === undefined,
       kernelInSync: this.overlays.length > 0 && this.overlays.every((o) => o.reconciler?.synced ?? false),
@@ -323,8 +323,11 @@ export class Daemon {
       { ipv4: config.enableIPv4, ipv6: config.enableIPv6, defaultRoute6: host.defaultRoute6 },
     );
     // An IPv6-only config has no IPv4 pool (its network is 0.0.0.0/0, flannel's zero value).
-    const problem = config.enableIPv4 ? networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses: this.deps.etcdAddresses ?? [] }) : undefined;
+    const etcdAddresses = this.deps.etcdAddresses ?? [];
+    const problem = config.enableIPv4 ? networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses }) : undefined;
     if (problem !== undefined) throw new ConfigError('Network', problem);
+    const problem6 = config.ipv6 && ext.publicIPv6 !== undefined ? networkProblem(config.ipv6.network, { publicIP: ext.publicIPv6, iface: ext.iface, etcdAddresses }) : undefined;
+    if (problem6 !== undefined) throw new ConfigError('IPv6Network', problem6);
     if (config.backend.mtu === 0 && ext.iface.mtu - VXLAN_OVERHEAD < 68) {
       throw new ConfigError('Backend.MTU', `the MTU of ${ext.iface.name} (${ext.iface.mtu}) leaves less than 68 for flannel.${config.backend.vni}; set Backend.MTU`);
     }
@@ -458,7 +461,7 @@ export class Daemon {
     schedule.attempted(clock.now());
     let ok: boolean;
     try {
-      ok = await store.rewrite(own, own.value, own.etcdLease);
+      ok = await store.rewrite(leaseAt(own.subnet, own.subnet6), own.value, own.etcdLease);
     } catch (err) {
       schedule.failed(clock.now());
       log.debug({ err: errorMessage(err), subnet: name }, `failed to write lease ${name} again; will retry`);

@@ -45,6 +45,11 @@ export function subnetKey(prefix: string, subnet: Cidr, subnet6?: Cidr6): string
   return subnetsPrefix(prefix) + subnetKeyName(subnet, subnet6);
 }
 
+/** Where a store call writes: the bare IPv4 subnet for an IPv4-only key (what callers of the IPv4-only API passed), else both subnets. */
+export function leaseAt(subnet: Cidr, subnet6: Cidr6 | undefined): LeaseAt {
+  return subnet6 === undefined ? subnet : { subnet, subnet6 };
+}
+
 /** The key a store call addresses. */
 export function leaseKeyAt(prefix: string, at: LeaseAt): string {
   return 'subnet' in at ? subnetKey(prefix, at.subnet, at.subnet6) : subnetKey(prefix, at);
@@ -117,7 +122,8 @@ export function parseSubnetKeyName(name: string): KeyParse {
 
 /** The IPv6 half of a value: PublicIPv6 and BackendV6Data. */
 export interface LeaseAttrsV6 {
-  readonly publicIP: bigint;
+  /** PublicIPv6; undefined writes `null` (only a decoded foreign value can lack it). */
+  readonly publicIP: bigint | undefined;
   readonly vni: number;
   readonly vtepMAC: string;
 }
@@ -141,7 +147,7 @@ export function encodeLeaseValue(attrs: LeaseAttrs): string {
   const backend = (vni: number, mac: string) => `{"VNI":${vni},"VtepMAC":"${parseMac(mac)}"}`;
   const v6 = attrs.v6;
   return (
-    `{"PublicIP":"${formatIPv4(attrs.publicIP)}","PublicIPv6":${v6 ? `"${formatIPv6(v6.publicIP)}"` : 'null'},"BackendType":"vxlan"` +
+    `{"PublicIP":"${formatIPv4(attrs.publicIP)}","PublicIPv6":${v6?.publicIP === undefined ? 'null' : `"${formatIPv6(v6.publicIP)}"`},"BackendType":"vxlan"` +
     (attrs.vtepMAC === undefined ? '' : `,"BackendData":${backend(attrs.vni, attrs.vtepMAC)}`) +
     (v6 ? `,"BackendV6Data":${backend(v6.vni, v6.vtepMAC)}` : '') +
     '}'
@@ -155,7 +161,7 @@ export function leaseAttrsOf(lease: Lease): LeaseAttrs {
     publicIP: lease.publicIP,
     vni: lease.vni,
     vtepMAC: lease.hasIPv4 === false ? undefined : (lease.vtepMAC ?? '00:00:00:00:00:00'),
-    v6: v6 ? { publicIP: v6.publicIP ?? 0n, vni: v6.vni, vtepMAC: v6.vtepMAC ?? '00:00:00:00:00:00' } : undefined,
+    v6: v6 ? { publicIP: v6.publicIP, vni: v6.vni, vtepMAC: v6.vtepMAC ?? '00:00:00:00:00:00' } : undefined,
   };
 }
 

@@ -16,8 +16,8 @@ import { Cidr6, cidr6Equals, formatCidr6, formatIPv6 } from '../net/ipv6';
 import { OutOfSubnetsError, StoreUnavailableError } from '../util/errors';
 import { Logger } from '../util/log';
 import { allocateSubnet, allocateSubnet6 } from './allocate';
-import { encodeLeaseValue, leaseAttrsOf, leaseName, recordSubnet, recordSubnet6 } from './codec';
-import { Lease, LeaseRecord, LeaseSubnets } from './lease';
+import { encodeLeaseValue, leaseAt, leaseAttrsOf, leaseName, recordSubnet, recordSubnet6 } from './codec';
+import { Lease, LeaseAt, LeaseRecord, LeaseSubnets } from './lease';
 import { LeaseStore } from './store';
 
 /** The lease this node holds. `subnet` is 0.0.0.0/0 for an IPv6-only lease; `subnet6` is set when IPv6 is enabled. */
@@ -114,7 +114,7 @@ export async function acquireLease(opts: AcquireOptions): Promise<OwnLease> {
     }
     const at = chooseFree(opts, records, previous);
     if (typeof at === 'string') throw new OutOfSubnetsError(at);
-    const created = await opts.store.create(at.key, value, opts.ttlSeconds);
+    const created = await opts.store.create(leaseAt(at.key.subnet, at.key.subnet6), value, opts.ttlSeconds);
     const name = leaseName(at.key);
     if (created) {
       opts.log.info({ subnet: name, reused: at.reused }, `acquired lease ${name}`);
@@ -161,13 +161,15 @@ function fitsConfig(config: NetworkConfig, lease: Lease): boolean {
   return v4ok && v6ok;
 }
 
-const atOf = (lease: Lease): LeaseSubnets => ({ subnet: lease.subnet, subnet6: lease.v6?.subnet });
+const atOf = (lease: Lease): LeaseAt => leaseAt(lease.subnet, lease.v6?.subnet);
 
 async function reuseOwn(opts: AcquireOptions, records: readonly LeaseRecord[], value: string, listed: bigint): Promise<OwnLease | { dropped: Cidr | undefined } | undefined | 'retry'> {
   const prev = opts.previous;
+  const prev6 = opts.v6?.previous;
   const mine = records.filter((r): r is Extract<LeaseRecord, { kind: 'lease' }> => r.kind === 'lease' && isOurs(opts, r.lease)).map((r) => r.lease);
-  // Prefer the previous subnet when several leases carry our IP.
-  const isPrev = (l: Lease): number => Number(prev !== undefined && cidrEquals(l.subnet, prev));
+  // Prefer the previous subnet(s) when several leases carry our IP.
+  const isPrev = (l: Lease): number =>
+    Number(prev !== undefined && l.hasIPv4 !== false && cidrEquals(l.subnet, prev)) + Number(prev6 !== undefined && l.v6 !== undefined && cidr6Equals(l.v6.subnet, prev6));
   mine.sort((a, b) => isPrev(b) - isPrev(a));
   let dropped: Cidr | undefined;
   for (const lease of mine) {
@@ -186,6 +188,7 @@ async function reuseOwn(opts: AcquireOptions, records: readonly LeaseRecord[], v
 async function adopt(opts: AcquireOptions, lease: Lease, value: string, listed: bigint): Promise<OwnLease | 'retry'> {
   const at = atOf(lease);
   const name = leaseName(at);
+  const own = { subnet: lease.subnet, subnet6: lease.v6?.subnet };
   const sameValue = encodeLeaseValue(leaseAttrsOf(lease)) === value && lease.backendType === 'vxlan';
   if (!sameValue) {
     const ok = await opts.store.update(at, value, lease.modRevision ?? '0', lease.etcdLease);
@@ -194,12 +197,12 @@ async function adopt(opts: AcquireOptions, lease: Lease, value: string, listed: 
   const who = opts.config.enableIPv4 ? formatIPv4(opts.publicIP) : formatIPv6(opts.v6?.publicIP ?? 0n);
   if (lease.etcdLease === undefined) {
     opts.log.info({ subnet: name }, `using reservation ${name} for ${who}`);
-    return { ...at, value, etcdLease: undefined, expiresAt: undefined, since: listed };
+    return { ...own, value, etcdLease: undefined, expiresAt: undefined, since: listed };
   }
   const renewed = await opts.store.renew(lease.etcdLease);
   if (!renewed.ok) return 'retry';
   opts.log.info({ subnet: name }, `reusing lease ${name} held by ${who}`);
-  return { ...at, value, etcdLease: lease.etcdLease, expiresAt: renewed.expiresAt, since: listed };
+  return { ...own, value, etcdLease: lease.etcdLease, expiresAt: renewed.expiresAt, since: listed };
 }
 
 /**

@@ -15,7 +15,8 @@
  * (`ip -6 route show table all`). One code path: the family is a value.
  */
 import { HostNetwork, HostRoute } from '../kernel/kernel';
-import { Cidr, cidrContains, formatCidr, formatIPv4 } from '../net/ipv4';
+import { cidrContains } from '../net/ipv4';
+import { cidr6Contains } from '../net/ipv6';
 import { AddressFamily, AnyCidr, IPV4, IPV6, IpAddr, formatAnyCidr, formatIp, isCidr6 } from '../net/family';
 
 const RT_TABLE_LOCAL = 255;
@@ -87,19 +88,23 @@ export function underlayProblem(subnet: AnyCidr, ctx: UnderlayContext): string |
 }
 
 export interface NetworkHostFacts {
-  readonly publicIP: number;
-  /** The external interface, with its addresses. */
-  readonly iface: { readonly name: string; readonly addresses: ReadonlyArray<{ readonly ip: number }> };
-  readonly etcdAddresses: readonly number[];
+  /** The public IP of the network's family (PublicIP, or PublicIPv6 for IPv6Network). */
+  readonly publicIP: IpAddr;
+  /** The external interface, with its addresses (`addresses6` for IPv6Network). */
+  readonly iface: { readonly name: string; readonly addresses: ReadonlyArray<{ readonly ip: number }>; readonly addresses6?: ReadonlyArray<{ readonly ip: bigint }> | undefined };
+  readonly etcdAddresses: ReadonlyArray<IpAddr>;
 }
 
 /** Why the config's Network would swallow the underlay (checked at start, before any lease or route), or undefined. */
-export function networkProblem(network: Cidr, facts: NetworkHostFacts): string | undefined {
-  const net = formatCidr(network);
-  if (cidrContains(network, facts.publicIP)) return `Network ${net} contains this node's public IP ${formatIPv4(facts.publicIP)}`;
-  const own = facts.iface.addresses.find((a) => cidrContains(network, a.ip));
-  if (own) return `Network ${net} contains ${formatIPv4(own.ip)}, an address of the external interface ${facts.iface.name}`;
-  const etcd = facts.etcdAddresses.find((ip) => cidrContains(network, ip));
-  if (etcd !== undefined) return `Network ${net} contains etcd endpoint ${formatIPv4(etcd)}`;
+export function networkProblem(network: AnyCidr, facts: NetworkHostFacts): string | undefined {
+  const v6 = isCidr6(network);
+  const net = `${v6 ? 'IPv6Network' : 'Network'} ${formatAnyCidr(network)}`;
+  // Only addresses of the network's family can fall inside it.
+  const inside = (ip: IpAddr): boolean => (typeof ip === 'bigint' ? isCidr6(network) && cidr6Contains(network, ip) : !isCidr6(network) && cidrContains(network, ip));
+  if (inside(facts.publicIP)) return `${net} contains this node's public IP ${formatIp(facts.publicIP)}`;
+  const own = (v6 ? facts.iface.addresses6 ?? [] : facts.iface.addresses).find((a) => inside(a.ip));
+  if (own) return `${net} contains ${formatIp(own.ip)}, an address of the external interface ${facts.iface.name}`;
+  const etcd = facts.etcdAddresses.find(inside);
+  if (etcd !== undefined) return `${net} contains etcd endpoint ${formatIp(etcd)}`;
   return undefined;
 }

@@ -136,7 +136,9 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
     ];
     kernel = mergeKernelChecks(checks);
   }
-  const all = [...(configProblem ? [configProblem] : []), ...self.problems, ...pool.problems, ...kernel.problems];
+  const ignoredKeys = config?.ignoredBackendKeys ?? [];
+  const keysProblem: Problem[] = ignoredKeys.length === 0 ? [] : [{ severity: 'warning', kind: 'config', subnets: [], publicIPs: [], message: `Backend key(s) ${ignoredKeys.join(', ')} are ignored: flanneld's Linux VXLAN backend does not read them` }];
+  const all = [...(configProblem ? [configProblem] : []), ...keysProblem, ...self.problems, ...pool.problems, ...kernel.problems];
   const problems = [...all.filter((p) => p.severity === 'error'), ...all.filter((p) => p.severity === 'warning')];
   const report = applyFilter(
     {

@@ -76,6 +76,14 @@ describe('IPv6 network config (contract §11)', () => {
   });
 });
 
+describe('a wide IPv6Network', () => {
+  it('needs --allow-wide-network below /8, as Network does', () => {
+    const text = `{"Network":"10.7.0.0/16","EnableIPv6":true,"IPv6Network":"::/0",${vx}}`;
+    expect(() => parseNetworkConfig(text)).toThrow(/IPv6Network: ::\/0 is wider than \/8; start flanneld-ts with --allow-wide-network/);
+    expect(formatCidr6(parseNetworkConfig(text, { allowWideNetwork: true }).ipv6!.network)).toBe('::/0');
+  });
+});
+
 describe('Backend keys (issue 12 item 3)', () => {
   it('lists the keys no Linux flanneld reads, in the config\'s spelling', () => {
     const c = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","vni":2,"MacPrefix":"0E-2A","Name":"x","Foo":1,"directrouting":true}}');

@@ -120,4 +120,11 @@ describe('Daemon lease side with IPv6', () => {
     expect(err).toBeInstanceOf(HostError);
     expect(String(err)).toMatch(/IPv4 default route uses "eth0" but the IPv6 one "eth1"/);
   });
+
+  it('an IPv6Network holding the public IPv6 is an invalid config: logged naming the field, waited out', async () => {
+    const h = start('{"Network":"10.7.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/32","Backend":{"Type":"vxlan"}}');
+    await waitFor('config refused', () => (h.logs.join('').includes("IPv6Network: IPv6Network 2001:db8::/32 contains this node's public IP 2001:db8::11") ? true : undefined), 5000, 20);
+    expect(h.daemon.status().phase).toBe('starting');
+    expect(await h.keys()).toEqual([]);
+  });
 });

@@ -119,3 +119,16 @@ describe('allocateSubnet6', () => {
     expect(allocateSubnet6(pool, [parseCidr6('fc00::/47')], () => 0)).toBeUndefined();
   });
 });
+
+describe('acquireLease, two leases with our PublicIPv6 (IPv6-only)', () => {
+  it('adopts the one subnet.env names', async () => {
+    const store = new MemoryLeaseStore({ prefix: PFX });
+    const value = ownLeaseValue({ config: v6only, publicIP: 0, vtepMAC: MAC4, v6: { publicIP: parseIPv6('2001:db8::10'), vtepMAC: MAC6, previous: undefined } });
+    store.putRaw(`${DIR}0.0.0.0-0&fc00:0:0:3::-64`, value);
+    store.putRaw(`${DIR}0.0.0.0-0&fc00:0:0:7::-64`, value);
+    const own = await acquireLease({ ...opts(store, { prev6: 'fc00:0:0:7::/64' }), config: v6only });
+    expect(formatCidr6(own.subnet6!)).toBe('fc00:0:0:7::/64');
+    const other = await acquireLease({ ...opts(store, { prev6: 'fc00:0:0:3::/64' }), config: v6only });
+    expect(formatCidr6(other.subnet6!)).toBe('fc00:0:0:3::/64');
+  });
+});

@@ -14,7 +14,7 @@ import { parseCidr6, parseIPv6 } from '../../src/net/ipv6';
 import { analyzeStatus } from '../../src/status/analyze';
 import { collectFacts } from '../../src/status/collect';
 import { JsonSchema, schemaErrors } from '../../src/status/json-schema';
-import { renderJson } from '../../src/status/render';
+import { renderBrief, renderJson } from '../../src/status/render';
 import { renderTable } from '../../src/status/render-table';
 import { StatusReport } from '../../src/status/report';
 import { renderSubnetEnv } from '../../src/subnet-file';
@@ -118,6 +118,8 @@ describe('status, IPv6-only', () => {
     expect(kinds(r, 'overlap')).toEqual([]);
     expect(kinds(r, 'outside-network')).toEqual([]);
     expect(r.self).toMatchObject({ publicIP: null, publicIPv6: '2001:db8::23', subnet: null, subnet6: 'fc00:0:0:23::/64', matchedBy: 'subnet-file', subnetFile: { state: 'agrees' } });
+    // (The kernel check of flannel-v6.1 is not this test's business: judge the brief line of the pool and self parts.)
+    expect(renderBrief({ ...r, healthy: true, problems: [] }, false)).toMatch(/ in fc00::\/48 .*this host fc00:0:0:23::\/64/);
   });
 });
 
@@ -130,5 +132,12 @@ describe('status, IPv4-only config with dual-stack keys', () => {
     ]);
     expect(r.pool?.ipv6).toBeNull();
     expect(r.leases.find((l) => l.subnet === '10.7.40.0/24')?.state).toBe('valid');
+  });
+});
+
+describe('status, Backend keys flanneld does not read', () => {
+  it('names them in one warning', async () => {
+    const r = await report('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","MacPrefix":"0E-2A","Vni":1}}', [v4only(23)], undefined);
+    expect(kinds(r, 'config').map((p) => [p.severity, p.message])).toEqual([['warning', "Backend key(s) MacPrefix are ignored: flanneld's Linux VXLAN backend does not read them"]]);
   });
 });

@@ -192,3 +192,13 @@ describe('trace: other sources and destinations', () => {
     expect(IP1).toBe(parseIPv4('10.65.154.11'));
   });
 });
+
+describe('trace: an IPv6-only network', () => {
+  it('says trace follows IPv4 only, naming the config, instead of judging the pod IP against 0.0.0.0/0', () => {
+    const f = healthyFacts();
+    const facts: TraceFacts = { ...f, status: { ...f.status, store: { ...f.status.store, configText: '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}' } } };
+    const r = trace(facts);
+    expect(r.exitCode).toBe(1);
+    expect(r.problems.map((p) => p.message)).toContain('the network config is IPv6-only (EnableIPv4 false): trace follows IPv4 pod traffic only');
+  });
+});

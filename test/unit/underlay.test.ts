@@ -69,6 +69,24 @@ describe('networkProblem', () => {
   });
 });
 
+describe('networkProblem for IPv6Network', () => {
+  const facts6 = {
+    publicIP: parseIPv6('2001:db8:154::11'),
+    iface: { name: 'eth0', addresses: [{ ip: parseIPv4('10.65.154.11') }], addresses6: [{ ip: parseIPv6('2001:db8:154::11') }, { ip: parseIPv6('fd00:9::9') }] },
+    etcdAddresses: [parseIPv4('10.99.0.2')],
+  };
+  it('accepts an IPv6Network apart from the underlay; IPv4 addresses never fall inside it', () => {
+    expect(networkProblem(parseCidr6('fc00::/48'), facts6)).toBeUndefined();
+    expect(networkProblem(parseCidr6('::/0'), { ...facts6, publicIP: parseIPv6('2001:db8:154::11'), iface: { ...facts6.iface, addresses6: [] } })).toBe("IPv6Network ::/0 contains this node's public IP 2001:db8:154::11");
+  });
+  it.each([
+    ['2001:db8::/32', "contains this node's public IP 2001:db8:154::11"],
+    ['fd00::/16', 'contains fd00:9::9, an address of the external interface eth0'],
+  ])('refuses %s (%s)', (net, why) => {
+    expect(networkProblem(parseCidr6(net), facts6)).toBe(`IPv6Network ${net} ${why}`);
+  });
+});
+
 describe('underlayProblem for IPv6 peer subnets (flannel-v6.<VNI>)', () => {
   const r6 = (dst: string, devices: number[], extra: Partial<HostRoute<Cidr6>> = {}): HostRoute<Cidr6> => ({ dst: parseCidr6(dst), table: 254, protocol: 3, scope: 0, type: 1, devices, ...extra });
   const eth0v6 = { ...eth0, addresses6: [{ ip: parseIPv6('2001:db8:154::11'), prefixLen: 64, scope: 0 }, { ip: parseIPv6('fe80::1'), prefixLen: 64, scope: 253 }] };
