@@ -99,7 +99,7 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect((await fx.store.list()).revision).toBeGreaterThan(snap.revision);
     });
 
-    it('creates an & key only while neither it nor the bare IPv4 key of its subnet exists; addresses it in update, rewrite and delete', async () => {
+    it('creates a key only while no key holds its IPv4 subnet (bare or &); addresses an & key in update, rewrite and delete', async () => {
       const at = { subnet: parseCidr('10.7.5.0/24'), subnet6: parseCidr6('fc00:0:0:5::/64') };
       const dual = encodeLeaseValue({ publicIP: parseIPv4('10.65.0.5'), vni: 1, vtepMAC: '6e:d5:a3:cb:6a:6b', v6: { publicIP: parseIPv6('fd65::5'), vni: 1, vtepMAC: '02:00:00:00:00:05' } });
       const leasesBefore = await fx.raw.leases();
@@ -107,6 +107,14 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
       expect(await fx.raw.leases()).toEqual(leasesBefore);
       await fx.raw.del(subnetKey(fx.prefix, at.subnet));
+      // Another & key of the same IPv4 subnet holds it too (flanneld would create both).
+      await fx.raw.put(subnetKey(fx.prefix, at.subnet, parseCidr6('fc00:0:0:99::/64')), dual);
+      expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
+      expect(await fx.store.create(at.subnet, valueFor('10.65.0.9'), TTL)).toBeUndefined();
+      expect(await fx.raw.leases()).toEqual(leasesBefore);
+      await fx.raw.del(subnetKey(fx.prefix, at.subnet, parseCidr6('fc00:0:0:99::/64')));
+      // Neighbouring subnets' keys do not count (10.7.5.0-240 cannot exist; 10.7.50.0-24 sorts elsewhere).
+      await fx.raw.put(subnetKey(fx.prefix, parseCidr('10.7.50.0/24'), parseCidr6('fc00:0:0:50::/64')), dual);
       const created = await fx.store.create(at, dual, TTL);
       expect(created).toBeDefined();
       expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
