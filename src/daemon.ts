@@ -269,6 +269,7 @@ export class Daemon {
       etcdAddresses: this.deps.etcdAddresses ?? [],
       observer,
       onPass: (result) => this.onPass(result),
+      onSkipped: () => observer?.peersSkipped?.(this.overlays.reduce((n, x) => n + x.skippedCount, 0)),
       periodMs: this.opts.resyncMs,
     });
   }

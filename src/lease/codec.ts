@@ -55,14 +55,25 @@ export function leaseKeyAt(prefix: string, at: LeaseAt): string {
   return 'subnet' in at ? subnetKey(prefix, at.subnet, at.subnet6) : subnetKey(prefix, at);
 }
 
+/** Keys a create must find absent: one key, or every key in [key, rangeEnd). */
+export interface CreateGuard {
+  readonly key: string;
+  readonly rangeEnd?: string | undefined;
+}
+
 /**
- * The IPv4-only key a create of `at` must also find absent: an `&` key with an
- * IPv4 part also claims that part's bare key (`10.7.5.0-24`), so an IPv4-only
- * lease created first wins. Undefined when `at` is itself that key or IPv6-only.
+ * What a create of `at` must find absent besides its own key, so that one IPv4
+ * subnet is never held twice (contract §18): for a key with an IPv4 part, the
+ * bare key `10.7.5.0-24` and every `&` key of that subnet (`10.7.5.0-24&…`, the
+ * range up to the next character after `&`). flanneld's transaction guards only
+ * the key itself. An IPv6-only key (`0.0.0.0-0&…`) shares its IPv4 part with all
+ * others, so only the key itself is guarded.
  */
-export function bareIPv4KeyAt(prefix: string, at: LeaseAt): string | undefined {
-  if (!('subnet' in at) || at.subnet6 === undefined || at.subnet.prefixLen === 0) return undefined;
-  return subnetKey(prefix, at.subnet);
+export function createGuards(prefix: string, at: LeaseAt): CreateGuard[] {
+  const subnet = 'subnet' in at ? at.subnet : at;
+  if (subnet.prefixLen === 0) return [];
+  const bare = subnetKey(prefix, subnet);
+  return [{ key: bare }, { key: `${bare}&`, rangeEnd: `${bare}'` }];
 }
 
 /** "10.7.5.0/24" or "10.7.5.0/24 + fc00:0:0:5::/64" or "fc00:0:0:5::/64": how logs name a lease. */

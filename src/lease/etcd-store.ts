@@ -33,7 +33,7 @@ import { systemClock } from '../util/clock';
 import { FlannelError, StoreUnavailableError, UsageError, errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
 import { backoffDelay } from '../util/retry';
-import { bareIPv4KeyAt, configKey, decodeLease, leaseKeyAt, parseSubnetKeyName, subnetsPrefix } from './codec';
+import { configKey, createGuards, decodeLease, leaseKeyAt, parseSubnetKeyName, subnetsPrefix } from './codec';
 import { LeaseAt, LeaseRecord } from './lease';
 import { CompactedError, CreatedLease, LeaseEvent, LeaseSnapshot, LeaseStore, RenewResult, WatchHandlers } from './store';
 
@@ -206,7 +206,7 @@ export class EtcdLeaseStore implements LeaseStore {
 
   async create(at: LeaseAt, value: string, ttlSeconds: number): Promise<CreatedLease | undefined> {
     const key = leaseKeyAt(this.prefix, at);
-    const bare = bareIPv4KeyAt(this.prefix, at);
+    const guards = createGuards(this.prefix, at);
     const started = Date.now();
     const grant = await this.call(`grant an etcd lease for ${key}`, () => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
     // Until the put commits, this lease is ours to revoke on every path (lost race, error, ambiguous outcome).
@@ -214,7 +214,14 @@ export class EtcdLeaseStore implements LeaseStore {
     try {
       const res = await this.call(`create lease ${key}`, () =>
         this.client.kv.txn({
-          compare: [key, ...(bare === undefined ? [] : [bare])].map((k) => ({ key: Buffer.from(k), target: 'Version' as const, result: 'Equal' as const, version: 0 })),
+          // Version 0 over a range holds when no key in it exists (etcd compares an empty range against a zero key).
+          compare: [{ key }, ...guards].map((g) => ({
+            key: Buffer.from(g.key),
+            ...('rangeEnd' in g && g.rangeEnd !== undefined ? { range_end: Buffer.from(g.rangeEnd) } : {}),
+            target: 'Version' as const,
+            result: 'Equal' as const,
+            version: 0,
+          })),
           success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(value), lease: grant.ID } }],
         }),
       );

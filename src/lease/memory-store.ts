@@ -5,7 +5,7 @@
  * suite runs against this and `EtcdLeaseStore`.
  */
 import { StoreUnavailableError } from '../util/errors';
-import { bareIPv4KeyAt, configKey, decodeLease, leaseKeyAt, parseSubnetKeyName, subnetsPrefix } from './codec';
+import { configKey, createGuards, decodeLease, leaseKeyAt, parseSubnetKeyName, subnetsPrefix } from './codec';
 import { LeaseAt, LeaseRecord } from './lease';
 import { CompactedError, CreatedLease, LeaseEvent, LeaseSnapshot, LeaseStore, RenewResult, WatchHandlers } from './store';
 
@@ -124,8 +124,9 @@ export class MemoryLeaseStore implements LeaseStore {
   async create(at: LeaseAt, value: string, ttlSeconds: number): Promise<CreatedLease | undefined> {
     const key = leaseKeyAt(this.prefix, at);
     this.check(`create lease ${key}`);
-    const bare = bareIPv4KeyAt(this.prefix, at);
-    if (this.kv.has(key) || (bare !== undefined && this.kv.has(bare))) return undefined;
+    const held = (g: { key: string; rangeEnd?: string | undefined }): boolean =>
+      g.rangeEnd === undefined ? this.kv.has(g.key) : [...this.kv.keys()].some((k) => k >= g.key && k < (g.rangeEnd as string));
+    if (this.kv.has(key) || createGuards(this.prefix, at).some(held)) return undefined;
     const etcdLease = this.grant(ttlSeconds);
     this.commit([{ key, entry: { value, lease: etcdLease } }]);
     return { etcdLease, expiresAt: (this.leases.get(etcdLease) as { expiresAt: number }).expiresAt, revision: this.revision };

@@ -58,7 +58,7 @@ export interface LeaseStore {
   watch(fromRevision: bigint, handlers: WatchHandlers, signal: AbortSignal): Promise<void>;
   /**
    * Grants an etcd lease of `ttlSeconds`, then `if version(key) == 0 then put(key, value, lease)`;
-   * for an `&` key with an IPv4 part, the bare IPv4 key must be absent too (codec bareIPv4KeyAt).
+   * no other key may hold its IPv4 subnet either (codec createGuards: the bare key and every `&` key of it).
    * Returns undefined (and revokes the granted lease) when the key exists.
    */
   create(at: LeaseAt, value: string, ttlSeconds: number): Promise<CreatedLease | undefined>;

@@ -39,6 +39,8 @@ export interface FamilyOverlayDeps {
   readonly etcdAddresses: readonly number[];
   readonly observer?: DaemonObserver | undefined;
   readonly onPass?: (result: PassResult) => void;
+  /** The number of skipped leases changed (the daemon reports the sum over families). */
+  readonly onSkipped?: () => void;
   readonly periodMs: number;
 }
 
@@ -46,6 +48,8 @@ export class FamilyOverlay {
   /** The device's MAC: the lease's VtepMAC (BackendData or BackendV6Data). */
   mac = '';
   reconciler: Reconciler | undefined;
+  /** Leases skipped in the last desired state of this family. */
+  skippedCount = 0;
   private acceptRaIndex: number | undefined;
   private readonly refused: RefusedLeases;
   private skippedLogged = new Map<string, string>();
@@ -200,7 +204,8 @@ export class FamilyOverlay {
       if (this.skippedLogged.get(subnet) !== reason) this.deps.log.warn({ subnet, reason }, `not programming lease ${subnet}: ${reason}`);
     }
     this.skippedLogged = now;
-    this.deps.observer?.peersSkipped?.(desired.skipped.length);
+    this.skippedCount = desired.skipped.length;
+    this.deps.onSkipped?.();
   }
 
   /** The kernel refused entries of these peers for good: drop the whole peer (all three entries) until its lease changes. */

@@ -121,7 +121,7 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
   if (k === undefined) kernel = skipped('turned off with --no-kernel-check');
   else if (k.kind === 'unavailable') kernel = skipped(k.reason);
   else if (!config) kernel = skipped('no usable network config');
-  else if (!self.own && !k.device) {
+  else if (!self.own && !k.device && !k.device6) {
     const ip = self.publicIP === undefined ? '' : ` ${formatIPv4(self.publicIP)}`;
     kernel = skipped(`not a flannel node: no flannel.${config.backend.vni} device and no lease for this host's public IP${ip}`);
   } else {

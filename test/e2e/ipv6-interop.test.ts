@@ -71,6 +71,8 @@ describe('a hand-made dual-stack flanneld node and flanneld-ts nodes', () => {
     expect(await lines(['ip', '-6', 'neigh', 'show', 'dev', 'flannel-v6.1'])).toContain(`fc00:0:0:c8:: lladdr ${REF.mac6} PERMANENT`);
     expect(await lines(['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'])).toContain(`${REF.mac6} dst ${refIp6} self permanent`);
     expect(await lines(['ip', 'route', 'show', 'dev', 'flannel.1'])).toContain('10.7.200.0/24 via 10.7.200.0 onlink');
+    // flanneld reads every key and value flanneld-ts wrote: nothing it could not decode (which would have wiped its peers).
+    expect(ref.wipes).toBe(0);
   }, 60_000);
 
   it('pods ping6 and ping both ways between the reference node and flanneld-ts nodes', async () => {

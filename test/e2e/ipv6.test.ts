@@ -151,7 +151,7 @@ describe('dual-stack cluster', () => {
     }
   }, 60_000);
 
-  it('subnet.env holds both families in flanneld\'s order; both devices share VNI, port and MTU; one `&` key per node', async () => {
+  it('subnet.env holds both families in flanneld\'s order; both devices share VNI and port; one `&` key per node; forward rules for both families', async () => {
     try {
       const setup = s as Setup;
       for (const h of HOSTS) {
@@ -170,6 +170,10 @@ describe('dual-stack cluster', () => {
         const value = (await setup.scene.etcdctl(['get', '--print-value-only', key])).trim();
         expect(value).toBe(`{"PublicIP":"${member.ip}","PublicIPv6":"${member.ip6}","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"${mac4}"},"BackendV6Data":{"VNI":1,"VtepMAC":"${mac6}"}}`);
       }
+      // The forward accepts (--iptables-forward-rules, on by default) for both families.
+      const ns1 = setup.scene.cluster.member('h1').netns;
+      expect((await setup.scene.cluster.exec(ns1, 'ip6tables-save', ['-t', 'filter'])).stdout).toContain('-A FLANNEL-FWD -s fc00::/48 -m comment --comment "flanneld forward" -j ACCEPT');
+      expect((await setup.scene.cluster.exec(ns1, 'iptables-save', ['-t', 'filter'])).stdout).toContain('-A FLANNEL-FWD -s 10.7.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT');
       // Each host holds one peer in each family.
       for (const h of HOSTS) {
         expect((await setup.scene.kernel(h)).routes).toHaveLength(1);

@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { configKey, encodeLeaseValue, subnetKey, subnetsPrefix } from '../../src/lease/codec';
 import { CompactedError, LeaseEvent, LeaseStore } from '../../src/lease/store';
 import { formatCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
-import { parseIPv6 } from '../../src/net/ipv6';
+import { parseCidr6, parseIPv6 } from '../../src/net/ipv6';
 
 /** Writes as another etcd client would, beside the store under test. */
 export interface RawStoreAccess {
@@ -97,6 +97,38 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(v6only?.kind === 'lease' && [v6only.lease.hasIPv4, v6only.lease.v6?.publicIP]).toEqual([false, parseIPv6('fd65::9')]);
       await fx.raw.put(`${dir}10.7.9.0-24`, valueFor('10.65.0.9'));
       expect((await fx.store.list()).revision).toBeGreaterThan(snap.revision);
+    });
+
+    it('creates a key only while no key holds its IPv4 subnet (bare or &); addresses an & key in update, rewrite and delete', async () => {
+      const at = { subnet: parseCidr('10.7.5.0/24'), subnet6: parseCidr6('fc00:0:0:5::/64') };
+      const dual = encodeLeaseValue({ publicIP: parseIPv4('10.65.0.5'), vni: 1, vtepMAC: '6e:d5:a3:cb:6a:6b', v6: { publicIP: parseIPv6('fd65::5'), vni: 1, vtepMAC: '02:00:00:00:00:05' } });
+      const leasesBefore = await fx.raw.leases();
+      await fx.raw.put(subnetKey(fx.prefix, at.subnet), valueFor('10.65.0.9'));
+      expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
+      expect(await fx.raw.leases()).toEqual(leasesBefore);
+      await fx.raw.del(subnetKey(fx.prefix, at.subnet));
+      // Another & key of the same IPv4 subnet holds it too (flanneld would create both).
+      await fx.raw.put(subnetKey(fx.prefix, at.subnet, parseCidr6('fc00:0:0:99::/64')), dual);
+      expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
+      expect(await fx.store.create(at.subnet, valueFor('10.65.0.9'), TTL)).toBeUndefined();
+      expect(await fx.raw.leases()).toEqual(leasesBefore);
+      await fx.raw.del(subnetKey(fx.prefix, at.subnet, parseCidr6('fc00:0:0:99::/64')));
+      // Neighbouring subnets' keys do not count (10.7.5.0-240 cannot exist; 10.7.50.0-24 sorts elsewhere).
+      await fx.raw.put(subnetKey(fx.prefix, parseCidr('10.7.50.0/24'), parseCidr6('fc00:0:0:50::/64')), dual);
+      const created = await fx.store.create(at, dual, TTL);
+      expect(created).toBeDefined();
+      expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
+      const rec = await fx.store.get(at);
+      expect(rec?.key).toBe(`${subnetsPrefix(fx.prefix)}10.7.5.0-24&fc00:0:0:5::-64`);
+      expect(rec?.kind === 'lease' && rec.lease.v6?.vtepMAC).toBe('02:00:00:00:00:05');
+      expect(await fx.store.rewrite(at, dual, created?.etcdLease)).toBe(true);
+      const moved = dual.replace('02:00:00:00:00:05', '02:00:00:00:00:06');
+      expect(await fx.store.update(at, moved, (rec?.kind === 'lease' && rec.lease.modRevision) || '0', created?.etcdLease)).toBe(false);
+      const now = await fx.store.get(at);
+      expect(await fx.store.update(at, moved, (now?.kind === 'lease' && now.lease.modRevision) || '0', created?.etcdLease)).toBe(true);
+      expect(await fx.store.deleteIfValue(at, dual)).toBe(false);
+      expect(await fx.store.deleteIfValue(at, moved, created?.etcdLease)).toBe(true);
+      expect(await fx.store.get(at)).toBeUndefined();
     });
 
     it('create succeeds once; a second create of the subnet returns undefined and leaks no etcd lease', async () => {
