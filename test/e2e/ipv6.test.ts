@@ -123,6 +123,21 @@ describe('IPv6-only cluster', () => {
       throw err;
     }
   }, 30_000);
+  it('puts back flannel-v6.1\'s /128 soon after someone deletes it (the watch hears flannel-v6.1 change), not at the 5-minute pass', async () => {
+    try {
+      const setup = s as Setup;
+      const ns = setup.scene.cluster.member('h1').netns;
+      const own = `${subnet6Of(readFileSync((setup.daemons.get('h1') as DaemonHandle).subnetFile, 'utf8')).split('/')[0]}/128`;
+      // Past the reconciler's verification listing of its own changes (2 s after the last one).
+      await new Promise((r) => setTimeout(r, 3000));
+      await setup.scene.cluster.exec(ns, 'ip', ['-6', 'addr', 'del', own, 'dev', 'flannel-v6.1']);
+      // Well inside the 5-minute periodic pass: only the watch can explain it.
+      await waitFor('the /128 back on flannel-v6.1', async () => ((await kernel6(setup, 'h1')).addresses.join('\n').includes(`inet6 ${own} `) ? true : undefined), 15_000, 200);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  }, 30_000);
 });
 
 describe('dual-stack cluster', () => {
