@@ -356,6 +356,9 @@ export class MemoryKernel implements Kernel {
           ? link.addresses6.some((a) => a.prefixLen < 128 && cidr6Contains(a, gateway))
           : link.info.addresses.some((a) => a.prefixLen < 32 && cidrContains(makeCidr(a.ip, a.prefixLen), gateway)));
       if (!entry.onlink && !connected) throw fail(what, 'ENETUNREACH');
+      // IPv6 refuses an onlink gateway that another device's route covers, e.g. the direct route of that subnet (ip6_route_check_nh_onlink).
+      const other = this.direct.get(formatAnyCidr(entry.dst));
+      if (entry.onlink && typeof gateway === 'bigint' && other && typeof other.dst.ip === 'bigint' && cidr6Contains(other.dst as Cidr6, gateway)) throw fail(what, 'EINVAL');
     }
     this.store(link, entry.kind === 'route' ? entry : { ...entry, permanent: true });
   }

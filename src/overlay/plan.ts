@@ -13,8 +13,12 @@
  * route replaces the onlink one, then the peer's neighbour and FDB entry go
  * (planned after every addition, so traffic keeps flowing through the overlay
  * until the route has moved). Direct → VXLAN: neighbour and FDB first, then the
- * onlink route replaces the direct one. flanneld does the same replaces but
- * leaves the old neighbour and FDB entry behind (contract §12).
+ * onlink route replaces the direct one; for IPv6 the kernel refuses that
+ * replace while the direct route covers the onlink gateway, so the direct route
+ * is deleted just before it (one netlink round trip without a route, after the
+ * neighbour and FDB entry are in place). flanneld does the same replaces but
+ * leaves the old neighbour and FDB entry behind (contract §12), and its IPv6
+ * direct → VXLAN replace fails.
  */
 import { IpAddr, formatIp } from '../net/family';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
@@ -81,6 +85,10 @@ export function planChanges(desired: DesiredState, actual: readonly Entry[] | Ke
     const f = fdbProblem(peer.fdb, idx.fdb.get(peer.fdb.mac) ?? []);
     if (f) adds.push({ op: 'replace', entry: peer.fdb, reason: f });
     const r = routeProblem(peer.route, idx.routes.get(key));
+    const direct = r ? idx.direct.get(key) : undefined;
+    // IPv6 refuses an onlink route whose gateway (the subnet's own address) another route covers, the direct one included
+    // (EINVAL, "Nexthop has invalid gateway or device mismatch": ip6_route_check_nh_onlink), so that one goes first.
+    if (direct && typeof key === 'bigint') adds.push({ op: 'delete', entry: direct, reason: 'peer is vxlan' });
     if (r) adds.push({ op: 'replace', entry: peer.route, reason: r });
     if (r) replacing.add(key);
   }

@@ -227,6 +227,38 @@ export function kernelContract(name: string, setup: () => Promise<KernelFixture>
       expect(await f.kernel.routeGet(ip('192.0.2.1'))).toMatchObject({ index: f.underlayIndex, gateway: ip('10.65.154.1') });
     });
 
+    it('IPv6 direct routes (proto 152, no device): one slot per destination with flannel-v6\'s onlink route, deleted only as ours; the IPv6 lookup', async () => {
+      const d = await device({ localIP: parseIPv6('2001:db8::1') });
+      // As the daemon leaves flannel-v6: its own subnet's /128 on it.
+      await f.kernel.addAddress(d.index, { ip: parseIPv6('fc00:0:0:5::'), prefixLen: 128 });
+      const segment = { ip: parseIPv6('2001:db8:40::1'), prefixLen: 64 };
+      await f.kernel.addAddress(f.underlayIndex, segment);
+      const [n, fdb, onlink] = peerEntries6(0x40, '02:00:0a:07:28:06', '2001:db8:40::40');
+      const direct: RouteEntry = { kind: 'route', dst: onlink.dst, gateway: parseIPv6('2001:db8:40::40'), onlink: false, direct: true };
+      try {
+        await applyOk(d.index, [n, fdb, onlink].map(replace));
+        await applyOk(d.index, [replace(direct)]);
+        expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb, direct]));
+        const host = await f.kernel.readHostNetwork();
+        expect((host.routes6 ?? []).filter((r) => r.protocol === RTPROT_FLANNELD_TS)).toEqual([expect.objectContaining({ dst: direct.dst, gateway: direct.gateway, table: 254, devices: [f.underlayIndex] })]);
+        await applyOk(d.index, [remove({ ...direct, gateway: parseIPv6('2001:db8:40::41') })]);
+        expect(await f.kernel.listEntries(d.index)).toContainEqual(direct);
+        // Unlike IPv4, the onlink route cannot replace the direct one: its gateway lies in the direct route's subnet.
+        const [refused] = await f.kernel.apply(d.index, [replace(onlink)]);
+        expect((refused?.error as KernelError | undefined)?.errno).toBe('EINVAL');
+        await applyOk(d.index, [remove(direct), replace(onlink)]);
+        expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb, onlink]));
+        await applyOk(d.index, [replace(direct), remove(direct)]);
+        expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb]));
+        // What DirectRouting decides an IPv6 half by: on the segment, no gateway.
+        expect(await f.kernel.routeGet(parseIPv6('2001:db8:40::40'))).toMatchObject({ index: f.underlayIndex, gateway: undefined, type: 'unicast' });
+      } finally {
+        // A direct route belongs to no device of the test: it must not outlive it.
+        await f.kernel.apply(d.index, [remove(direct)]);
+        await f.kernel.deleteAddress(f.underlayIndex, segment);
+      }
+    });
+
     it('replace is idempotent', async () => {
       const d = await device();
       const ops = peerEntries(14, '02:00:0a:07:0e:00', '10.65.154.22').map(replace);

@@ -129,6 +129,17 @@ describe('the IPv6 direct route as a peer entry', () => {
     ]);
   });
 
+  it('direct → vxlan for IPv6: neighbour and FDB first, then the direct route goes just before the onlink route (the kernel refuses the replace over it)', () => {
+    const vxlan = desiredState(self, [p12, p13], config, undefined, IPV6);
+    const now = [...desired.peers.values()].flatMap((p) => [p.neighbor, p.fdb, p.route].filter((e): e is Entry => e !== undefined));
+    expect(words(planChanges(vxlan, now))).toEqual([
+      'replace neighbor fc00:0:0:c:: lladdr 02:00:00:00:06:0c (missing)',
+      'replace fdb 02:00:00:00:06:0c dst 2001:db8:154::12 (missing)',
+      'delete route fc00:0:0:c::/64 via 2001:db8:154::12 proto 152 (peer is vxlan)',
+      'replace route fc00:0:0:c::/64 via fc00:0:0:c:: onlink (missing)',
+    ]);
+  });
+
   it('encodes `ip -6 route replace|del <subnet> via <PublicIPv6> proto 152` as iproute2 does, and lists it as ours on any device', () => {
     const route = desired.peers.get('fc00:0:0:c::/64')?.route as Entry;
     const add = encodeOperation(4, { op: 'replace', entry: route }).body;
@@ -213,5 +224,10 @@ describe('a dual-stack daemon with DirectRouting (in-memory fakes)', () => {
     expect(text).toContain('host IPv6 addresses or routes changed: deciding again which peers are direct');
     expect(text).toContain('peer fc00:0:0:d::/64 is now reached directly (DirectRouting)');
     expect(text).not.toContain('peer 10.7.13.0/24 is now reached');
+    // eth1 loses its address: back to VXLAN, the direct route deleted just before the onlink route (the kernel's IPv6 rule).
+    kernel.addInterface({ index: 3, name: 'eth1', mtu: 1500, up: true, addresses: [], addresses6: [] });
+    await waitFor('peer 13 over VXLAN again', async () => (await entries('flannel-v6.1', 6)).length === 4, 3000, 20);
+    expect(await entries('flannel-v6.1', 6)).toContain('route fc00:0:0:d::/64 via fc00:0:0:d:: onlink');
+    expect(logs.filter((l) => /failed to (replace|delete)|kernel refused/.test(l))).toEqual([]);
   });
 });
