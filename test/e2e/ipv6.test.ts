@@ -293,6 +293,40 @@ describe('dual-stack cluster with DirectRouting, hosts sharing an IPv4 and an IP
     }
   }, 60_000);
 
+  it('an IPv6 half that stops being on-link goes to VXLAN (the direct route deleted just before the onlink route) and back; ping6 after', async () => {
+    try {
+      const setup = s as Setup;
+      const ns = setup.scene.cluster.member('h1').netns;
+      const sub6 = subnet6Of(env('h2'));
+      const ip6 = setup.scene.cluster.member('h2').ip6 as string;
+      const restart = async (): Promise<DaemonHandle> => {
+        expect(await (setup.daemons.get('h1') as DaemonHandle).stop('SIGTERM')).toBe(0);
+        const d = setup.scene.startDaemon('h1');
+        setup.daemons.set('h1', d);
+        await waitReady(d, 30_000);
+        return d;
+      };
+      // h1 now reaches h2's PublicIPv6 through a gateway (route changes on eth0 are read at the next full pass: restart instead of waiting).
+      await setup.scene.cluster.exec(ns, 'ip', ['-6', 'route', 'add', `${ip6}/128`, 'via', '2001:db8:154::99', 'dev', 'eth0']);
+      const d = await restart();
+      await waitFor('h1 to reach h2 over flannel-v6.1', async () => ((await kernel6(setup, 'h1')).routes.some((r) => r.startsWith(`${sub6} via`)) ? true : undefined), 15_000, 200);
+      expect(await lines('h1', ['-6', 'route', 'show', 'proto', '152'])).toEqual([]);
+      expect((await kernel6(setup, 'h1')).fdb).toContainEqual(expect.stringContaining(`dst ${ip6} self permanent`));
+      expect(d.log()).toContain(`delete route ${sub6} via ${ip6} proto 152 (peer is vxlan)`);
+      expect(d.log()).not.toMatch(/failed to replace|kernel refused/);
+      // And back: direct again, flannel-v6.1 empty of h2's entries, ping6 works.
+      await setup.scene.cluster.exec(ns, 'ip', ['-6', 'route', 'del', `${ip6}/128`]);
+      await restart();
+      await waitFor('h1 to reach h2 directly again', async () => ((await lines('h1', ['-6', 'route', 'show', 'proto', '152'])).length === 1 ? true : undefined), 15_000, 200);
+      expect((await kernel6(setup, 'h1')).fdb.filter((f) => f.includes(' dst '))).toEqual([]);
+      const [p1, p2] = [setup.pods.get('h1') as Pod, setup.pods.get('h2') as Pod];
+      await waitFor('ping6 h1 → h2', async () => ((await p1.ping(p2.ip6 as string, { count: 2, timeoutSec: 5 })).ok ? true : undefined), 30_000, 500);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  }, 90_000);
+
   it('status shows the IPv6 peer as direct with only its route checked; a hand-deleted IPv6 direct route is repaired', async () => {
     try {
       const setup = s as Setup;
