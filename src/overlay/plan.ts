@@ -17,8 +17,8 @@
  * replace while the direct route covers the onlink gateway, so the direct route
  * is deleted just before it (one netlink round trip without a route, after the
  * neighbour and FDB entry are in place). flanneld does the same replaces but
- * leaves the old neighbour and FDB entry behind (contract §12), and its IPv6
- * direct → VXLAN replace fails.
+ * leaves the old neighbour and FDB entry behind (contract §12); the same
+ * kernel check should refuse its IPv6 direct → VXLAN replace (inferred).
  */
 import { IpAddr, formatIp } from '../net/family';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
