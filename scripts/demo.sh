@@ -3,7 +3,8 @@
 # Installs what it needs (Debian 12 or 13, Node.js 24), then runs `npm run demo`: two namespace
 # hosts, a real etcd, flanneld-ts on both, nginx1 -> nginx2 ping across the
 # VXLAN overlay, the state along the path printed, then `flanneld-ts trace`
-# nginx1 -> nginx2 hop by hop, everything torn down.
+# nginx1 -> nginx2 hop by hop, everything torn down. `sudo ./scripts/demo.sh --dual-stack`: the same
+# in IPv4 and IPv6 (flannel-v6.1 beside flannel.1, ping6 too).
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -16,4 +17,4 @@ cd "$(dirname "$0")/.."
 source scripts/use-node.sh
 bash scripts/install-deps.sh
 npm run build --silent
-exec npm run demo --silent
+exec npm run demo --silent -- "$@"

@@ -2,10 +2,10 @@
  * Command line and FLANNELD_* environment (contract §9). Parsing is pure: it
  * returns options or throws UsageError; main.ts turns that into exit code 2.
  */
-import { isIPv6 } from 'node:net';
 import yargs from 'yargs';
 import { FlagKind, normalizeGoFlags, parseGoBool } from './go-flags';
 import { Cidr, makeCidr, parseCidr, parseIPv4, tryParseIPv4 } from './net/ipv4';
+import { tryParseIPv6 } from './net/ipv6';
 import { UsageError } from './util/errors';
 
 export const VERSION = '0.1.0';
@@ -29,8 +29,8 @@ export interface DaemonOptions {
   /** `--iface-can-reach`: the interface (and source address) the kernel would use to reach this IPv4 address. */
   readonly ifaceCanReach: number | undefined;
   readonly publicIP: number | undefined;
-  /** `--public-ipv6`: validated and kept for dual-stack; not used yet. */
-  readonly publicIPv6: string | undefined;
+  /** `--public-ipv6`: the lease's PublicIPv6 and flannel-v6's local when the config enables IPv6 (contract §11). */
+  readonly publicIPv6: bigint | undefined;
   readonly subnetFile: string;
   readonly renewMarginMinutes: number;
   /** Mean period of writing our unchanged lease value again, so flanneld peers relearn us (jittered ±25 %). */
@@ -126,7 +126,7 @@ const RUN_FLAGS = {
   'healthz-port': { type: 'number', default: 0, describe: 'Port of the /healthz, /readyz and /metrics server (0 = off)' },
   'log-level': { type: 'string', defaultDescription: 'info', describe: 'trace, debug, info, warn, error (wins over -v)' },
   'iface-can-reach': { type: 'string', describe: 'Use the interface (and source address) the kernel routes this IPv4 address through; tried after --iface and --iface-regex' },
-  'public-ipv6': { type: 'string', describe: 'IPv6 address other nodes reach this one at; checked and kept for dual-stack, not used yet' },
+  'public-ipv6': { type: 'string', describe: 'IPv6 address other nodes reach this one at, when the network config enables IPv6 (default: the interface\'s IPv6 address)' },
   'allow-wide-network': { type: 'boolean', default: false, describe: 'Accept a Network prefix shorter than /8 in the network config' },
   'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
   'kernel-resync': { type: 'number', default: 300, hidden: true, describe: 'Seconds between full kernel reconciles (kernel notifications trigger one at once)' },
@@ -305,8 +305,8 @@ function runOptionsFrom(argv: Record<string, unknown>, warnings: string[]): Daem
   const publicIP = optionalIPv4(argv, 'public-ip');
   const ifaceCanReach = optionalIPv4(argv, 'iface-can-reach');
   const pip6 = argv['public-ipv6'];
-  const publicIPv6 = typeof pip6 === 'string' && pip6 !== '' ? pip6 : undefined;
-  if (publicIPv6 !== undefined && !isIPv6(publicIPv6)) throw new UsageError(`--public-ipv6: ${JSON.stringify(publicIPv6)} is not an IPv6 address`);
+  const publicIPv6 = typeof pip6 === 'string' && pip6 !== '' ? tryParseIPv6(pip6) : undefined;
+  if (typeof pip6 === 'string' && pip6 !== '' && publicIPv6 === undefined) throw new UsageError(`--public-ipv6: ${JSON.stringify(pip6)} is not an IPv6 address`);
   const ifaceRegex = ifaceRegexFrom(argv);
   const healthzPort = Number(argv['healthz-port']);
   if (!Number.isInteger(healthzPort) || healthzPort < 0 || healthzPort > 65535) throw new UsageError(`--healthz-port: ${argv['healthz-port']} is not a port number (0 turns the server off)`);

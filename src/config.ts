@@ -4,7 +4,8 @@
  */
 import { ConfigError } from './util/errors';
 import { JsonObject, isJsonObject, jsonField } from './util/json';
-import { Cidr, blockSize, cidrContains, cidrLast, formatCidr, formatIPv4, parseCidr, parseIPv4, prefixMask } from './net/ipv4';
+import { Cidr, blockSize, cidrContains, cidrLast, formatCidr, formatIPv4, makeCidr, parseCidr, parseIPv4, prefixMask } from './net/ipv4';
+import { Cidr6, blockSize6, cidr6Contains, cidr6Last, formatCidr6, formatIPv6, parseCidr6, parseIPv6, prefixMask6 } from './net/ipv6';
 
 export interface BackendConfig {
   readonly type: 'vxlan';
@@ -18,14 +19,39 @@ export interface BackendConfig {
   readonly directRouting: boolean;
 }
 
+/** The IPv6 pool (contract §11): `IPv6Network`, `IPv6SubnetLen`, `IPv6SubnetMin`, `IPv6SubnetMax`. */
+export interface NetworkConfigV6 {
+  readonly network: Cidr6;
+  readonly subnetLen: number;
+  readonly subnetMin: bigint;
+  readonly subnetMax: bigint;
+}
+
 export interface NetworkConfig {
+  /** `EnableIPv4` (default true). False = IPv6-only: see `network`. */
+  readonly enableIPv4: boolean;
+  /** `EnableIPv6` (default false); `ipv6` is set exactly when this is true. */
+  readonly enableIPv6: boolean;
+  /**
+   * The IPv4 pool. For an IPv6-only config (enableIPv4 false) these are flannel's
+   * zero values: network 0.0.0.0/0, subnetLen 0, subnetMin = subnetMax = 0, which is
+   * what makes its lease key `0.0.0.0-0&…` (contract §11). They describe no pool:
+   * every IPv4 consumer (device, routes, firewall, subnet.env) must check `enableIPv4`.
+   */
   readonly network: Cidr;
   readonly subnetLen: number;
   readonly subnetMin: number;
   readonly subnetMax: number;
+  readonly ipv6: NetworkConfigV6 | undefined;
   readonly backend: BackendConfig;
   /** `EnableNFTables`: masquerade and forward rules in nftables instead of iptables (contract §16). */
   readonly enableNFTables: boolean;
+  /**
+   * Keys in `Backend` that flanneld's Linux VXLAN backend does not read (`MacPrefix`,
+   * `Name` are Windows-only; anything else is unknown). flanneld ignores them silently;
+   * the daemon logs one warning naming them (issue 12 item 3).
+   */
+  readonly ignoredBackendKeys: readonly string[];
 }
 
 export const DEFAULT_VXLAN_PORT = 8472;
@@ -74,6 +100,16 @@ function optIPv4(obj: JsonObject, name: string): number | undefined {
   }
 }
 
+/** The `Backend` keys flanneld's Linux VXLAN backend reads (flannel: pkg/backend/vxlan/vxlan.go, contract §17). */
+const BACKEND_KEYS = ['Type', 'VNI', 'Port', 'MTU', 'GBP', 'Learning', 'DirectRouting'];
+
+/** Backend keys no Linux flanneld reads, in the config's own spelling. */
+function ignoredBackendKeys(raw: unknown): string[] {
+  if (!isJsonObject(raw)) return [];
+  const known = new Set(BACKEND_KEYS.map((k) => k.toLowerCase()));
+  return Object.keys(raw).filter((k) => !known.has(k.toLowerCase()));
+}
+
 function parseBackend(raw: unknown): BackendConfig {
   if (raw === undefined || raw === null) {
     throw new ConfigError('Backend', 'missing; flannel would default to the udp backend, flanneld-ts supports only "vxlan"');
@@ -116,12 +152,24 @@ export function parseNetworkConfig(text: string, opts: ParseConfigOptions = {}):
   }
   if (!isJsonObject(raw)) throw new ConfigError('(document)', 'must be a JSON object');
   const obj = raw as JsonObject;
-  if (optBool(obj, 'EnableIPv4', 'EnableIPv4') === false) {
-    throw new ConfigError('EnableIPv4', 'false is not supported; flanneld-ts is IPv4-only for now');
-  }
-  if (optBool(obj, 'EnableIPv6', 'EnableIPv6') === true) {
-    throw new ConfigError('EnableIPv6', 'true is not supported; flanneld-ts is IPv4-only for now');
-  }
+  const enableIPv4 = optBool(obj, 'EnableIPv4', 'EnableIPv4') ?? true;
+  const enableIPv6 = optBool(obj, 'EnableIPv6', 'EnableIPv6') ?? false;
+  // flannel: pkg/ipmatch/match.go exits with "none defined stack".
+  if (!enableIPv4 && !enableIPv6) throw new ConfigError('EnableIPv4', 'and EnableIPv6 are both false: no address family is enabled');
+  const v4 = enableIPv4 ? parsePool4(obj, opts) : NO_POOL4;
+  const ipv6 = enableIPv6 ? parsePool6(obj, opts) : undefined;
+  const enableNFTables = optBool(obj, 'EnableNFTables', 'EnableNFTables') ?? false;
+  const backendRaw = jsonField(obj, 'Backend');
+  const backend = parseBackend(backendRaw);
+  return { enableIPv4, enableIPv6, ...v4, ipv6, backend, enableNFTables, ignoredBackendKeys: ignoredBackendKeys(backendRaw) };
+}
+
+type Pool4 = Pick<NetworkConfig, 'network' | 'subnetLen' | 'subnetMin' | 'subnetMax'>;
+
+/** flannel's zero IPv4 pool of an IPv6-only config (its lease keys start `0.0.0.0-0&`). */
+const NO_POOL4: Pool4 = { network: makeCidr(0, 0), subnetLen: 0, subnetMin: 0, subnetMax: 0 };
+
+function parsePool4(obj: JsonObject, opts: ParseConfigOptions): Pool4 {
   const netText = jsonField(obj, 'Network');
   if (typeof netText !== 'string' || netText === '') throw new ConfigError('Network', 'missing (e.g. "10.7.0.0/16")');
   let network: Cidr;
@@ -145,13 +193,14 @@ export function parseNetworkConfig(text: string, opts: ParseConfigOptions = {}):
     throw new ConfigError('SubnetLen', `${subnetLen} is too short for Network ${formatCidr(network)} (at least ${network.prefixLen + 2})`);
   }
   const size = blockSize(subnetLen);
+  const len = subnetLen;
   const checkBound = (name: string, ip: number | undefined, dflt: number): number => {
     if (ip === undefined) return dflt;
     if (!cidrContains(network, ip)) {
       throw new ConfigError(name, `${formatIPv4(ip)} is not inside Network ${formatCidr(network)}`);
     }
-    if (((ip & prefixMask(subnetLen)) >>> 0) !== ip) {
-      throw new ConfigError(name, `${formatIPv4(ip)} is not on a /${subnetLen} subnet boundary`);
+    if (((ip & prefixMask(len)) >>> 0) !== ip) {
+      throw new ConfigError(name, `${formatIPv4(ip)} is not on a /${len} subnet boundary`);
     }
     return ip;
   };
@@ -160,13 +209,63 @@ export function parseNetworkConfig(text: string, opts: ParseConfigOptions = {}):
   if (subnetMin > subnetMax) {
     throw new ConfigError('SubnetMin', `${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`);
   }
-  const enableNFTables = optBool(obj, 'EnableNFTables', 'EnableNFTables') ?? false;
-  return { network, subnetLen, subnetMin, subnetMax, backend: parseBackend(jsonField(obj, 'Backend')), enableNFTables };
+  return { network, subnetLen, subnetMin, subnetMax };
 }
 
-/** True when `subnet` is a lease this config can hand out (length and range). */
+function optIPv6(obj: JsonObject, name: string): bigint | undefined {
+  const v = jsonField(obj, name);
+  if (v === undefined || v === null || v === '') return undefined;
+  if (typeof v !== 'string') throw new ConfigError(name, `must be an IPv6 address string, got ${JSON.stringify(v)}`);
+  try {
+    return parseIPv6(v);
+  } catch {
+    throw new ConfigError(name, `must be an IPv6 address, got ${JSON.stringify(v)}`);
+  }
+}
+
+/** The IPv6 pool with flannel's defaults and checks (contract §11; flannel: pkg/subnet/config.go). */
+function parsePool6(obj: JsonObject, opts: ParseConfigOptions): NetworkConfigV6 {
+  const netText = jsonField(obj, 'IPv6Network');
+  if (typeof netText !== 'string' || netText === '') throw new ConfigError('IPv6Network', 'missing; EnableIPv6 needs it (e.g. "fc00::/48")');
+  let network: Cidr6;
+  try {
+    network = parseCidr6(netText);
+  } catch {
+    throw new ConfigError('IPv6Network', `must be an IPv6 CIDR, got ${JSON.stringify(netText)}`);
+  }
+  if (network.prefixLen > 124) throw new ConfigError('IPv6Network', `prefix /${network.prefixLen} is too small (at most /124)`);
+  // As for Network: ::/0 would make the ip6tables FORWARD rules accept everything.
+  if (network.prefixLen < WIDEST_NETWORK_PREFIX && opts.allowWideNetwork !== true) {
+    throw new ConfigError('IPv6Network', `${formatCidr6(network)} is wider than /${WIDEST_NETWORK_PREFIX}; start flanneld-ts with --allow-wide-network if that is really meant`);
+  }
+  let subnetLen = optInt(obj, 'IPv6SubnetLen', 'IPv6SubnetLen', 0, 128);
+  if (subnetLen === undefined || subnetLen === 0) {
+    subnetLen = network.prefixLen <= 62 ? 64 : network.prefixLen + 2;
+  } else if (subnetLen > 126) {
+    throw new ConfigError('IPv6SubnetLen', `${subnetLen} is too long (at most 126)`);
+  } else if (subnetLen < network.prefixLen + 2) {
+    throw new ConfigError('IPv6SubnetLen', `${subnetLen} is too short for IPv6Network ${formatCidr6(network)} (at least ${network.prefixLen + 2})`);
+  }
+  const size = blockSize6(subnetLen);
+  const len = subnetLen;
+  const checkBound = (name: string, ip: bigint | undefined, dflt: bigint): bigint => {
+    if (ip === undefined) return dflt;
+    if (!cidr6Contains(network, ip)) throw new ConfigError(name, `${formatIPv6(ip)} is not inside IPv6Network ${formatCidr6(network)}`);
+    if ((ip & prefixMask6(len)) !== ip) throw new ConfigError(name, `${formatIPv6(ip)} is not on a /${len} subnet boundary`);
+    return ip;
+  };
+  const subnetMin = checkBound('IPv6SubnetMin', optIPv6(obj, 'IPv6SubnetMin'), network.ip + size);
+  const subnetMax = checkBound('IPv6SubnetMax', optIPv6(obj, 'IPv6SubnetMax'), cidr6Last(network) - size + 1n);
+  if (subnetMin > subnetMax) {
+    throw new ConfigError('IPv6SubnetMin', `${formatIPv6(subnetMin)} is above IPv6SubnetMax ${formatIPv6(subnetMax)}`);
+  }
+  return { network, subnetLen, subnetMin, subnetMax };
+}
+
+/** True when `subnet` is a lease this config can hand out (length and range). False for an IPv6-only config. */
 export function subnetFitsConfig(config: NetworkConfig, subnet: Cidr): boolean {
   return (
+    config.enableIPv4 &&
     subnet.prefixLen === config.subnetLen &&
     subnet.ip >= config.subnetMin &&
     subnet.ip <= config.subnetMax &&
@@ -174,8 +273,20 @@ export function subnetFitsConfig(config: NetworkConfig, subnet: Cidr): boolean {
   );
 }
 
-/** Number of subnets in SubnetMin..SubnetMax. */
+/** True when `subnet` is an IPv6 lease this config can hand out. False when IPv6 is not enabled. */
+export function subnet6FitsConfig(config: NetworkConfig, subnet: Cidr6): boolean {
+  const p = config.ipv6;
+  return p !== undefined && subnet.prefixLen === p.subnetLen && subnet.ip >= p.subnetMin && subnet.ip <= p.subnetMax && cidr6Contains(p.network, subnet.ip);
+}
+
+/** Number of IPv6 subnets in IPv6SubnetMin..IPv6SubnetMax (a bigint: a /48 of /64s is 65,535). */
+export function subnet6Capacity(p: NetworkConfigV6): bigint {
+  return (p.subnetMax - p.subnetMin) / blockSize6(p.subnetLen) + 1n;
+}
+
+/** Number of subnets in SubnetMin..SubnetMax (0 for an IPv6-only config). */
 export function subnetCapacity(config: NetworkConfig): number {
+  if (!config.enableIPv4) return 0;
   return (config.subnetMax - config.subnetMin) / blockSize(config.subnetLen) + 1;
 }
 

@@ -7,29 +7,29 @@
 import { DaemonOptions } from './cli';
 import { NetworkConfig, VXLAN_OVERHEAD, parseNetworkConfig } from './config';
 import { FirewallBackends, keepFirewall, startFirewall } from './firewall/firewall-keeper';
+import { Firewall, FirewallTarget } from './firewall/firewall';
+import { NfTablesGeneration } from './firewall/nft-generation';
 import { NftablesFirewall } from './firewall/nftables';
 import { IptablesFirewall } from './iptables';
 import { BlackholeRoutes, IprouteBlackholeRoutes, keepBlackholeRoute } from './kernel/blackhole-route';
-import { SYSCTL_ROOT, checkBrNetfilter, disableAcceptRa } from './kernel/sysctl';
+import { SYSCTL_ROOT, checkBrNetfilter } from './kernel/sysctl';
 import { DaemonObserver } from './metrics';
 import { chooseExternalInterface, readInterfaceFacts } from './kernel/interfaces';
-import { DeviceState, Kernel, VxlanSpec } from './kernel/kernel';
-import { ensureDeviceAddress, ensureVxlanDevice } from './kernel/vxlan-device';
-import { configKey, subnetKey } from './lease/codec';
+import { Kernel, VxlanSpec } from './kernel/kernel';
+import { configKey, leaseAt, leaseName, subnetKey } from './lease/codec';
 import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
 import { LeaseView } from './lease/lease-view';
-import type { Lease } from './lease/lease';
 import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
-import { Cidr, formatCidr, formatIPv4, makeCidr } from './net/ipv4';
+import { Cidr, formatCidr, formatIPv4 } from './net/ipv4';
+import { Cidr6, formatCidr6, formatIPv6 } from './net/ipv6';
+import { AddressFamily, AnyCidr, IPV4, IPV6 } from './net/family';
 import { randomMac } from './net/mac';
-import { DesiredState, PeerMode, desiredState } from './overlay/desired';
-import { DirectDecisions } from './overlay/direct-routing';
-import { HostSnapshot, PassResult, Reconciler } from './overlay/reconciler';
-import { RefusedLeases } from './overlay/refused';
-import { networkProblem, underlayChecker } from './overlay/underlay';
-import { Entry, describeEntry } from './kernel/kernel';
-import { ensureSubnetFile, readPreviousSubnet } from './subnet-file';
+import { PassResult } from './overlay/reconciler';
+import { FamilyOverlay } from './overlay/family-overlay';
+import { familyPool } from './overlay/desired';
+import { networkProblem } from './overlay/underlay';
+import { ensureSubnetFile, readPreviousSubnets } from './subnet-file';
 import { Clock } from './util/clock';
 import { ConfigError, errorMessage } from './util/errors';
 import { Logger } from './util/log';
@@ -56,7 +56,7 @@ export interface DaemonDeps {
   readonly sysctlRoot?: string;
 }
 
-const REAL_FIREWALLS: FirewallBackends = { iptables: (o, l) => IptablesFirewall.create(o, l), nftables: (o, l) => NftablesFirewall.create(o, l) };
+const REAL_FIREWALLS: FirewallBackends = { iptables: (o, l, f) => IptablesFirewall.create(o, l, f), nftables: (o, l, f) => NftablesFirewall.create(o, l, f) };
 
 /** What health endpoints and tests look at. */
 export interface DaemonStatus {
@@ -71,35 +71,28 @@ export interface DaemonStatus {
 }
 
 const CONFIG_POLL_MS = 1000;
+/** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
+const VXLAN6_HEADROOM = 70;
 
 export class Daemon {
   private phase: DaemonStatus['phase'] = 'starting';
   private config!: NetworkConfig;
-  private spec!: VxlanSpec;
   private own!: OwnLease;
-  private mac = '';
   private publicIP = 0;
+  /** FLANNEL_MTU, and flannel.<VNI>'s MTU. */
+  private mtu = 0;
+  /** The public IPv6 (flannel-v6.<VNI>'s local and our PublicIPv6), when the config enables IPv6. */
+  private publicIPv6: bigint | undefined;
   private readonly view: LeaseView;
-  private reconciler: Reconciler | undefined;
+  /** One per enabled family: IPv4 (flannel.<VNI>) first, then IPv6 (flannel-v6.<VNI>). */
+  private overlays: FamilyOverlay[] = [];
   /** Why our lease needs re-acquiring, and the store revision that said so (none for a failed renewal). */
   private lost: { reason: string; revision: bigint | undefined } | undefined;
-  private skippedLogged = new Map<string, string>();
-  /** DirectRouting: each peer's mode as last computed, so that a move is logged once. */
-  private modes = new Map<string, PeerMode>();
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
-  private desiredCache: { generation: number; host: HostSnapshot | undefined; desired: DesiredState } | undefined;
-  /** The host's addresses and routes from the last listing pass. */
-  private host: HostSnapshot | undefined;
-  private readonly refused = new RefusedLeases();
-  /** DirectRouting's per-PublicIP decisions (undefined when the config does not ask for it). */
-  private direct: DirectDecisions | undefined;
-  private directHost: HostSnapshot | undefined;
   /** Generation and arrival time of the oldest lease event not yet in the kernel. */
   private pendingEvent: { generation: number; at: number } | undefined;
   private wakeLeaseLoop: (() => void) | undefined;
-  /** Index of the device whose accept_ra we last set (set again only for a new device). */
-  private acceptRaIndex: number | undefined;
   private reput: ReputSchedule | undefined;
   private readonly log: Logger;
 
@@ -111,10 +104,10 @@ export class Daemon {
   status(): DaemonStatus {
     return {
       phase: this.phase,
-      ...(this.own && { subnet: formatCidr(this.own.subnet), publicIP: formatIPv4(this.publicIP), vtepMAC: this.mac }),
-      peers: this.reconciler ? this.currentDesired()?.peers.size ?? 0 : 0,
+      ...(this.own && { subnet: leaseName(this.own), publicIP: this.config.enableIPv4 ? formatIPv4(this.publicIP) : formatIPv6(this.publicIPv6 ?? 0n), vtepMAC: this.overlay(IPV4)?.mac ?? this.overlay(IPV6)?.mac ?? '' }),
+      peers: this.peerCount(),
       leaseHeld: this.own !== undefined && this.lost === undefined,
-      kernelInSync: this.reconciler?.synced ?? false,
+      kernelInSync: this.overlays.length > 0 && this.overlays.every((o) => o.reconciler?.synced ?? false),
     };
   }
 
@@ -128,65 +121,93 @@ export class Daemon {
       const sysctlRoot = this.deps.sysctlRoot ?? SYSCTL_ROOT;
       // Contract §16: flanneld checks this after the config and before choosing the interface.
       if (!this.config.enableNFTables) await checkBrNetfilter(sysctlRoot);
+      if (this.config.ignoredBackendKeys.length > 0) {
+        const keys = this.config.ignoredBackendKeys.join(', ');
+        log.warn({ keys: this.config.ignoredBackendKeys }, `ignoring Backend key(s) ${keys}: flanneld's Linux VXLAN backend does not read them (MacPrefix and Name are Windows-only)`);
+      }
       if (this.config.backend.directRouting) {
-        this.direct = new DirectDecisions((ip) => kernel.routeGet(ip));
         log.info('Backend.DirectRouting: peers whose PublicIP this host reaches without a gateway get a direct route (proto 152), the others VXLAN');
       }
       this.publicIP = ext.publicIP;
       const b = this.config.backend;
-      this.spec = { name: `flannel.${b.vni}`, vni: b.vni, localIP: ext.publicIP, underlayIndex: ext.iface.index, port: b.port, learning: b.learning, gbp: b.gbp, mtu: (b.mtu || ext.iface.mtu) - VXLAN_OVERHEAD };
-      log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), mtu: this.spec.mtu }, `using interface ${ext.iface.name} with public IP ${formatIPv4(ext.publicIP)}`);
-      const first = await ensureVxlanDevice(kernel, this.spec, log, () => randomMac(this.deps.randomBytes));
-      this.mac = first.device.mac;
-      await this.disableAcceptRa(first.device);
-      if (!first.created) log.info({ device: this.spec.name, mac: this.mac }, `adopted existing ${this.spec.name} (parameters match; MAC kept)`);
+      const mtu = (b.mtu || ext.iface.mtu) - VXLAN_OVERHEAD;
+      this.mtu = mtu;
+      // Contract §11: flannel-v6.<VNI> has the IPv4 device's VNI, port, GBP, learning, dev and MTU; its local is the public IPv6.
+      const spec = (family: AddressFamily, localIP: number | bigint): VxlanSpec => ({
+        name: family === IPV6 ? `flannel-v6.${b.vni}` : `flannel.${b.vni}`,
+        vni: b.vni,
+        localIP,
+        underlayIndex: ext.iface.index,
+        port: b.port,
+        learning: b.learning,
+        gbp: b.gbp,
+        // The kernel clamps a VXLAN-over-IPv6 device to its underlay's MTU - 70 (drivers/net/vxlan: VXLAN6_HEADROOM) and
+        // refuses more later (EINVAL): flanneld asks for 1450 and gets 1430, and so do we. FLANNEL_MTU stays the IPv4 figure.
+        mtu: family === IPV6 ? Math.min(mtu, ext.iface.mtu - VXLAN6_HEADROOM) : mtu,
+      });
+      const specs: Array<[AddressFamily, VxlanSpec]> = [];
+      if (this.config.enableIPv4) specs.push([IPV4, spec(IPV4, ext.publicIP)]);
+      if (this.config.enableIPv6 && ext.publicIPv6 !== undefined) {
+        this.publicIPv6 = ext.publicIPv6;
+        specs.push([IPV6, spec(IPV6, ext.publicIPv6)]);
+      }
+      const addrs = [...(this.config.enableIPv4 ? [`public IP ${formatIPv4(ext.publicIP)}`] : []), ...(this.publicIPv6 === undefined ? [] : [`public IPv6 ${formatIPv6(this.publicIPv6)}`])];
+      log.info({ iface: ext.iface.name, publicIP: formatIPv4(ext.publicIP), ...(this.publicIPv6 !== undefined && { publicIPv6: formatIPv6(this.publicIPv6) }), mtu }, `using interface ${ext.iface.name} with ${addrs.join(' and ')}`);
+      this.overlays = specs.map(([family, s]) => this.makeOverlay(family, s));
+      const created: Array<{ index: number; name: string }> = [];
+      for (const o of this.overlays) {
+        const first = await o.createDevice(() => randomMac(this.deps.randomBytes));
+        if (first.created) created.push({ index: first.device.index, name: o.spec.name });
+      }
 
-      const previous = await readPreviousSubnet(this.opts.subnetFile);
+      const previous = await readPreviousSubnets(this.opts.subnetFile);
       try {
-        this.own = await retry('acquire a subnet lease', () => this.acquire(previous));
+        this.own = await retry('acquire a subnet lease', () => this.acquire(previous.subnet, previous.subnet6));
       } catch (err) {
         // No partial state: a device we created for a lease we could not get goes again.
-        if (first.created && !signal.aborted) {
-          await kernel.deleteLink(first.device.index).catch(() => undefined);
-          log.info({ device: this.spec.name }, `removed ${this.spec.name}: no subnet lease was acquired`);
+        if (!signal.aborted) {
+          for (const d of created) {
+            await kernel.deleteLink(d.index).catch(() => undefined);
+            log.info({ device: d.name }, `removed ${d.name}: no subnet lease was acquired`);
+          }
         }
         throw err;
       }
-      await this.ensureDevice();
+      await this.ensureDevices();
       const firewallLog = log.child({ component: 'firewall' });
-      const target = () => ({ network: this.config.network, subnet: this.own.subnet });
       const firewallOpts = { ipMasq: this.opts.ipMasq, fullyRandom: this.opts.ipMasqFullyRandom, forwardRules: this.opts.iptablesForwardRules };
+      // One rule set per enabled family: iptables / `ip flannel-ipv4` for IPv4, ip6tables / `ip6 flannel-ipv6` for IPv6 (contract §11, §16).
       // iptables mode: not fatal (the overlay works without the rules; the resync keeps trying). nftables mode: fatal, as flanneld.
-      const firewall = await startFirewall(this.config.enableNFTables, firewallOpts, target(), this.deps.firewalls ?? REAL_FIREWALLS, firewallLog);
+      const firewalls: Array<{ firewall: Firewall; target: () => FirewallTarget }> = [];
+      for (const o of this.overlays) {
+        const target = (): FirewallTarget => {
+          const own = o.ownSubnet();
+          const pool = familyPool(this.config, o.family);
+          if (!own || !pool) throw new Error(`no ${o.family.name} subnet for the firewall rules`);
+          return { network: pool.network, subnet: own };
+        };
+        firewalls.push({ firewall: await startFirewall(this.config.enableNFTables, firewallOpts, target(), this.deps.firewalls ?? REAL_FIREWALLS, firewallLog, o.family), target });
+      }
       await this.writeSubnetFile();
 
       const snapshot = await retry('list leases', () => store.list());
       this.view.reset(snapshot.records);
       this.leasesChanged();
       this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
-      const reconciler = new Reconciler({
-        kernel,
-        desired: (host) => this.currentDesired(host),
-        prepare: (host) => this.decideDirect(host),
-        onRefused: (refused) => this.onRefused(refused),
-        generation: () => this.generation,
-        onPass: (result) => this.onPass(result),
-        onOverflow: () => this.deps.observer?.kernelWatchOverflowed(),
-        ensureDevice: () => this.ensureDevice(),
-        log: log.child({ component: 'reconciler' }),
-        clock,
-        rand,
-        periodMs: this.opts.resyncMs,
-        coalesceMs: 5,
-      });
-      this.reconciler = reconciler;
-      const background = [reconciler.run(signal), this.watchLoop(snapshot.revision + 1n, signal), keepFirewall(firewall, target, this.opts.iptablesResyncMs, clock, firewallLog, signal)];
+      const reconcilers = this.overlays.map((o) => o.makeReconciler());
+      const background = [...reconcilers.map((r) => r.run(signal)), this.watchLoop(snapshot.revision + 1n, signal)];
+      // nf_tables' ruleset generation is one counter for every family's tables: the shortcut holds for ip6tables-nft and `ip6 flannel-ipv6` too.
+      for (const f of firewalls) background.push(keepFirewall(f.firewall, f.target, this.opts.iptablesResyncMs, clock, firewallLog, signal, f.firewall.inNfTables ? new NfTablesGeneration(firewallLog) : undefined));
       if (this.opts.ipBlackholeRoute) {
-        background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), () => this.own.subnet, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
+        // One blackhole per enabled family: the own subnet and the own IPv6 subnet (contract §16).
+        for (const o of this.overlays) {
+          const own = (): AnyCidr => o.ownSubnet() ?? this.own.subnet;
+          background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), own, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
+        }
       }
-      await reconciler.waitSynced(signal);
+      for (const r of reconcilers) await r.waitSynced(signal);
       this.phase = 'ready';
-      log.info({ subnet: formatCidr(this.own.subnet), peers: this.currentDesired()?.peers.size ?? 0 }, 'ready: lease held, subnet file written, peers programmed');
+      log.info({ subnet: formatCidr(this.own.subnet), ...(this.own.subnet6 && { subnet6: formatCidr6(this.own.subnet6) }), peers: this.peerCount() }, 'ready: lease held, subnet file written, peers programmed');
       this.deps.onReady?.(this.status());
       await this.leaseLoop(signal);
       await Promise.all(background);
@@ -215,103 +236,59 @@ export class Daemon {
     }
   }
 
-  /**
-   * DirectRouting: re-decides every peer when the host's addressing changed since
-   * the last host reading, and looks up PublicIPs not decided yet. A change of any
-   * decision is a new generation (the desired state changed, not the kernel).
-   */
-  private async decideDirect(host: HostSnapshot): Promise<void> {
-    const direct = this.direct;
-    if (!direct || !this.own) return;
-    let changed = false;
-    if (host !== this.directHost) {
-      this.directHost = host;
-      changed = direct.observe(host.network, host.overlayIndex);
-      if (changed) this.log.info('host addresses or routes changed: deciding again which peers are direct');
-    }
-    const made = await direct.decide(this.view.leases().filter((l) => l.publicIP !== this.publicIP).map((l) => l.publicIP));
-    if (changed || made > 0) this.generation++;
+  /** Peers programmed over all families (a dual-stack peer counts once per family). */
+  private peerCount(): number {
+    return this.overlays.reduce((n, o) => n + (o.reconciler ? o.desired()?.peers.size ?? 0 : 0), 0);
   }
 
-  /**
-   * Computed once per generation and host reading: every reconcile pass and
-   * every /readyz probe asks for it. Peers are checked against the host's own
-   * network as the last listing pass saw it, and leases the kernel refused stay out.
-   */
-  private currentDesired(host?: HostSnapshot): DesiredState | undefined {
-    if (!this.own) return undefined;
-    if (host) this.host = host;
-    const seen = this.host;
-    if (this.desiredCache?.generation === this.generation && this.desiredCache.host === seen) return this.desiredCache.desired;
-    const underlay = seen && underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: this.config.network, etcdAddresses: this.deps.etcdAddresses ?? [] });
-    this.refused.forget(this.view.leases());
-    const direct = this.direct;
-    const modeOf = direct && ((lease: Lease): PeerMode => (direct.isDirect(lease.publicIP) ? 'direct' : 'vxlan'));
-    const desired = desiredState({ subnet: this.own.subnet, publicIP: this.publicIP, vtepMAC: this.mac }, this.view.leases(), this.config, (lease) =>
-      underlay?.(lease.subnet, lease.publicIP) ?? this.refused.reason(lease),
-      modeOf,
-    );
-    this.logSkipped(desired);
-    if (direct) this.logModes(desired, direct);
-    this.desiredCache = { generation: this.generation, host: seen, desired };
-    return desired;
+  private overlay(family: AddressFamily): FamilyOverlay | undefined {
+    return this.overlays.find((o) => o.family === family);
   }
 
-  /** DirectRouting: one line per peer that changed mode (not for peers seen for the first time). */
-  private logModes(desired: DesiredState, direct: DirectDecisions): void {
-    const now = new Map<string, PeerMode>();
-    for (const [subnet, p] of desired.peers) {
-      // Not decided yet (a lease newer than the last lookups): its mode is a placeholder, not news.
-      const publicIP = p.mode === 'direct' ? p.route.gateway : p.fdb?.dst;
-      if (publicIP !== undefined && direct.isDirect(publicIP) !== undefined) now.set(subnet, p.mode);
-    }
-    for (const [subnet, mode] of now) {
-      const was = this.modes.get(subnet);
-      if (was !== undefined && was !== mode) this.log.info({ subnet, mode, was }, `peer ${subnet} is now reached ${mode === 'direct' ? 'directly (DirectRouting)' : 'over VXLAN'}`);
-    }
-    this.modes = now;
+  private makeOverlay(family: AddressFamily, spec: VxlanSpec): FamilyOverlay {
+    const { kernel, clock, rand, log, observer } = this.deps;
+    return new FamilyOverlay({
+      family,
+      kernel,
+      config: this.config,
+      spec,
+      log,
+      clock,
+      rand,
+      sysctlRoot: this.deps.sysctlRoot ?? SYSCTL_ROOT,
+      own: () => {
+        if (!this.own) return undefined;
+        if (family === IPV6) return this.own.subnet6 && this.publicIPv6 !== undefined ? { subnet: this.own.subnet6, publicIP: this.publicIPv6 } : undefined;
+        return { subnet: this.own.subnet, publicIP: this.publicIP };
+      },
+      leases: () => this.view.leases(),
+      generation: () => this.generation,
+      bumpGeneration: () => {
+        this.generation++;
+      },
+      etcdAddresses: this.deps.etcdAddresses ?? [],
+      observer,
+      onPass: (result) => this.onPass(result),
+      onSkipped: () => observer?.peersSkipped?.(this.overlays.reduce((n, x) => n + x.skippedCount, 0)),
+      periodMs: this.opts.resyncMs,
+    });
   }
 
-  /** Valid leases that are not programmed (wrong backend, outside the network, our own IP…): logged once each. */
-  private logSkipped(desired: DesiredState): void {
-    const now = new Map(desired.skipped.map((s) => [s.subnet, s.reason]));
-    for (const [subnet, reason] of now) {
-      if (this.skippedLogged.get(subnet) !== reason) this.log.warn({ subnet, reason }, `not programming lease ${subnet}: ${reason}`);
-    }
-    this.skippedLogged = now;
-    this.deps.observer?.peersSkipped?.(desired.skipped.length);
-  }
-
-  /** The kernel refused entries of these peers for good: drop the whole peer (all three entries) until its lease changes. */
-  private onRefused(refused: ReadonlyArray<{ operation: { entry: Entry }; error: Error }>): void {
-    const peers = this.currentDesired()?.peers;
-    if (!peers) return;
-    let added = 0;
-    for (const { operation, error } of refused) {
-      const entry = operation.entry;
-      const peer = [...peers.values()].find((p) => (entry.kind === 'route' ? p.route.dst.ip === entry.dst.ip : entry.kind === 'neighbor' ? p.neighbor?.ip === entry.ip : p.fdb?.mac === entry.mac));
-      const lease = peer && this.view.leases().find((l) => l.subnet.ip === peer.subnet.ip && l.subnet.prefixLen === peer.subnet.prefixLen);
-      if (!lease) continue;
-      if (this.refused.add(lease, `the kernel refused its ${describeEntry(entry)}: ${error.message}`)) {
-        added++;
-        this.deps.observer?.leaseRefused?.();
-      }
-    }
-    if (added === 0) return;
-    this.generation++;
-    this.reconciler?.markDirty();
+  private markAllDirty(full = false): void {
+    for (const o of this.overlays) o.reconciler?.markDirty(full);
   }
 
   private ownKey(): string {
-    return subnetKey(this.opts.etcd.prefix, this.own.subnet);
+    return subnetKey(this.opts.etcd.prefix, this.own.subnet, this.own.subnet6);
   }
 
-  private acquire(previous: Cidr | undefined): Promise<OwnLease> {
+  private acquire(previous: Cidr | undefined, previous6: Cidr6 | undefined): Promise<OwnLease> {
     return acquireLease({
       store: this.deps.store,
       config: this.config,
       publicIP: this.publicIP,
-      vtepMAC: this.mac,
+      vtepMAC: this.overlay(IPV4)?.mac ?? '',
+      v6: this.publicIPv6 === undefined ? undefined : { publicIP: this.publicIPv6, vtepMAC: this.overlay(IPV6)?.mac ?? '', previous: previous6 },
       previous,
       ttlSeconds: this.opts.leaseTTLSeconds,
       rand: this.deps.rand,
@@ -319,24 +296,16 @@ export class Daemon {
     });
   }
 
-  /** Creates or repairs flannel.N with our MAC, address and link state. */
-  private async ensureDevice(): Promise<DeviceState> {
-    const { device } = await ensureVxlanDevice(this.deps.kernel, this.spec, this.log, () => this.mac);
-    await this.disableAcceptRa(device);
-    await ensureDeviceAddress(this.deps.kernel, device, makeCidr(this.own.subnet.ip, 32), this.config.network, this.log);
-    return device;
-  }
-
-  /** accept_ra=0 on a device we made or adopted (flanneld: device.go); once per device, a failure logged and ignored. */
-  private async disableAcceptRa(device: DeviceState): Promise<void> {
-    if (this.acceptRaIndex === device.index) return;
-    this.acceptRaIndex = device.index;
-    const problem = await disableAcceptRa(this.deps.sysctlRoot ?? SYSCTL_ROOT, this.spec.name);
-    if (problem) this.log.warn({ device: this.spec.name }, `${problem} (ignored, as flanneld does)`);
+  /** Creates or repairs flannel.N and flannel-v6.N with our MACs, addresses and link state. */
+  private async ensureDevices(): Promise<void> {
+    for (const o of this.overlays) await o.ensureDevice();
   }
 
   private async writeSubnetFile(): Promise<void> {
-    const written = await ensureSubnetFile(this.opts.subnetFile, { network: this.config.network, subnet: this.own.subnet, mtu: this.spec.mtu, ipMasq: this.opts.ipMasq });
+    const v4 = this.config.enableIPv4;
+    const ipv6 = this.config.ipv6 && this.own.subnet6 ? { network: this.config.ipv6.network, subnet: this.own.subnet6 } : undefined;
+    // FLANNEL_MTU is (Backend.MTU or the interface's) - 50 whatever the families (contract §11).
+    const written = await ensureSubnetFile(this.opts.subnetFile, { network: v4 ? this.config.network : undefined, subnet: v4 ? this.own.subnet : undefined, ipv6, mtu: this.mtu, ipMasq: this.opts.ipMasq });
     if (written) this.log.info({ file: this.opts.subnetFile }, `wrote ${this.opts.subnetFile}`);
   }
 
@@ -348,10 +317,19 @@ export class Daemon {
   private async checkedConfig(text: string): Promise<{ config: NetworkConfig; ext: ReturnType<typeof chooseExternalInterface> }> {
     const config = parseNetworkConfig(text, { allowWideNetwork: this.opts.allowWideNetwork });
     const { kernel } = this.deps;
-    const host = await readInterfaceFacts(kernel, this.opts.ifaceCanReach);
-    const ext = chooseExternalInterface(host.ifaces, host.defaultRoute, { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, canReach: host.canReach, publicIP: this.opts.publicIP });
-    const problem = networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses: this.deps.etcdAddresses ?? [] });
+    const host = await readInterfaceFacts(kernel, this.opts.ifaceCanReach, config.enableIPv6);
+    const ext = chooseExternalInterface(
+      host.ifaces,
+      host.defaultRoute,
+      { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, canReach: host.canReach, publicIP: this.opts.publicIP, publicIPv6: this.opts.publicIPv6 },
+      { ipv4: config.enableIPv4, ipv6: config.enableIPv6, defaultRoute6: host.defaultRoute6 },
+    );
+    // An IPv6-only config has no IPv4 pool (its network is 0.0.0.0/0, flannel's zero value).
+    const etcdAddresses = this.deps.etcdAddresses ?? [];
+    const problem = config.enableIPv4 ? networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses }) : undefined;
     if (problem !== undefined) throw new ConfigError('Network', problem);
+    const problem6 = config.ipv6 && ext.publicIPv6 !== undefined ? networkProblem(config.ipv6.network, { publicIP: ext.publicIPv6, iface: ext.iface, etcdAddresses }) : undefined;
+    if (problem6 !== undefined) throw new ConfigError('IPv6Network', problem6);
     if (config.backend.mtu === 0 && ext.iface.mtu - VXLAN_OVERHEAD < 68) {
       throw new ConfigError('Backend.MTU', `the MTU of ${ext.iface.name} (${ext.iface.mtu}) leaves less than 68 for flannel.${config.backend.vni}; set Backend.MTU`);
     }
@@ -399,7 +377,7 @@ export class Daemon {
             if (changed === 0) return;
             this.pendingEvent ??= { generation: this.generation + 1, at: clock.now() };
             this.leasesChanged();
-            this.reconciler?.markDirty();
+            this.markAllDirty();
           },
           onDisconnected: (err) => log.warn({ err: errorMessage(err) }, `lost the etcd watch: ${errorMessage(err)}; reconnecting`),
           onReconnected: () => {
@@ -420,7 +398,7 @@ export class Daemon {
           revision = snapshot.revision + 1n;
           log.info({ changed }, `resynced leases: ${changed} changed`);
           this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
-          this.reconciler?.markDirty();
+          this.markAllDirty();
           this.triggerReput('re-listed leases after the watch broke');
         } catch (listErr) {
           if (signal.aborted) return;
@@ -435,15 +413,15 @@ export class Daemon {
   private onOwnEvents(events: readonly LeaseEvent[]): void {
     const key = this.ownKey();
     for (const ev of events) {
-      if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${formatCidr(this.own.subnet)} was deleted from etcd`, ev.revision);
+      if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${leaseName(this.own)} was deleted from etcd`, ev.revision);
       else if (ev.type === 'put' && ev.record.key === key) this.checkOwnRecord(ev.record, ev.revision);
     }
   }
 
   /** `record`: our key as etcd held it at `revision` (undefined: absent). */
   private checkOwnRecord(record: Parameters<typeof isOwnRecord>[0], revision: bigint): void {
-    if (record === undefined) this.markLost(`lease ${formatCidr(this.own.subnet)} is gone from etcd`, revision);
-    else if (!isOwnRecord(record, this.publicIP, this.mac)) this.markLost(`lease ${formatCidr(this.own.subnet)} now belongs to someone else`, revision);
+    if (record === undefined) this.markLost(`lease ${leaseName(this.own)} is gone from etcd`, revision);
+    else if (!isOwnRecord(record, this.own.value)) this.markLost(`lease ${leaseName(this.own)} now belongs to someone else`, revision);
   }
 
   /**
@@ -481,11 +459,11 @@ export class Daemon {
     const { store, clock, log } = this.deps;
     const schedule = this.reput as ReputSchedule;
     const own = this.own;
-    const name = formatCidr(own.subnet);
+    const name = leaseName(own);
     schedule.attempted(clock.now());
     let ok: boolean;
     try {
-      ok = await store.rewrite(own.subnet, own.value, own.etcdLease);
+      ok = await store.rewrite(leaseAt(own.subnet, own.subnet6), own.value, own.etcdLease);
     } catch (err) {
       schedule.failed(clock.now());
       log.debug({ err: errorMessage(err), subnet: name }, `failed to write lease ${name} again; will retry`);
@@ -518,34 +496,36 @@ export class Daemon {
       if (clock.now() >= reput.dueAt()) await this.reputOwn();
       if (this.lost !== undefined || this.own.etcdLease === undefined || clock.now() < renewDue) continue;
       const etcdLease = this.own.etcdLease;
-      const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${formatCidr(this.own.subnet)}`, log, clock, rand, signal });
+      const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${leaseName(this.own)}`, log, clock, rand, signal });
       this.deps.observer?.leaseRenewed(renewed.ok);
       if (renewed.ok) {
         this.own = { ...this.own, expiresAt: renewed.expiresAt };
-        log.info({ subnet: formatCidr(this.own.subnet), expiresAt: new Date(renewed.expiresAt).toISOString() }, `renewed lease ${formatCidr(this.own.subnet)}`);
+        log.info({ subnet: leaseName(this.own), expiresAt: new Date(renewed.expiresAt).toISOString() }, `renewed lease ${leaseName(this.own)}`);
       } else {
-        this.markLost(`lease ${formatCidr(this.own.subnet)} expired before it could be renewed (${renewed.reason})`);
+        this.markLost(`lease ${leaseName(this.own)} expired before it could be renewed (${renewed.reason})`);
       }
     }
   }
 
   private async reacquire(signal: AbortSignal): Promise<void> {
     const { clock, rand, log } = this.deps;
-    const old = this.own.subnet;
+    const old = this.own;
+    const oldName = leaseName(old);
     const reason = this.lost?.reason;
-    log.warn({ subnet: formatCidr(old), reason }, `${reason}; re-acquiring`);
+    log.warn({ subnet: oldName, reason }, `${reason}; re-acquiring`);
     this.lost = undefined;
-    this.own = await retryTransient(() => this.acquire(old), { what: 'acquire a subnet lease', log, clock, rand, signal });
+    this.own = await retryTransient(() => this.acquire(this.config.enableIPv4 ? old.subnet : undefined, old.subnet6), { what: 'acquire a subnet lease', log, clock, rand, signal });
     this.forgetPastLoss();
-    if (formatCidr(this.own.subnet) !== formatCidr(old)) {
-      log.error({ oldSubnet: formatCidr(old), subnet: formatCidr(this.own.subnet) }, `SUBNET CHANGED from ${formatCidr(old)} to ${formatCidr(this.own.subnet)}: ${formatCidr(old)} was taken by another node; pods still on the old subnet have lost connectivity and must be recreated`);
-      await this.ensureDevice();
+    const name = leaseName(this.own);
+    if (name !== oldName) {
+      log.error({ oldSubnet: oldName, subnet: name }, `SUBNET CHANGED from ${oldName} to ${name}: ${oldName} was taken by another node; pods still on the old subnet have lost connectivity and must be recreated`);
+      await this.ensureDevices();
       await this.writeSubnetFile();
     } else {
-      log.info({ subnet: formatCidr(old) }, `re-acquired lease ${formatCidr(old)}`);
+      log.info({ subnet: oldName }, `re-acquired lease ${oldName}`);
     }
     this.generation++;
-    this.reconciler?.markDirty(true);
+    this.markAllDirty(true);
   }
 
   private sleepUnlessWoken(ms: number, signal: AbortSignal): Promise<void> {

@@ -8,10 +8,15 @@
  * last in POSTROUTING/FORWARD, where flanneld puts it: at start, and whenever a
  * check finds a set missing or altered (other tools flush rules). Nothing is
  * removed on exit, as flanneld does.
+ *
+ * IPv6 (contract §11): the same chains and rules with IPv6 CIDRs and
+ * `! -d ff00::/8`, through ip6tables, ip6tables-save and ip6tables-restore;
+ * random-fully decided from `ip6tables --version`. One code path: the family
+ * is a value.
  */
 import { Firewall, FirewallOptions, FirewallTarget, firstLine } from './firewall/firewall';
-import { IptablesFeatures, formatIptablesVersion, iptablesFeatures, parseIptablesVersion } from './firewall/iptables-version';
-import { Cidr, formatCidr } from './net/ipv4';
+import { IptablesFeatures, formatIptablesVersion, iptablesFeatures, iptablesUsesNfTables, parseIptablesVersion } from './firewall/iptables-version';
+import { AddressFamily, AnyCidr, IPV4, formatAnyCidr, isCidr6 } from './net/family';
 import { ExecResult, run } from './testbed/exec';
 import { HostError, errorMessage } from './util/errors';
 import { Logger } from './util/log';
@@ -30,9 +35,14 @@ export type ChainName = Omit<ChainRules, 'rules'>;
 const MASQ_CHAIN: ChainName = { table: 'nat', hook: 'POSTROUTING', chain: 'FLANNEL-POSTRTG', comment: 'flanneld masq' };
 const FORWARD_CHAIN: ChainName = { table: 'filter', hook: 'FORWARD', chain: 'FLANNEL-FWD', comment: 'flanneld forward' };
 
-export function masqRules(network: Cidr, subnet: Cidr, fullyRandom: boolean): ChainRules {
-  const cn = formatCidr(network);
-  const pn = formatCidr(subnet);
+/** Multicast destinations are never masqueraded: 224.0.0.0/4, or ff00::/8 for IPv6. */
+function multicastOf(network: AnyCidr): string {
+  return isCidr6(network) ? 'ff00::/8' : '224.0.0.0/4';
+}
+
+export function masqRules(network: AnyCidr, subnet: AnyCidr, fullyRandom: boolean): ChainRules {
+  const cn = formatAnyCidr(network);
+  const pn = formatAnyCidr(subnet);
   const c = '-m comment --comment "flanneld masq"';
   const masq = `-j MASQUERADE${fullyRandom ? ' --random-fully' : ''}`;
   return {
@@ -42,14 +52,14 @@ export function masqRules(network: Cidr, subnet: Cidr, fullyRandom: boolean): Ch
       `-s ${pn} -d ${cn} ${c} -j RETURN`,
       `-s ${cn} -d ${pn} ${c} -j RETURN`,
       `! -s ${cn} -d ${pn} ${c} -j RETURN`,
-      `-s ${cn} ! -d 224.0.0.0/4 ${c} ${masq}`,
+      `-s ${cn} ! -d ${multicastOf(network)} ${c} ${masq}`,
       `! -s ${cn} -d ${cn} ${c} ${masq}`,
     ],
   };
 }
 
-export function forwardRules(network: Cidr): ChainRules {
-  const cn = formatCidr(network);
+export function forwardRules(network: AnyCidr): ChainRules {
+  const cn = formatAnyCidr(network);
   const c = '-m comment --comment "flanneld forward"';
   return { ...FORWARD_CHAIN, rules: [`-s ${cn} ${c} -j ACCEPT`, `-d ${cn} ${c} -j ACCEPT`] };
 }
@@ -116,24 +126,29 @@ export function rulesPresent(r: ChainRules, listing: string): boolean {
 const setName = (r: ChainName): string => `${r.table}/${r.chain}`;
 
 export class IptablesFirewall implements Firewall {
-  readonly kind = 'iptables';
+  /** 'iptables' or 'ip6tables': the tool, and its -save and -restore. */
+  readonly kind: 'iptables' | 'ip6tables';
 
-  constructor(private readonly opts: FirewallOptions, private readonly features: IptablesFeatures, private readonly log: Logger) {}
+  /** `inNfTables`: `iptables --version` says nf_tables (iptables-legacy's rules are outside nf_tables' generation). */
+  constructor(private readonly opts: FirewallOptions, private readonly features: IptablesFeatures, private readonly log: Logger, family: AddressFamily = IPV4, readonly inNfTables = false) {
+    this.kind = family.family === 6 ? 'ip6tables' : 'iptables';
+  }
 
-  /** Reads `iptables --version` once (flanneld does too) and logs what it decided. */
-  static async create(opts: FirewallOptions, log: Logger): Promise<IptablesFirewall> {
+  /** Reads `iptables --version` (`ip6tables --version` for IPv6) once, as flanneld does, and logs what it decided. */
+  static async create(opts: FirewallOptions, log: Logger, family: AddressFamily = IPV4): Promise<IptablesFirewall> {
+    const tool = family.family === 6 ? 'ip6tables' : 'iptables';
     let text = '';
     try {
-      const r = await run('iptables', ['--version']);
+      const r = await run(tool, ['--version']);
       text = `${r.stdout}${r.stderr}`;
     } catch (err) {
-      log.warn({ err: errorMessage(err) }, `failed to run iptables --version: ${errorMessage(err)}; assuming an old iptables (no --random-fully, no lock wait)`);
+      log.warn({ err: errorMessage(err) }, `failed to run ${tool} --version: ${errorMessage(err)}; assuming an old ${tool} (no --random-fully, no lock wait)`);
     }
     const features = iptablesFeatures(parseIptablesVersion(text));
     const fullyRandom = opts.fullyRandom && features.randomFully;
-    if (opts.ipMasq || opts.forwardRules) log.info({ version: formatIptablesVersion(features.version), randomFully: fullyRandom, restoreWait: features.restoreWaitArgs.length > 0 }, `iptables ${formatIptablesVersion(features.version)}: --random-fully ${fullyRandom ? 'on' : 'off'}`);
-    if (opts.fullyRandom && opts.ipMasq && !features.randomFully) log.warn('iptables older than 1.6.2: masquerading without --random-fully');
-    return new IptablesFirewall(opts, features, log);
+    if (opts.ipMasq || opts.forwardRules) log.info({ version: formatIptablesVersion(features.version), randomFully: fullyRandom, restoreWait: features.restoreWaitArgs.length > 0 }, `${tool} ${formatIptablesVersion(features.version)}: --random-fully ${fullyRandom ? 'on' : 'off'}`);
+    if (opts.fullyRandom && opts.ipMasq && !features.randomFully) log.warn(`${tool} older than 1.6.2: masquerading without --random-fully`);
+    return new IptablesFirewall(opts, features, log, family, iptablesUsesNfTables(text));
   }
 
   private sets(target: FirewallTarget): ChainRules[] {
@@ -145,8 +160,8 @@ export class IptablesFirewall implements Firewall {
 
   /** One iptables-save for every table: this runs every --iptables-resync seconds, and each fork costs more than reading the rules. */
   private async tables(): Promise<Map<string, string>> {
-    const r = await run('iptables-save', []).catch((err: unknown) => ({ stdout: '', stderr: errorMessage(err), code: -1 }) as ExecResult);
-    if (r.code !== 0) throw new HostError(`failed to read iptables rules (iptables-save): ${firstLine(r.stderr)}`);
+    const r = await run(`${this.kind}-save`, []).catch((err: unknown) => ({ stdout: '', stderr: errorMessage(err), code: -1 }) as ExecResult);
+    if (r.code !== 0) throw new HostError(`failed to read ${this.kind} rules (${this.kind}-save): ${firstLine(r.stderr)}`);
     return saveSections(r.stdout);
   }
 
@@ -164,9 +179,9 @@ export class IptablesFirewall implements Firewall {
       const listing = tables.get(r.table) ?? '';
       if (!force && rulesPresent(r, listing)) continue;
       // A previous network or subnet's masquerade rules (subnet.env of an earlier run) live in the same chain: this flush replaces them.
-      await this.restore(restoreInput(r, jumpCount(r, listing)), `install iptables rules ${setName(r)}`);
+      await this.restore(restoreInput(r, jumpCount(r, listing)), `install ${this.kind} rules ${setName(r)}`);
       written.push(setName(r));
-      this.log.info({ table: r.table, chain: r.chain }, `installed iptables rules ${setName(r)}`);
+      this.log.info({ table: r.table, chain: r.chain }, `installed ${this.kind} rules ${setName(r)}`);
     }
     return written;
   }
@@ -189,15 +204,15 @@ export class IptablesFirewall implements Firewall {
       const listing = tables.get(r.table) ?? '';
       const jumps = jumpCount(r, listing);
       if (jumps === 0 && !chainDeclared(r, listing)) continue;
-      await this.restore(removeInput(r, jumps), `remove iptables chain ${setName(r)}`);
-      this.log.info({ table: r.table, chain: r.chain }, `removed iptables chain ${setName(r)} and its jump`);
+      await this.restore(removeInput(r, jumps), `remove ${this.kind} chain ${setName(r)}`);
+      this.log.info({ table: r.table, chain: r.chain }, `removed ${this.kind} chain ${setName(r)} and its jump`);
       removed = true;
     }
     return removed;
   }
 
   private async restore(input: string, what: string): Promise<void> {
-    const r = await run('iptables-restore', [...this.features.restoreWaitArgs, '--noflush'], { input }).catch((err: unknown) => ({ stdout: '', stderr: errorMessage(err), code: -1 }) as ExecResult);
-    if (r.code !== 0) throw new HostError(`failed to ${what} (iptables-restore exit ${r.code}): ${firstLine(r.stderr)}`);
+    const r = await run(`${this.kind}-restore`, [...this.features.restoreWaitArgs, '--noflush'], { input }).catch((err: unknown) => ({ stdout: '', stderr: errorMessage(err), code: -1 }) as ExecResult);
+    if (r.code !== 0) throw new HostError(`failed to ${what} (${this.kind}-restore exit ${r.code}): ${firstLine(r.stderr)}`);
   }
 }

@@ -8,46 +8,82 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsConstants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { Cidr, formatCidr, formatIPv4, makeCidr, parseCidr } from './net/ipv4';
+import { Cidr6, formatCidr6, formatIPv6, makeCidr6, parseCidr6 } from './net/ipv6';
 import { HostError, errorMessage } from './util/errors';
 
 export interface SubnetEnv {
-  readonly network: Cidr;
-  readonly subnet: Cidr;
+  /** FLANNEL_NETWORK / FLANNEL_SUBNET; both undefined for an IPv6-only config (flanneld then writes neither). */
+  readonly network: Cidr | undefined;
+  readonly subnet: Cidr | undefined;
+  /** FLANNEL_IPV6_NETWORK / FLANNEL_IPV6_SUBNET, when the config enables IPv6. */
+  readonly ipv6?: { readonly network: Cidr6; readonly subnet: Cidr6 } | undefined;
   readonly mtu: number;
   readonly ipMasq: boolean;
 }
 
-/** FLANNEL_SUBNET is the subnet's first host address with the subnet's length: 10.7.5.1/24. */
+/**
+ * flanneld's order (contract §7, §11): FLANNEL_NETWORK, FLANNEL_SUBNET (IPv4),
+ * FLANNEL_IPV6_NETWORK, FLANNEL_IPV6_SUBNET (IPv6), FLANNEL_MTU, FLANNEL_IPMASQ.
+ * A *_SUBNET is the subnet's first host address with the subnet's length:
+ * 10.7.5.1/24, fc00:0:0:5::1/64.
+ */
 export function renderSubnetEnv(env: SubnetEnv): string {
-  return (
-    `FLANNEL_NETWORK=${formatCidr(env.network)}\n` +
-    `FLANNEL_SUBNET=${formatIPv4(env.subnet.ip + 1)}/${env.subnet.prefixLen}\n` +
-    `FLANNEL_MTU=${env.mtu}\n` +
-    `FLANNEL_IPMASQ=${env.ipMasq}\n`
-  );
+  let out = '';
+  if (env.network !== undefined && env.subnet !== undefined) {
+    out += `FLANNEL_NETWORK=${formatCidr(env.network)}\nFLANNEL_SUBNET=${formatIPv4(env.subnet.ip + 1)}/${env.subnet.prefixLen}\n`;
+  }
+  if (env.ipv6 !== undefined) {
+    out += `FLANNEL_IPV6_NETWORK=${formatCidr6(env.ipv6.network)}\nFLANNEL_IPV6_SUBNET=${formatIPv6(env.ipv6.subnet.ip + 1n)}/${env.ipv6.subnet.prefixLen}\n`;
+  }
+  return out + `FLANNEL_MTU=${env.mtu}\nFLANNEL_IPMASQ=${env.ipMasq}\n`;
 }
 
-/** The subnet a previous run wrote (FLANNEL_SUBNET=10.7.5.1/24 → 10.7.5.0/24), or undefined if absent or unreadable. */
-export function previousSubnet(text: string): Cidr | undefined {
+/** The value of the first `name=` line, trimmed, or undefined. */
+function envValue(text: string, name: string): string | undefined {
   for (const line of text.split('\n')) {
     const eq = line.indexOf('=');
-    if (eq < 0 || line.slice(0, eq).trim() !== 'FLANNEL_SUBNET') continue;
-    try {
-      const c = parseCidr(line.slice(eq + 1).trim());
-      return makeCidr(c.ip, c.prefixLen);
-    } catch {
-      return undefined;
-    }
+    if (eq >= 0 && line.slice(0, eq).trim() === name) return line.slice(eq + 1).trim();
   }
   return undefined;
 }
 
-export async function readPreviousSubnet(file: string): Promise<Cidr | undefined> {
+/** The subnet a previous run wrote (FLANNEL_SUBNET=10.7.5.1/24 → 10.7.5.0/24), or undefined if absent or unreadable. */
+export function previousSubnet(text: string): Cidr | undefined {
+  const v = envValue(text, 'FLANNEL_SUBNET');
+  if (v === undefined) return undefined;
   try {
-    return previousSubnet(await fs.readFile(file, 'utf8'));
+    const c = parseCidr(v);
+    return makeCidr(c.ip, c.prefixLen);
   } catch {
     return undefined;
   }
+}
+
+/** The IPv6 subnet a previous run wrote (FLANNEL_IPV6_SUBNET=fc00:0:0:5::1/64 → fc00:0:0:5::/64), or undefined. */
+export function previousSubnet6(text: string): Cidr6 | undefined {
+  const v = envValue(text, 'FLANNEL_IPV6_SUBNET');
+  if (v === undefined) return undefined;
+  try {
+    const c = parseCidr6(v);
+    return makeCidr6(c.ip, c.prefixLen);
+  } catch {
+    return undefined;
+  }
+}
+
+export async function readPreviousSubnet(file: string): Promise<Cidr | undefined> {
+  return (await readPreviousSubnets(file)).subnet;
+}
+
+/** Both previous subnets from the subnet file (flannel: main.go reads FLANNEL_SUBNET and FLANNEL_IPV6_SUBNET). */
+export async function readPreviousSubnets(file: string): Promise<{ subnet: Cidr | undefined; subnet6: Cidr6 | undefined }> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    return { subnet: undefined, subnet6: undefined };
+  }
+  return { subnet: previousSubnet(text), subnet6: previousSubnet6(text) };
 }
 
 /** A temp name nobody can guess: 16 random hex digits. */

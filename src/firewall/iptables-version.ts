@@ -17,6 +17,11 @@ export interface IptablesFeatures {
   readonly restoreWaitArgs: readonly string[];
 }
 
+/** True for an iptables whose rules live in nf_tables: "iptables v1.8.9 (nf_tables)", not "(legacy)" or an old one without a mode. */
+export function iptablesUsesNfTables(text: string): boolean {
+  return /\(nf_tables\)/.test(text);
+}
+
 /** "iptables v1.8.9 (nf_tables)" → [1, 8, 9]; undefined when no version is found. */
 export function parseIptablesVersion(text: string): IptablesVersion | undefined {
   const m = /\bv(\d+)\.(\d+)\.(\d+)/.exec(text);

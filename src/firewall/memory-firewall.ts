@@ -9,6 +9,7 @@ import { Firewall, FirewallOptions, FirewallTarget } from './firewall';
 
 export class MemoryFirewall implements Firewall {
   readonly kind = 'memory';
+  readonly inNfTables = false;
   /**
    * `sets` and `writes` may be shared between instances with different options,
    * as one host's tables are shared by every process that opens them.

@@ -13,8 +13,12 @@
  * reads `ip saddr != PN ip daddr CN return`, which returns all traffic from
  * outside the network before rule 6 can masquerade it, and its mark match is
  * exact where iptables masks 0x4000.
+ *
+ * One instance per family: IPv4 rules live in `ip flannel-ipv4` with `ip
+ * saddr/daddr`, IPv6 ones in `ip6 flannel-ipv6` with `ip6 saddr/daddr` and
+ * `ff00::/8` for multicast (contract §16).
  */
-import { Cidr, formatCidr } from '../net/ipv4';
+import { AddressFamily, AnyCidr, IPV4, formatAnyCidr, isCidr6 } from '../net/family';
 import { ExecResult, run } from '../testbed/exec';
 import { HostError, errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
@@ -34,35 +38,44 @@ export interface NftChain {
 const FORWARD_HEADER = 'type filter hook forward priority filter; policy accept;';
 const POSTRTG_HEADER = 'type nat hook postrouting priority srcnat; policy accept;';
 
-export function nftMasqChain(network: Cidr, subnet: Cidr, fullyRandom: boolean): NftChain {
-  const cn = formatCidr(network);
-  const pn = formatCidr(subnet);
+/** The nft family of a network's rules and table: `ip` (flannel-ipv4) or `ip6` (flannel-ipv6). */
+export function nftFamily(family: AddressFamily): { readonly family: 'ip' | 'ip6'; readonly table: string } {
+  return family.family === 6 ? { family: 'ip6', table: NFT_TABLE6 } : { family: 'ip', table: NFT_TABLE };
+}
+
+export function nftMasqChain(network: AnyCidr, subnet: AnyCidr, fullyRandom: boolean): NftChain {
+  const cn = formatAnyCidr(network);
+  const pn = formatAnyCidr(subnet);
+  const ip = isCidr6(network) ? 'ip6' : 'ip';
+  const multicast = isCidr6(network) ? 'ff00::/8' : '224.0.0.0/4';
   const masq = `masquerade${fullyRandom ? ' fully-random' : ''}`;
   return {
     name: 'postrtg',
     header: POSTRTG_HEADER,
     rules: [
       'meta mark & 0x00004000 == 0x00004000 return',
-      `ip saddr ${pn} ip daddr ${cn} return`,
-      `ip saddr ${cn} ip daddr ${pn} return`,
-      `ip saddr != ${cn} ip daddr ${pn} return`,
-      `ip saddr ${cn} ip daddr != 224.0.0.0/4 ${masq}`,
-      `ip saddr != ${cn} ip daddr ${cn} ${masq}`,
+      `${ip} saddr ${pn} ${ip} daddr ${cn} return`,
+      `${ip} saddr ${cn} ${ip} daddr ${pn} return`,
+      `${ip} saddr != ${cn} ${ip} daddr ${pn} return`,
+      `${ip} saddr ${cn} ${ip} daddr != ${multicast} ${masq}`,
+      `${ip} saddr != ${cn} ${ip} daddr ${cn} ${masq}`,
     ],
   };
 }
 
-export function nftForwardChain(network: Cidr): NftChain {
-  const cn = formatCidr(network);
-  return { name: 'forward', header: FORWARD_HEADER, rules: [`ip saddr ${cn} accept`, `ip daddr ${cn} accept`] };
+export function nftForwardChain(network: AnyCidr): NftChain {
+  const cn = formatAnyCidr(network);
+  const ip = isCidr6(network) ? 'ip6' : 'ip';
+  return { name: 'forward', header: FORWARD_HEADER, rules: [`${ip} saddr ${cn} accept`, `${ip} daddr ${cn} accept`] };
 }
 
-/** `nft -f` input that creates both tables and (re)creates, flushes and refills each chain: one transaction. */
-export function nftScript(chains: readonly NftChain[]): string {
+/** `nft -f` input that creates both tables and (re)creates, flushes and refills each chain of `family`'s table: one transaction. */
+export function nftScript(chains: readonly NftChain[], family: AddressFamily = IPV4): string {
   const lines = [`add table ip ${NFT_TABLE}`, `add table ip6 ${NFT_TABLE6}`];
+  const t = nftFamily(family);
   for (const c of chains) {
     const spec = c.header.replace(' policy accept;', '').replace(/;$/, ' ;');
-    lines.push(`add chain ip ${NFT_TABLE} ${c.name} { ${spec} }`, `flush chain ip ${NFT_TABLE} ${c.name}`, ...c.rules.map((r) => `add rule ip ${NFT_TABLE} ${c.name} ${r}`));
+    lines.push(`add chain ${t.family} ${t.table} ${c.name} { ${spec} }`, `flush chain ${t.family} ${t.table} ${c.name}`, ...c.rules.map((r) => `add rule ${t.family} ${t.table} ${c.name} ${r}`));
   }
   return `${lines.join('\n')}\n`;
 }
@@ -95,22 +108,25 @@ export function nftChainPresent(want: NftChain, table: Map<string, { header: str
   return have !== undefined && have.header === want.header && have.rules.length === want.rules.length && want.rules.every((r, i) => have.rules[i] === r);
 }
 
-const setName = (c: NftChain): string => `ip ${NFT_TABLE}/${c.name}`;
-
 export class NftablesFirewall implements Firewall {
   readonly kind = 'nftables';
+  private readonly t: { readonly family: 'ip' | 'ip6'; readonly table: string };
+  readonly inNfTables = true;
 
-  constructor(private readonly opts: FirewallOptions, private readonly fullyRandom: boolean, private readonly log: Logger) {}
+  constructor(private readonly opts: FirewallOptions, private readonly fullyRandom: boolean, private readonly log: Logger, private readonly family: AddressFamily = IPV4) {
+    this.t = nftFamily(family);
+  }
 
   /** Probes fully-random once, as flanneld does; a missing `nft` is a start-up error. */
-  static async create(opts: FirewallOptions, log: Logger): Promise<NftablesFirewall> {
+  static async create(opts: FirewallOptions, log: Logger, family: AddressFamily = IPV4): Promise<NftablesFirewall> {
     let fullyRandom = false;
     if (opts.fullyRandom && opts.ipMasq) {
       fullyRandom = (await nft(['--check', '-f', '-'], FULLY_RANDOM_PROBE)).code === 0;
       if (!fullyRandom) log.warn('nftables masquerade fully-random is not supported here: masquerading without it');
     }
-    if (opts.ipMasq || opts.forwardRules) log.info({ fullyRandom }, `using nftables (table ip ${NFT_TABLE}): fully-random ${fullyRandom ? 'on' : 'off'}`);
-    return new NftablesFirewall(opts, fullyRandom, log);
+    const t = nftFamily(family);
+    if (opts.ipMasq || opts.forwardRules) log.info({ fullyRandom }, `using nftables (table ${t.family} ${t.table}): fully-random ${fullyRandom ? 'on' : 'off'}`);
+    return new NftablesFirewall(opts, fullyRandom, log, family);
   }
 
   private chains(target: FirewallTarget): NftChain[] {
@@ -127,21 +143,26 @@ export class NftablesFirewall implements Firewall {
     throw new HostError(`failed to read nftables table ${family} ${name} (nft exit ${r.code}): ${firstLine(r.stderr)}`);
   }
 
+  private setName(c: NftChain): string {
+    return `${this.t.family} ${this.t.table}/${c.name}`;
+  }
+
   async check(target: FirewallTarget): Promise<string[]> {
-    const table = parseNftTable(await this.table('ip', NFT_TABLE));
-    return this.chains(target).filter((c) => !nftChainPresent(c, table)).map(setName);
+    const table = parseNftTable(await this.table(this.t.family, this.t.table));
+    return this.chains(target).filter((c) => !nftChainPresent(c, table)).map((c) => this.setName(c));
   }
 
   async ensure(target: FirewallTarget, force = false): Promise<string[]> {
     const chains = this.chains(target);
     if (chains.length === 0) return [];
-    const table = force ? new Map() : parseNftTable(await this.table('ip', NFT_TABLE));
+    const table = force ? new Map() : parseNftTable(await this.table(this.t.family, this.t.table));
     const stale = chains.filter((c) => !nftChainPresent(c, table));
     if (stale.length === 0) return [];
-    const r = await nft(['-f', '-'], nftScript(stale));
-    if (r.code !== 0) throw new HostError(`failed to install nftables rules ${stale.map(setName).join(', ')} (nft exit ${r.code}): ${firstLine(r.stderr)}`);
-    for (const c of stale) this.log.info({ table: NFT_TABLE, chain: c.name }, `installed nftables rules ${setName(c)}`);
-    return stale.map(setName);
+    const names = stale.map((c) => this.setName(c));
+    const r = await nft(['-f', '-'], nftScript(stale, this.family));
+    if (r.code !== 0) throw new HostError(`failed to install nftables rules ${names.join(', ')} (nft exit ${r.code}): ${firstLine(r.stderr)}`);
+    for (const [i, c] of stale.entries()) this.log.info({ table: this.t.table, chain: c.name }, `installed nftables rules ${names[i]}`);
+    return names;
   }
 
   async describe(): Promise<string> {

@@ -10,9 +10,10 @@
  * refuses when another route holds the same prefix and metric, so no one
  * else's route is ever changed. iproute2 rather than netlink: one `ip` fork per
  * resync period only when the flag is on, and src/kernel/netlink-kernel.ts is
- * being split (no second netlink path beside it).
+ * being split (no second netlink path beside it). IPv6 (`ip -6`): the own IPv6
+ * subnet gets its blackhole the same way (flannel: main.go).
  */
-import { Cidr, formatCidr } from '../net/ipv4';
+import { AnyCidr, formatAnyCidr, isCidr6 } from '../net/family';
 import { run } from '../testbed/exec';
 import { Clock } from '../util/clock';
 import { KernelError, errorMessage } from '../util/errors';
@@ -23,7 +24,7 @@ export type BlackholeResult = 'present' | 'added' | 'taken';
 
 export interface BlackholeRoutes {
   /** Adds `blackhole <subnet>` to the main table unless it is there; 'taken' when another route holds that prefix. */
-  ensure(subnet: Cidr): Promise<BlackholeResult>;
+  ensure(subnet: AnyCidr): Promise<BlackholeResult>;
 }
 
 /** True when `ip -j route show table main exact <subnet>` lists a blackhole route. */
@@ -33,12 +34,13 @@ export function hasBlackhole(json: string): boolean {
 }
 
 export class IprouteBlackholeRoutes implements BlackholeRoutes {
-  async ensure(subnet: Cidr): Promise<BlackholeResult> {
-    const dst = formatCidr(subnet);
-    const shown = await ip(['-j', 'route', 'show', 'table', 'main', 'exact', dst]);
+  async ensure(subnet: AnyCidr): Promise<BlackholeResult> {
+    const dst = formatAnyCidr(subnet);
+    const family = isCidr6(subnet) ? ['-6'] : [];
+    const shown = await ip([...family, '-j', 'route', 'show', 'table', 'main', 'exact', dst]);
     if (shown.code !== 0) throw new KernelError(`failed to list routes for ${dst} (ip route show): ${firstLine(shown.stderr)}`, undefined, true);
     if (hasBlackhole(shown.stdout)) return 'present';
-    const added = await ip(['route', 'add', 'blackhole', dst, 'table', 'main']);
+    const added = await ip([...family, 'route', 'add', 'blackhole', dst, 'table', 'main']);
     if (added.code === 0) return 'added';
     if (/File exists/.test(added.stderr)) return 'taken';
     throw new KernelError(`failed to add route blackhole ${dst} (ip route add): ${firstLine(added.stderr)}`, undefined, true);
@@ -54,12 +56,12 @@ async function ip(args: readonly string[]): Promise<{ stdout: string; stderr: st
 }
 
 /** Every `periodMs`, starting one period in (as flanneld), until `signal` aborts; each change or problem logged once. */
-export async function keepBlackholeRoute(routes: BlackholeRoutes, subnet: () => Cidr, periodMs: number, clock: Clock, log: Logger, signal: AbortSignal): Promise<void> {
+export async function keepBlackholeRoute(routes: BlackholeRoutes, subnet: () => AnyCidr, periodMs: number, clock: Clock, log: Logger, signal: AbortSignal): Promise<void> {
   let last = '';
   while (!signal.aborted) {
     await clock.sleep(periodMs, signal).catch(() => undefined);
     if (signal.aborted) return;
-    const dst = formatCidr(subnet());
+    const dst = formatAnyCidr(subnet());
     let state: string;
     try {
       const result = await routes.ensure(subnet());

@@ -16,7 +16,7 @@
  * reconciler's verification) sees the result either way. Pure apart from the
  * clock passed in.
  */
-import { formatCidr, formatIPv4 } from '../net/ipv4';
+import { formatAnyCidr, formatIp } from '../net/family';
 import { Operation, RTPROT_FLANNELD_TS } from './kernel';
 
 /** The pseudo-device name our direct routes' notifications are matched under. */
@@ -32,10 +32,11 @@ export type ChangeVerdict = 'own' | 'external' | 'ignore';
 /** The lines `ip monitor` prints for an operation of ours (see monitor-lines). */
 export function operationLineKeys({ op, entry }: Operation): string[] {
   if (entry.kind === 'route') {
-    const dst = formatCidr(entry.dst);
-    return [op === 'delete' ? routeLineKey(true, dst) : routeLineKey(false, dst, entry.gateway === 0 ? undefined : formatIPv4(entry.gateway))];
+    const dst = formatAnyCidr(entry.dst);
+    const gateway = entry.gateway === 0 || entry.gateway === 0n ? undefined : formatIp(entry.gateway);
+    return [op === 'delete' ? routeLineKey(true, dst) : routeLineKey(false, dst, gateway)];
   }
-  const ip = formatIPv4(entry.kind === 'neighbor' ? entry.ip : entry.dst);
+  const ip = formatIp(entry.kind === 'neighbor' ? entry.ip : entry.dst);
   if (op === 'replace') return [neighborLineKey(false, ip, entry.mac)];
   return entry.kind === 'neighbor' ? [neighborLineKey(true, ip), neighborLineKey(false, ip)] : [neighborLineKey(true, ip)];
 }

@@ -1,12 +1,15 @@
 /**
  * Reading the host's own routes, every table, for the underlay checks
- * (`ip -4 route show table all`). Decoding is a pure function of the bytes of
- * one RTM_NEWROUTE; the dump itself goes through the socket NetlinkKernel owns.
+ * (`ip -4 route show table all`, and `ip -6 …` for IPv6). Decoding is a pure
+ * function of the bytes of one RTM_NEWROUTE; the dump itself goes through the
+ * socket NetlinkKernel owns.
  */
 import { RtNetlinkSocket } from 'netlink';
+import { Cidr6, ipv6FromBytes } from '../net/ipv6';
 import { HostRoute } from './kernel';
 
 const AF_INET = 2;
+const AF_INET6 = 10;
 const RTM_GETROUTE = 26;
 const NLM_F_DUMP = 0x300;
 const RTMSG_LEN = 12;
@@ -19,12 +22,30 @@ const RTA_TABLE = 15;
 const RTNEXTHOP_LEN = 8;
 const REQUEST_TIMEOUT_MS = 10_000;
 
-/** One route message body (struct rtmsg + attributes) as a HostRoute, or undefined for another family or a short message. */
-export function decodeHostRoute(data: Buffer): HostRoute | undefined {
-  if (data.length < RTMSG_LEN || data[0] !== AF_INET) return undefined;
+/**
+ * One IPv4 route message body (struct rtmsg + attributes) as a HostRoute, or
+ * undefined for another family or a short message, and for a route whose every
+ * device is `exceptDevice` (the overlay device's thousands of routes are ours:
+ * issue 10, they were decoded again on every listing pass only to be dropped).
+ */
+export function decodeHostRoute(data: Buffer, exceptDevice?: number): HostRoute | undefined {
+  const r = decodeAnyHostRoute(data, AF_INET, exceptDevice);
+  return r as HostRoute | undefined;
+}
+
+/** The same for an IPv6 route (16-byte RTA_DST and RTA_GATEWAY). */
+export function decodeHostRoute6(data: Buffer, exceptDevice?: number): HostRoute<Cidr6> | undefined {
+  return decodeAnyHostRoute(data, AF_INET6, exceptDevice) as HostRoute<Cidr6> | undefined;
+}
+
+// One code path for both families: only the address size and reading differ.
+function decodeAnyHostRoute(data: Buffer, family: number, exceptDevice: number | undefined): HostRoute | HostRoute<Cidr6> | undefined {
+  if (data.length < RTMSG_LEN || data[0] !== family) return undefined;
+  const size = family === AF_INET ? 4 : 16;
+  const read = (at: number): number | bigint => (size === 4 ? data.readUInt32BE(at) : ipv6FromBytes(data.subarray(at, at + 16)));
   let table = data[4] as number;
-  let dst = 0;
-  let gateway: number | undefined;
+  let dst: number | bigint = size === 4 ? 0 : 0n;
+  let gateway: number | bigint | undefined;
   const devices: number[] = [];
   let at = RTMSG_LEN;
   while (at + 4 <= data.length) {
@@ -33,8 +54,8 @@ export function decodeHostRoute(data: Buffer): HostRoute | undefined {
     const type = data.readUInt16LE(at + 2) & 0x3fff;
     const body = at + 4;
     if (type === RTA_TABLE && len === 8) table = data.readUInt32LE(body);
-    else if (type === RTA_DST && len === 8) dst = data.readUInt32BE(body);
-    else if (type === RTA_GATEWAY && len === 8) gateway = data.readUInt32BE(body);
+    else if (type === RTA_DST && len === 4 + size) dst = read(body);
+    else if (type === RTA_GATEWAY && len === 4 + size) gateway = read(body);
     else if (type === RTA_OIF && len === 8) devices.push(data.readUInt32LE(body));
     else if (type === RTA_MULTIPATH) {
       for (let nh = body; nh + RTNEXTHOP_LEN <= at + len; ) {
@@ -46,16 +67,28 @@ export function decodeHostRoute(data: Buffer): HostRoute | undefined {
     }
     at += (len + 3) & ~3;
   }
-  return { dst: { ip: dst >>> 0, prefixLen: data[1] as number }, table, protocol: data[5] as number, scope: data[6] as number, type: data[7] as number, devices, gateway };
+  if (exceptDevice !== undefined && devices.length > 0 && devices.every((d) => d === exceptDevice)) return undefined;
+  const rest = { table, protocol: data[5] as number, scope: data[6] as number, type: data[7] as number, devices };
+  const prefixLen = data[1] as number;
+  return typeof dst === 'bigint'
+    ? { dst: { ip: dst, prefixLen }, ...rest, gateway: gateway as bigint | undefined }
+    : { dst: { ip: dst >>> 0, prefixLen }, ...rest, gateway: gateway as number | undefined };
 }
 
-/** Dumps every IPv4 route of every table on `socket`. */
-export async function dumpHostRoutes(socket: RtNetlinkSocket): Promise<HostRoute[]> {
+async function dump(socket: RtNetlinkSocket, family: number): Promise<Buffer[]> {
   const request = Buffer.alloc(RTMSG_LEN);
-  request[0] = AF_INET;
+  request[0] = family;
   const [messages] = await socket.socket.request(RTM_GETROUTE, request, { flags: NLM_F_DUMP, timeout: REQUEST_TIMEOUT_MS, localPort: 0 });
-  return messages.flatMap((m) => {
-    const route = m.type === 24 ? decodeHostRoute(m.data) : undefined;
-    return route ? [route] : [];
-  });
+  return messages.flatMap((m) => (m.type === 24 ? [m.data] : []));
+}
+
+/** Dumps every IPv4 route of every table on `socket`, but those only on `exceptDevice`. */
+export async function dumpHostRoutes(socket: RtNetlinkSocket, exceptDevice?: number): Promise<HostRoute[]> {
+  return (await dump(socket, AF_INET)).flatMap((d) => decodeHostRoute(d, exceptDevice) ?? []);
+}
+
+/** Dumps every IPv6 route of every table on `socket`, but those only on `exceptDevice`; a kernel without IPv6 has none. */
+export async function dumpHostRoutes6(socket: RtNetlinkSocket, exceptDevice?: number): Promise<HostRoute<Cidr6>[]> {
+  const messages = await dump(socket, AF_INET6).catch(() => []);
+  return messages.flatMap((d) => decodeHostRoute6(d, exceptDevice) ?? []);
 }

@@ -4,17 +4,20 @@
  * importer of the `netlink` package); `MemoryKernel` is the fake for unit tests.
  * One contract test suite runs against both.
  */
-import { Cidr, formatCidr, formatIPv4 } from '../net/ipv4';
+import { Cidr } from '../net/ipv4';
+import { Cidr6 } from '../net/ipv6';
+import { AnyCidr, IpAddr, formatAnyCidr, formatIp } from '../net/family';
 
 /**
- * `ip route replace <dst> via <gateway> dev <device> onlink` (main table), or with
- * `direct`: `ip route replace <dst> via <gateway> proto 152` (main table, no device:
- * the kernel picks it), a DirectRouting peer's route (see RTPROT_FLANNELD_TS).
+ * `ip [-6] route replace <dst> via <gateway> dev <device> onlink` (main table), or with
+ * `direct`: `ip [-6] route replace <dst> via <gateway> proto 152` (main table, no
+ * device: the kernel picks it), a DirectRouting peer's route (see RTPROT_FLANNELD_TS).
+ * The family is the address's: IPv4 numbers, IPv6 bigints (net/family.ts).
  */
 export interface RouteEntry {
   readonly kind: 'route';
-  readonly dst: Cidr;
-  readonly gateway: number;
+  readonly dst: AnyCidr;
+  readonly gateway: IpAddr;
   readonly onlink: boolean;
   /** A direct route: not on the overlay device, owned through its route protocol RTPROT_FLANNELD_TS. */
   readonly direct?: true | undefined;
@@ -22,26 +25,26 @@ export interface RouteEntry {
 
 /**
  * The route protocol (rtm_protocol) of our direct routes, which is how they are
- * told apart from every route we did not make: `ip route show proto 152` lists
+ * told apart from every route we did not make: `ip [-6] route show proto 152` lists
  * exactly ours. 152 is in no iproute2 rt_protos file (which names 0–18, 42, 99
  * and 186–192); flanneld's direct routes carry proto boot (3).
  */
 export const RTPROT_FLANNELD_TS = 152;
 
-/** `ip neigh replace <ip> lladdr <mac> dev <device> nud permanent` */
+/** `ip [-6] neigh replace <ip> lladdr <mac> dev <device> nud permanent` */
 export interface NeighborEntry {
   readonly kind: 'neighbor';
-  readonly ip: number;
+  readonly ip: IpAddr;
   readonly mac: string;
   /** NUD_PERMANENT; entries the kernel made itself are not permanent. */
   readonly permanent: boolean;
 }
 
-/** `bridge fdb replace <mac> dev <device> dst <dst> self permanent` */
+/** `bridge fdb replace <mac> dev <device> dst <dst> self permanent` (dst: the peer's PublicIP, or PublicIPv6 on flannel-v6.N) */
 export interface FdbEntry {
   readonly kind: 'fdb';
   readonly mac: string;
-  readonly dst: number;
+  readonly dst: IpAddr;
   readonly permanent: boolean;
 }
 
@@ -70,19 +73,34 @@ export interface InterfaceAddress {
   readonly flags?: number;
 }
 
+/** An IPv6 address of an interface (`ip -6 addr`); flags as for IPv4, IFA_F_TEMPORARY (0x01) being a privacy address. */
+export interface InterfaceAddress6 {
+  readonly ip: bigint;
+  readonly prefixLen: number;
+  /** 0 = global, 253 = link (fe80::/10), 254 = host (::1). */
+  readonly scope: number;
+  readonly flags?: number;
+}
+
 export interface InterfaceInfo {
   readonly index: number;
   readonly name: string;
   readonly mtu: number;
   readonly up: boolean;
   readonly addresses: readonly InterfaceAddress[];
+  /**
+   * IPv6 addresses with their flags, in kernel order. Filled where IPv6 matters
+   * (interfaces.ts readInterfaceFacts, MemoryKernel); undefined = not read.
+   */
+  readonly addresses6?: readonly InterfaceAddress6[] | undefined;
 }
 
 /** The wanted VXLAN device (contract §4). */
 export interface VxlanSpec {
   readonly name: string;
   readonly vni: number;
-  readonly localIP: number;
+  /** IFLA_VXLAN_LOCAL (IPv4, flannel.<VNI>) or IFLA_VXLAN_LOCAL6 (IPv6, flannel-v6.<VNI>). */
+  readonly localIP: IpAddr;
   readonly underlayIndex: number;
   readonly port: number;
   readonly learning: boolean;
@@ -101,13 +119,16 @@ export interface DeviceState {
   /** Administratively up (IFF_UP). */
   readonly up: boolean;
   readonly vni?: number | undefined;
-  readonly localIP?: number | undefined;
+  /** IFLA_VXLAN_LOCAL, or IFLA_VXLAN_LOCAL6 as a bigint. */
+  readonly localIP?: IpAddr | undefined;
   readonly underlayIndex?: number | undefined;
   readonly port?: number | undefined;
   readonly learning?: boolean | undefined;
   readonly gbp?: boolean | undefined;
   /** IPv4 addresses on the device. */
   readonly addresses: readonly Cidr[];
+  /** IPv6 addresses on the device, link-local ones included; absent when not read. */
+  readonly addresses6?: readonly Cidr6[] | undefined;
 }
 
 export interface LinkChange {
@@ -120,9 +141,9 @@ export interface LinkChange {
  * or notifications were lost (the listening socket overflowed: re-read everything).
  */
 export type ChangeCause = 'external' | 'own' | 'overflow';
-/** One IPv4 route of any table (`ip -4 route show table all`), as far as ownership checks need it. */
-export interface HostRoute {
-  readonly dst: Cidr;
+/** One route of any table (`ip -4|-6 route show table all`), as far as ownership checks need it; IPv4 by default. */
+export interface HostRoute<C extends AnyCidr = Cidr> {
+  readonly dst: C;
   readonly table: number;
   /** RTPROT_*: 2 = kernel (a connected route), 3 = boot (`ip route add`, and our own routes). */
   readonly protocol: number;
@@ -132,13 +153,16 @@ export interface HostRoute {
   readonly type: number;
   /** Output devices (several for a multipath route, none for a blackhole). */
   readonly devices: readonly number[];
-  readonly gateway?: number | undefined;
+  readonly gateway?: C['ip'] | undefined;
 }
 
 /** What the host's own network looks like: read once per reconcile pass to keep peers off the underlay. */
 export interface HostNetwork {
+  /** With `addresses6` where the kernel reads them. */
   readonly interfaces: readonly InterfaceInfo[];
   readonly routes: readonly HostRoute[];
+  /** IPv6 routes of every table (`ip -6 route show table all`); absent when not read, empty without IPv6. */
+  readonly routes6?: readonly HostRoute<Cidr6>[];
 }
 
 
@@ -147,14 +171,21 @@ export interface Kernel {
   listInterfaces(): Promise<InterfaceInfo[]>;
   /** Index of the interface of the IPv4 default route in the main table (`ip route show default`), if any. */
   defaultRouteInterface(): Promise<number | undefined>;
-  /** Every interface with its addresses and every IPv4 route of every table (`ip -4 addr; ip -4 route show table all`). */
-  readHostNetwork(): Promise<HostNetwork>;
+  /**
+   * Every interface with its addresses and every route of every table (`ip addr; ip -4 route show table all; ip -6 route show table all`),
+   * leaving out routes whose every device is `exceptDevice` (the overlay device's own routes).
+   */
+  readHostNetwork(exceptDevice?: number): Promise<HostNetwork>;
   /** Flags of every IPv4 address, keyed by `addressKey(index, ip)` (`ip -4 addr` shows them as dynamic, secondary, deprecated). */
   addressFlags(): Promise<ReadonlyMap<string, number>>;
   /** The main table's first IPv4 default route: its interface index, `multipath`, or undefined (`ip route show default`). */
   defaultRoute(): Promise<DefaultRoute>;
-  /** `ip route get <dst>`: output interface, preferred source and gateway; undefined when unreachable. */
-  routeGet(dst: number): Promise<RouteLookup | undefined>;
+  /** `ip [-6] route get <dst>`: output interface, preferred source and gateway, of the address's family; undefined when unreachable. */
+  routeGet<A extends IpAddr>(dst: A): Promise<RouteLookup<A> | undefined>;
+  /** Every IPv6 address with its flags, by interface index, in kernel order (`ip -6 addr`). */
+  listAddresses6(): Promise<ReadonlyMap<number, readonly InterfaceAddress6[]>>;
+  /** The main table's first IPv6 default route: its interface index, `multipath`, or undefined (`ip -6 route show default`). */
+  defaultRoute6(): Promise<DefaultRoute>;
   /** The link called `name` (`ip -d link show <name>`), or undefined. */
   getDevice(name: string): Promise<DeviceState | undefined>;
   /** `ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> local <ip> dev <underlay> dstport <port> nolearning`; fails if it exists. */
@@ -163,10 +194,10 @@ export interface Kernel {
   deleteLink(index: number): Promise<void>;
   /** `ip link set dev <index> mtu <mtu> up|down` */
   setLink(index: number, change: LinkChange): Promise<void>;
-  /** `ip addr replace <cidr> dev <index>` (a /32 for the overlay). */
-  addAddress(index: number, address: Cidr): Promise<void>;
+  /** `ip [-6] addr replace <cidr> dev <index>` (a /32 or /128 for the overlay). */
+  addAddress(index: number, address: AnyCidr): Promise<void>;
   /** `ip addr del <cidr> dev <index>`; a missing address is success. */
-  deleteAddress(index: number, address: Cidr): Promise<void>;
+  deleteAddress(index: number, address: AnyCidr): Promise<void>;
   /**
    * Routes (main table, IPv4, oif = index, not proto kernel), IPv4 neighbours and
    * FDB entries (AF_BRIDGE with a dst) on the device, and our direct routes (main
@@ -198,10 +229,20 @@ export interface Kernel {
 export function describeEntry(e: Entry): string {
   switch (e.kind) {
     case 'route':
-      return `route ${formatCidr(e.dst)} via ${formatIPv4(e.gateway)}${e.onlink ? ' onlink' : ''}${e.direct ? ` proto ${RTPROT_FLANNELD_TS}` : ''}`;
+      return `route ${formatAnyCidr(e.dst)} via ${formatIp(e.gateway)}${e.onlink ? ' onlink' : ''}${e.direct ? ` proto ${RTPROT_FLANNELD_TS}` : ''}`;
     case 'neighbor':
-      return `neighbor ${formatIPv4(e.ip)} lladdr ${e.mac}`;
+      return `neighbor ${formatIp(e.ip)} lladdr ${e.mac}`;
     case 'fdb':
-      return `fdb ${e.mac} dst ${formatIPv4(e.dst)}`;
+      return `fdb ${e.mac} dst ${formatIp(e.dst)}`;
   }
+}
+
+/**
+ * True for an entry of `family` (4 or 6). `listEntries` returns our direct
+ * routes of both families whatever device is asked about; each family's
+ * overlay keeps only its own.
+ */
+export function isEntryOfFamily(e: Entry, family: 4 | 6): boolean {
+  const ip = e.kind === 'route' ? e.dst.ip : e.kind === 'neighbor' ? e.ip : e.dst;
+  return (typeof ip === 'bigint') === (family === 6);
 }

@@ -42,7 +42,8 @@ const ROUTE_TYPES = new Set(['unicast', 'local', 'broadcast', 'multicast', 'anyc
  * key, so an outside change of an entry we are writing is still told apart.
  */
 export function routeLineKey(deleted: boolean, cidr: string, via?: string): string {
-  const dst = cidr.endsWith('/32') ? cidr.slice(0, -3) : cidr;
+  // A host route prints without its length: /32, or /128 for IPv6.
+  const dst = cidr.endsWith('/32') ? cidr.slice(0, -3) : cidr.endsWith('/128') ? cidr.slice(0, -4) : cidr;
   return deleted ? `del route ${dst}` : `new route ${dst} via ${via ?? '-'}`;
 }
 
@@ -62,9 +63,10 @@ function after(tokens: readonly string[], word: string): string | undefined {
 }
 
 /**
- * The change a line reports, or undefined when it cannot concern the IPv4
- * routes (main table, not proto kernel), neighbours, FDB entries, links or IPv4
- * addresses the daemon manages (IPv6, other tables, other labels).
+ * The change a line reports, or undefined when it cannot concern the routes
+ * (main table, not proto kernel), neighbours, FDB entries of either family,
+ * links or IPv4 addresses the daemon manages (other tables, other labels; IPv6
+ * address changes, which DAD makes on every veth, are left to the periodic pass).
  */
 export function parseMonitorLine(line: string): MonitorChange | undefined {
   const close = line.indexOf(']');
@@ -81,7 +83,7 @@ export function parseMonitorLine(line: string): MonitorChange | undefined {
       }
       const dst = tokens[0] ?? '';
       const dev = after(tokens, 'dev');
-      if (dev === undefined || dst.includes(':') || after(tokens, 'proto') === 'kernel') return undefined;
+      if (dev === undefined || after(tokens, 'proto') === 'kernel') return undefined;
       const table = after(tokens, 'table');
       if (table !== undefined && table !== 'main' && table !== '254') return undefined;
       const key = routeLineKey(deleted, dst === 'default' ? '0.0.0.0/0' : dst, after(tokens, 'via'));
@@ -91,7 +93,7 @@ export function parseMonitorLine(line: string): MonitorChange | undefined {
     case 'NEIGH': {
       const ip = tokens[0] ?? '';
       const dev = after(tokens, 'dev');
-      if (dev === undefined || ip.includes(':')) return undefined;
+      if (dev === undefined) return undefined;
       return { kind: 'entry', dev, key: neighborLineKey(deleted, ip, after(tokens, 'lladdr')) };
     }
     case 'LINK':

@@ -23,7 +23,9 @@
  * window of an apply are `apply-order.ts`.
  */
 import { createRtNetlink, rt, RtNetlinkSocket } from 'netlink';
-import { Cidr, formatIPv4, ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
+import { formatIPv4, ipv4FromBytes } from '../net/ipv4';
+import { ipv6FromBytes } from '../net/ipv6';
+import { AnyCidr, IpAddr, ipToBytes, isCidr6 } from '../net/family';
 import { macFromBytes, macToBytes } from '../net/mac';
 import { KernelError } from '../util/errors';
 import { ignoring, errnoName, kernelError } from './netlink-errors';
@@ -33,6 +35,7 @@ import { KernelWatch } from './kernel-watch';
 import {
   DeviceState,
   Entry,
+  InterfaceAddress6,
   InterfaceInfo,
   Kernel,
   LinkChange,
@@ -44,6 +47,7 @@ import { decodeLinkInfo, encodeVxlanLinkInfo } from './vxlan-linkinfo';
 import { runInOrder } from './apply-order';
 import {
   AF_INET,
+  AF_INET6,
   decodeNeighbor,
   decodeRoute,
   encodeOperation,
@@ -62,10 +66,10 @@ import {
   RTM_NEWROUTE,
   RTN_UNICAST,
 } from './rtnl-codec';
-import { dumpHostRoutes } from './host-routes';
+import { dumpHostRoutes, dumpHostRoutes6 } from './host-routes';
 import type { HostNetwork } from './kernel';
 import type { DefaultRoute, RouteLookup } from './interfaces';
-import { readAddressFlags, readDefaultRoute } from './route-lookup';
+import { readAddressFlags, readAddresses6, readDefaultRoute } from './route-lookup';
 import { ChangeCause, describeEntry } from './kernel';
 import { LinkDetail, RouteLookup as RouteAnswer, RouteQuery, RouteReader, lookupRoute, queryLinks, queryNetnsId, queryRoute } from './route-query';
 
@@ -181,20 +185,20 @@ export class NetlinkKernel implements Kernel, RouteReader {
     });
   }
 
-  /** `ip addr replace <cidr> dev <index>` */
-  addAddress(index: number, address: Cidr): Promise<void> {
+  /** `ip [-6] addr replace <cidr> dev <index>` */
+  addAddress(index: number, address: AnyCidr): Promise<void> {
     return this.mutate(`add address to ifindex ${index}`, index, async () => {
-      const ip = ipv4ToBytes(address.ip);
-      const data = { family: AF_INET, prefixlen: address.prefixLen, index, scope: RT_SCOPE_UNIVERSE };
+      const ip = ipToBytes(address.ip);
+      const data = { family: isCidr6(address) ? AF_INET6 : AF_INET, prefixlen: address.prefixLen, index, scope: RT_SCOPE_UNIVERSE };
       await this.socket.newAddress(data, { local: ip, address: ip }, opts(NLM_F_CREATE | NLM_F_REPLACE));
     });
   }
 
-  /** `ip addr del <cidr> dev <index>` */
-  deleteAddress(index: number, address: Cidr): Promise<void> {
+  /** `ip [-6] addr del <cidr> dev <index>` */
+  deleteAddress(index: number, address: AnyCidr): Promise<void> {
     return this.mutate(`delete address from ifindex ${index}`, index, () => {
-      const ip = ipv4ToBytes(address.ip);
-      const data = { family: AF_INET, prefixlen: address.prefixLen, index };
+      const ip = ipToBytes(address.ip);
+      const data = { family: isCidr6(address) ? AF_INET6 : AF_INET, prefixlen: address.prefixLen, index };
       return ignoring(['EADDRNOTAVAIL', 'ENODEV'], () => this.socket.delAddress(data, { local: ip, address: ip }, opts(0)));
     });
   }
@@ -205,11 +209,14 @@ export class NetlinkKernel implements Kernel, RouteReader {
       await this.manage(index);
       if (this.watcher && !this.listening) this.listedDeaf = true;
       const out: Entry[] = [];
-      for (const m of await this.dump(RTM_GETROUTE, routeDumpRequest())) {
-        const e = m.type === RTM_NEWROUTE ? decodeRoute(m.data, index) : undefined;
-        if (e) out.push(e);
+      // Both families: flannel.<VNI> holds IPv4 entries, flannel-v6.<VNI> IPv6 ones; anything on our device is ours.
+      for (const family of [AF_INET, AF_INET6]) {
+        for (const m of await this.dump(RTM_GETROUTE, routeDumpRequest(family))) {
+          const e = m.type === RTM_NEWROUTE ? decodeRoute(m.data, index) : undefined;
+          if (e) out.push(e);
+        }
       }
-      for (const request of [neighborDumpRequest(index), fdbDumpRequest(index)]) {
+      for (const request of [neighborDumpRequest(index, AF_INET), neighborDumpRequest(index, AF_INET6), fdbDumpRequest(index)]) {
         for (const m of await this.dump(RTM_GETNEIGH, request)) {
           const e = m.type === RTM_NEWNEIGH ? decodeNeighbor(m.data, index) : undefined;
           if (e) out.push(e);
@@ -315,6 +322,7 @@ export class NetlinkKernel implements Kernel, RouteReader {
     const index = data.index ?? 0;
     const info = decodeLinkInfo(attrs.linkinfo);
     const addrs = await this.socket.getAddresses({ family: AF_INET }, {}, opts(0));
+    const addrs6 = await this.socket.getAddresses({ family: AF_INET6 }, {}, opts(0));
     return {
       index,
       name: attrs.ifname ?? name,
@@ -326,6 +334,10 @@ export class NetlinkKernel implements Kernel, RouteReader {
       addresses: addrs.flatMap((a) => {
         const ip = ipOf(a.attrs.local ?? a.attrs.address);
         return a.data.index === index && ip !== undefined ? [{ ip, prefixLen: a.data.prefixlen ?? 32 }] : [];
+      }),
+      addresses6: addrs6.flatMap((a) => {
+        const b = a.attrs.local ?? a.attrs.address;
+        return a.data.index === index && b && b.length === 16 ? [{ ip: ipv6FromBytes(b), prefixLen: a.data.prefixlen ?? 128 }] : [];
       }),
     };
   }
@@ -423,10 +435,14 @@ export class NetlinkKernel implements Kernel, RouteReader {
     return link?.attrs.ifname;
   }
 
-  /** `ip -4 addr` + `ip -4 route show table all` (host-routes.ts reads the routes). */
-  async readHostNetwork(): Promise<HostNetwork> {
-    const interfaces = await this.listInterfaces();
-    return { interfaces, routes: await this.exclusive('list host routes', () => dumpHostRoutes(this.socket)) };
+  /** `ip addr` + `ip -4 route show table all` + `ip -6 route show table all` (host-routes.ts reads the routes), without `exceptDevice`'s own routes. */
+  async readHostNetwork(exceptDevice?: number): Promise<HostNetwork> {
+    const listed = await this.listInterfaces();
+    const addrs6 = await this.listAddresses6();
+    const interfaces = listed.map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] }));
+    const routes = await this.exclusive('list host routes', () => dumpHostRoutes(this.socket, exceptDevice));
+    const routes6 = await this.exclusive('list IPv6 host routes', () => dumpHostRoutes6(this.socket, exceptDevice));
+    return { interfaces, routes, routes6 };
   }
 
   // Interface choice as flanneld makes it (contract §14): read in route-lookup.ts.
@@ -438,8 +454,18 @@ export class NetlinkKernel implements Kernel, RouteReader {
     return this.exclusive('list routes', () => readDefaultRoute(this.socket));
   }
 
-  routeGet(dst: number): Promise<RouteLookup | undefined> {
+  routeGet<A extends IpAddr>(dst: A): Promise<RouteLookup<A> | undefined> {
     return this.exclusive('look up a route (ip route get)', () => lookupRoute(this.socket, dst));
+  }
+
+  /** `ip -6 addr` */
+  listAddresses6(): Promise<Map<number, InterfaceAddress6[]>> {
+    return this.exclusive('list IPv6 addresses', () => readAddresses6(this.socket));
+  }
+
+  /** `ip -6 route show default` */
+  defaultRoute6(): Promise<DefaultRoute> {
+    return this.exclusive('list IPv6 routes', () => readDefaultRoute(this.socket, 10));
   }
 
   // Reads of `flanneld-ts trace` (src/kernel/route-query.ts has the messages).

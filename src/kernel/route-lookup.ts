@@ -8,9 +8,12 @@
  */
 import type { RtNetlinkSocket, rt } from 'netlink';
 import { ipv4FromBytes } from '../net/ipv4';
+import { ipv6FromBytes } from '../net/ipv6';
 import { DefaultRoute, IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY, addressKey } from './interfaces';
+import type { InterfaceAddress6 } from './kernel';
 
 const AF_INET = 2;
+const AF_INET6 = 10;
 const RT_TABLE_MAIN = 254;
 const RTN_UNICAST = 1;
 const REQUEST_TIMEOUT_MS = 5_000;
@@ -34,9 +37,23 @@ export async function readAddressFlags(socket: RtNetlinkSocket): Promise<Map<str
   return out;
 }
 
-/** `ip route show default` in the main table: the lowest-metric one's interface, or `multipath`. */
-export async function readDefaultRoute(socket: RtNetlinkSocket): Promise<DefaultRoute> {
-  const routes = await socket.getRoutes({ family: AF_INET }, {}, opts);
+/** `ip -6 addr`: every IPv6 address with scope and flags, by interface index, kernel order kept. */
+export async function readAddresses6(socket: RtNetlinkSocket): Promise<Map<number, InterfaceAddress6[]>> {
+  const out = new Map<number, InterfaceAddress6[]>();
+  for (const a of await socket.getAddresses({ family: AF_INET6 }, {}, opts)) {
+    const b = a.attrs.local ?? a.attrs.address;
+    if (!b || b.length !== 16) continue;
+    const index = a.data.index ?? 0;
+    const list = out.get(index) ?? [];
+    list.push({ ip: ipv6FromBytes(b), prefixLen: a.data.prefixlen ?? 128, scope: a.data.scope ?? 0, flags: flagBits(a.attrs.flags ?? a.data.flags) });
+    out.set(index, list);
+  }
+  return out;
+}
+
+/** `ip [-6] route show default` in the main table: the lowest-metric one's interface, or `multipath`. */
+export async function readDefaultRoute(socket: RtNetlinkSocket, family: 2 | 10 = AF_INET): Promise<DefaultRoute> {
+  const routes = await socket.getRoutes({ family }, {}, opts);
   const defaults = routes.filter(({ data, attrs }) => {
     const unicast = data.type === 'UNICAST' || data.type === RTN_UNICAST;
     return data.dstLen === 0 && (attrs.table ?? data.table) === RT_TABLE_MAIN && unicast;

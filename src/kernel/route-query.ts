@@ -10,12 +10,14 @@
  */
 import { open } from 'node:fs/promises';
 import type { RtNetlinkSocket } from 'netlink';
-import { formatIPv4 } from '../net/ipv4';
+import { IpAddr, formatIp } from '../net/family';
+import { ipv6FromBytes, ipv6ToBytes } from '../net/ipv6';
 import { macFromBytes } from '../net/mac';
 import { parseAttributes, decodeLinkInfo } from './vxlan-linkinfo';
 import type { RouteLookup as HostRouteLookup } from './interfaces';
 
 const AF_INET = 2;
+const AF_INET6 = 10;
 const RTM_NEWROUTE = 24;
 const RTM_GETROUTE = 26;
 const RTM_NEWNSID = 88;
@@ -35,23 +37,23 @@ const REQUEST_TIMEOUT_MS = 10_000;
 /** rtm_type values (linux/rtnetlink.h) by name, for messages. */
 const ROUTE_TYPES: Record<number, string> = { 1: 'unicast', 2: 'local', 3: 'broadcast', 4: 'anycast', 5: 'multicast', 6: 'blackhole', 7: 'unreachable', 8: 'prohibit', 9: 'throw', 10: 'nat' };
 
-/** `ip route get <dst> [from <src>] [iif <dev>]`: a packet to look up. */
-export interface RouteQuery {
-  readonly dst: number;
-  readonly src?: number | undefined;
+/** `ip [-6] route get <dst> [from <src>] [iif <dev>]`: a packet to look up (IPv4 numbers by default, IPv6 bigints). */
+export interface RouteQuery<A extends IpAddr = number> {
+  readonly dst: A;
+  readonly src?: A | undefined;
   /** ifindex the packet arrives on (a forwarded packet); undefined for one this host sends. */
   readonly iif?: number | undefined;
 }
 
-/** What the kernel answered for a RouteQuery. */
-export interface RouteLookup {
+/** What the kernel answered for a RouteQuery (addresses of the query's family). */
+export interface RouteLookup<A extends IpAddr = number> {
   /** "unicast", "local", "unreachable", … */
   readonly type: string;
   readonly table: number;
   readonly oif: number | undefined;
-  readonly gateway: number | undefined;
+  readonly gateway: A | undefined;
   /** The source address the host would pick (RTA_PREFSRC). */
-  readonly prefsrc: number | undefined;
+  readonly prefsrc: A | undefined;
 }
 
 /** One link with what a path walk needs: kind, MAC, bridge master, veth peer. */
@@ -90,31 +92,44 @@ function u32Attr(type: number, value: number, bigEndian: boolean): Buffer {
   return a;
 }
 
-/** The RTM_GETROUTE body `ip route get` sends: struct rtmsg, then RTA_DST, RTA_SRC, RTA_IIF. */
-export function encodeRouteQuery(q: RouteQuery): Buffer {
+// An address attribute: 4 bytes (IPv4, network order) or 16 bytes (IPv6).
+function ipAttr(type: number, ip: IpAddr): Buffer {
+  if (typeof ip === 'number') return u32Attr(type, ip, true);
+  const a = Buffer.alloc(20);
+  a.writeUInt16LE(20, 0);
+  a.writeUInt16LE(type, 2);
+  Buffer.from(ipv6ToBytes(ip)).copy(a, 4);
+  return a;
+}
+
+/** The RTM_GETROUTE body `ip [-6] route get` sends: struct rtmsg, then RTA_DST, RTA_SRC, RTA_IIF; the family is the address's. */
+export function encodeRouteQuery(q: RouteQuery<IpAddr>): Buffer {
+  const v6 = typeof q.dst === 'bigint';
+  const bits = v6 ? 128 : 32;
   const h = Buffer.alloc(RTMSG_LEN);
-  h[0] = AF_INET;
-  h[1] = 32;
-  h[2] = q.src === undefined ? 0 : 32;
-  const attrs = [u32Attr(RTA_DST, q.dst, true)];
-  if (q.src !== undefined) attrs.push(u32Attr(RTA_SRC, q.src, true));
+  h[0] = v6 ? AF_INET6 : AF_INET;
+  h[1] = bits;
+  h[2] = q.src === undefined ? 0 : bits;
+  const attrs = [ipAttr(RTA_DST, q.dst)];
+  if (q.src !== undefined) attrs.push(ipAttr(RTA_SRC, q.src));
   if (q.iif !== undefined) attrs.push(u32Attr(RTA_IIF, q.iif, false));
   return Buffer.concat([h, ...attrs]);
 }
 
-/** The RTM_NEWROUTE answer to a RouteQuery. */
-export function decodeRouteLookup(data: Buffer): RouteLookup {
+/** The RTM_NEWROUTE answer to a RouteQuery: IPv4 addresses as numbers, IPv6 ones (an AF_INET6 answer) as bigints. */
+export function decodeRouteLookup(data: Buffer): RouteLookup<IpAddr> {
   if (data.length < RTMSG_LEN) throw new Error(`route lookup answer of ${data.length} bytes is shorter than struct rtmsg`);
+  const size = data[0] === AF_INET6 ? 16 : 4;
   let table = data[4] as number;
   let oif: number | undefined;
-  let gateway: number | undefined;
-  let prefsrc: number | undefined;
+  let gateway: IpAddr | undefined;
+  let prefsrc: IpAddr | undefined;
+  const ip = (b: Buffer): IpAddr => (size === 16 ? ipv6FromBytes(b) : b.readUInt32BE(0));
   for (const { type, payload } of parseAttributes(data.subarray(RTMSG_LEN))) {
-    if (payload.length !== 4) continue;
-    if (type === RTA_TABLE) table = payload.readUInt32LE(0);
-    else if (type === RTA_OIF) oif = payload.readUInt32LE(0);
-    else if (type === RTA_GATEWAY) gateway = payload.readUInt32BE(0);
-    else if (type === RTA_PREFSRC) prefsrc = payload.readUInt32BE(0);
+    if (type === RTA_TABLE && payload.length === 4) table = payload.readUInt32LE(0);
+    else if (type === RTA_OIF && payload.length === 4) oif = payload.readUInt32LE(0);
+    else if (type === RTA_GATEWAY && payload.length === size) gateway = ip(payload);
+    else if (type === RTA_PREFSRC && payload.length === size) prefsrc = ip(payload);
   }
   const t = data[7] as number;
   return { type: ROUTE_TYPES[t] ?? `type ${t}`, table, oif, gateway, prefsrc };
@@ -137,27 +152,28 @@ export function decodeNsid(data: Buffer): number | undefined {
 }
 
 /** A RouteQuery in `ip route get` words: "10.7.34.2 from 10.7.24.2 iif cni0". */
-export function describeRouteQuery(q: RouteQuery, ifName: (index: number) => string): string {
-  return `${formatIPv4(q.dst)}${q.src === undefined ? '' : ` from ${formatIPv4(q.src)}`}${q.iif === undefined ? '' : ` iif ${ifName(q.iif)}`}`;
+export function describeRouteQuery(q: RouteQuery<IpAddr>, ifName: (index: number) => string): string {
+  return `${formatIp(q.dst)}${q.src === undefined ? '' : ` from ${formatIp(q.src)}`}${q.iif === undefined ? '' : ` iif ${ifName(q.iif)}`}`;
 }
 
 const opts = { timeout: REQUEST_TIMEOUT_MS, localPort: 0 };
 
-/** `ip route get`, on `socket`. */
-export async function queryRoute(socket: RtNetlinkSocket, q: RouteQuery): Promise<RouteLookup> {
+/** `ip [-6] route get`, on `socket`; the answer's addresses are of the query's family. */
+export async function queryRoute<A extends IpAddr = number>(socket: RtNetlinkSocket, q: RouteQuery<A>): Promise<RouteLookup<A>> {
   const [messages] = await socket.socket.request(RTM_GETROUTE, encodeRouteQuery(q), { ...opts, flags: 0 });
   const answer = messages.find((m) => m.type === RTM_NEWROUTE);
   if (!answer) throw new Error('no RTM_NEWROUTE in the answer');
-  return decodeRouteLookup(answer.data);
+  return decodeRouteLookup(answer.data) as RouteLookup<A>;
 }
 
 /**
- * `ip route get <dst>` as the daemon needs it (--iface-can-reach, DirectRouting):
- * output interface, preferred source, gateway and type; undefined when the kernel
- * has no route (ENETUNREACH and the like). The same RTM_GETROUTE as `trace`'s.
+ * `ip [-6] route get <dst>` as the daemon needs it (--iface-can-reach, DirectRouting
+ * for either family): output interface, preferred source, gateway and type;
+ * undefined when the kernel has no route (ENETUNREACH and the like). The same
+ * RTM_GETROUTE as `trace`'s.
  */
-export async function lookupRoute(socket: RtNetlinkSocket, dst: number): Promise<HostRouteLookup | undefined> {
-  let answer: RouteLookup;
+export async function lookupRoute<A extends IpAddr>(socket: RtNetlinkSocket, dst: A): Promise<HostRouteLookup<A> | undefined> {
+  let answer: RouteLookup<A>;
   try {
     answer = await queryRoute(socket, { dst });
   } catch (err) {

@@ -13,6 +13,8 @@
  */
 import { Entry, Operation, RTPROT_FLANNELD_TS, RouteEntry } from './kernel';
 import { parseMac } from '../net/mac';
+import { IpAddr, ipToBytes } from '../net/family';
+import { ipv6FromBytes } from '../net/ipv6';
 
 export const NLM_F_REPLACE = 0x100;
 export const NLM_F_EXCL = 0x200;
@@ -20,6 +22,7 @@ export const NLM_F_CREATE = 0x400;
 export const NLM_F_DUMP = 0x300;
 export const AF_INET = 2;
 export const AF_BRIDGE = 7;
+export const AF_INET6 = 10;
 export const RT_TABLE_MAIN = 254;
 const RTPROT_KERNEL = 2;
 // What `ip route replace` uses when no `proto` is given.
@@ -53,26 +56,32 @@ const RTMSG_LEN = 12;
 const NDMSG_LEN = 12;
 const IFINFOMSG_LEN = 16;
 
-// An attribute to encode: an IPv4 address (network order), a u32 (host order) or a MAC.
-type Attr = readonly [type: number, kind: 'ipv4' | 'u32', value: number] | readonly [type: number, kind: 'mac', value: string];
+// An attribute to encode: an address of either family (network order), a u32 (host order) or a MAC.
+type Attr = readonly [type: number, kind: 'ip', value: IpAddr] | readonly [type: number, kind: 'u32', value: number] | readonly [type: number, kind: 'mac', value: string];
 
-// Bytes an attribute takes: its 4-byte header and payload, padded to 4.
-const ATTR_SIZE = { ipv4: 8, u32: 8, mac: 12 } as const;
+// Payload bytes of an attribute (its header and padding come on top).
+function payloadSize(a: Attr): number {
+  if (a[1] === 'ip') return typeof a[2] === 'bigint' ? 16 : 4;
+  return a[1] === 'mac' ? 6 : 4;
+}
 
 // A message body in one allocation: the fixed header `fill` writes, then the attributes.
 function message(headerLen: number, fill: (b: Buffer) => void, attrs: readonly Attr[]): Buffer {
   let size = headerLen;
-  for (const a of attrs) size += ATTR_SIZE[a[1]];
+  for (const a of attrs) size += (4 + payloadSize(a) + 3) & ~3;
   const out = Buffer.alloc(size);
   fill(out);
   let at = headerLen;
   for (const a of attrs) {
-    out.writeUInt16LE(a[1] === 'mac' ? 10 : 8, at);
+    const len = payloadSize(a);
+    out.writeUInt16LE(4 + len, at);
     out.writeUInt16LE(a[0], at + 2);
     if (a[1] === 'mac') out.write(parseMac(a[2]).replace(/:/g, ''), at + 4, 6, 'hex');
-    else if (a[1] === 'ipv4') out.writeUInt32BE(a[2] >>> 0, at + 4);
-    else out.writeUInt32LE(a[2] >>> 0, at + 4);
-    at += ATTR_SIZE[a[1]];
+    else if (a[1] === 'ip') {
+      if (typeof a[2] === 'bigint') ipToBytes(a[2]).copy(out, at + 4);
+      else out.writeUInt32BE(a[2] >>> 0, at + 4);
+    } else out.writeUInt32LE(a[2] >>> 0, at + 4);
+    at += (4 + len + 3) & ~3;
   }
   return out;
 }
@@ -88,9 +97,9 @@ function ndmsg(family: number, ifindex: number, state: number, flags: number, at
 }
 
 // struct rtmsg { u8 family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags; } in the main table.
-function rtmsg(dstLen: number, protocol: number, scope: number, type: number, flags: number, attrs: readonly Attr[]): Buffer {
+function rtmsg(family: number, dstLen: number, protocol: number, scope: number, type: number, flags: number, attrs: readonly Attr[]): Buffer {
   return message(RTMSG_LEN, (h) => {
-    h[0] = AF_INET;
+    h[0] = family;
     h[1] = dstLen;
     h[4] = RT_TABLE_MAIN;
     h[5] = protocol;
@@ -116,28 +125,46 @@ function macAt(data: Buffer, at: number): string {
   return `${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}:${h.slice(10, 12)}`;
 }
 
+// An address attribute's payload: 4 bytes IPv4 (a number), 16 bytes IPv6 (a bigint), else undefined.
+function ipAt(data: Buffer, at: number, len: number): IpAddr | undefined {
+  if (len === 4) return data.readUInt32BE(at);
+  if (len === 16) return ipv6FromBytes(data.subarray(at, at + 16));
+  return undefined;
+}
+
 /**
- * One RTM_NEWROUTE / RTM_DELROUTE body as a route on `index`, or as one of our
- * direct routes (main table, proto RTPROT_FLANNELD_TS, any device), or undefined
- * (another device or table, IPv6, proto kernel).
+ * One RTM_NEWROUTE / RTM_DELROUTE body (IPv4 or IPv6) as a route on `index`, or
+ * as one of our direct routes (main table, proto RTPROT_FLANNELD_TS, any
+ * device), or undefined (another device or table, proto kernel).
  */
 export function decodeRoute(data: Buffer, index: number): RouteEntry | undefined {
-  if (data.length < RTMSG_LEN || data[0] !== AF_INET || data[5] === RTPROT_KERNEL) return undefined;
+  if (data.length < RTMSG_LEN || data[5] === RTPROT_KERNEL) return undefined;
+  const family = data[0];
+  if (family !== AF_INET && family !== AF_INET6) return undefined;
   const direct = data[5] === RTPROT_FLANNELD_TS;
+  const size = family === AF_INET ? 4 : 16;
   let table = data[4] as number;
-  const oif = routeOif(data);
-  let dst = 0;
-  // A route without a gateway is reported with gateway 0 so it can be compared and removed.
-  let gateway = 0;
+  let oif: number | undefined;
+  // A route without a destination or gateway is reported with the zero address, so it can be compared and removed.
+  let dst: IpAddr = family === AF_INET ? 0 : 0n;
+  let gateway: IpAddr = dst;
+  let malformed = false;
   eachAttr(data, RTMSG_LEN, (type, at, len) => {
     if (type === RTA_TABLE && len === 4) table = data.readUInt32LE(at);
-    else if (type === RTA_DST && len === 4) dst = data.readUInt32BE(at);
-    else if (type === RTA_GATEWAY && len === 4) gateway = data.readUInt32BE(at);
+    else if (type === RTA_OIF && len === 4) oif = data.readUInt32LE(at);
+    else if (type === RTA_DST || type === RTA_GATEWAY) {
+      // An address of the other family's size: not a route we could have made.
+      if (len !== size) malformed = true;
+      else if (type === RTA_DST) dst = ipAt(data, at, len) as IpAddr;
+      else gateway = ipAt(data, at, len) as IpAddr;
+    }
   });
-  if (table !== RT_TABLE_MAIN) return undefined;
-  if (direct) return { kind: 'route', dst: { ip: dst, prefixLen: data[1] as number }, gateway, onlink: false, direct: true };
-  if (oif !== index) return undefined;
-  return { kind: 'route', dst: { ip: dst, prefixLen: data[1] as number }, gateway, onlink: (data.readUInt32LE(8) & RTNH_F_ONLINK) !== 0 };
+  if (malformed || table !== RT_TABLE_MAIN || (!direct && oif !== index)) return undefined;
+  const prefixLen = data[1] as number;
+  const route = direct
+    ? ({ kind: 'route', gateway, onlink: false, direct: true } as const)
+    : ({ kind: 'route', gateway, onlink: (data.readUInt32LE(8) & RTNH_F_ONLINK) !== 0 } as const);
+  return typeof dst === 'bigint' ? { ...route, dst: { ip: dst, prefixLen } } : { ...route, dst: { ip: dst, prefixLen } };
 }
 
 /** RTA_OIF of a route body, or undefined (multipath routes have none). */
@@ -155,23 +182,28 @@ export function neighborIfindex(data: Buffer): number | undefined {
 }
 
 /**
- * One RTM_NEWNEIGH / RTM_DELNEIGH body of a neighbour (AF_INET) or FDB (AF_BRIDGE)
- * as an entry on `index`, or undefined. Incomplete neighbours (no lladdr) and FDB
- * entries without an IPv4 dst have nothing to compare and are left out.
+ * One RTM_NEWNEIGH / RTM_DELNEIGH body of a neighbour (AF_INET, AF_INET6) or FDB
+ * (AF_BRIDGE, dst of either family) as an entry on `index`, or undefined.
+ * Incomplete neighbours (no lladdr) and FDB entries without a dst have nothing
+ * to compare and are left out.
  */
 export function decodeNeighbor(data: Buffer, index: number): Entry | undefined {
   if (data.length < NDMSG_LEN || data.readInt32LE(4) !== index) return undefined;
   const family = data[0];
-  if (family !== AF_INET && family !== AF_BRIDGE) return undefined;
-  let ip: number | undefined;
+  if (family !== AF_INET && family !== AF_INET6 && family !== AF_BRIDGE) return undefined;
+  let ip: IpAddr | undefined;
   let mac: string | undefined;
   eachAttr(data, NDMSG_LEN, (type, at, len) => {
-    if (type === NDA_DST && len === 4) ip = data.readUInt32BE(at);
+    if (type === NDA_DST) ip = ipAt(data, at, len);
     else if (type === NDA_LLADDR && len === 6) mac = macAt(data, at);
   });
   if (ip === undefined || mac === undefined) return undefined;
+  // A neighbour's address is of its table's family.
+  if ((family === AF_INET && typeof ip !== 'number') || (family === AF_INET6 && typeof ip !== 'bigint')) return undefined;
+  // The kernel's own NOARP entries for the IPv6 multicast groups the device joined (ff02::1:ff…, lladdr 33:33:…): never a peer's.
+  if (family === AF_INET6 && (ip as bigint) >> 120n === 0xffn) return undefined;
   const permanent = (data.readUInt16LE(8) & NUD_PERMANENT) !== 0;
-  return family === AF_INET ? { kind: 'neighbor', ip, mac, permanent } : { kind: 'fdb', mac, dst: ip, permanent };
+  return family === AF_BRIDGE ? { kind: 'fdb', mac, dst: ip, permanent } : { kind: 'neighbor', ip, mac, permanent };
 }
 
 /** The request for one operation on device `index`: message type, header flags and body. */
@@ -179,33 +211,35 @@ export function encodeOperation(index: number, { op, entry }: Operation): { type
   const replace = NLM_F_CREATE | NLM_F_REPLACE;
   switch (entry.kind) {
     case 'route': {
-      const dst: Attr[] = entry.dst.prefixLen > 0 ? [[RTA_DST, 'ipv4', entry.dst.ip]] : [];
+      const family = typeof entry.dst.ip === 'bigint' ? AF_INET6 : AF_INET;
+      const dst: Attr[] = entry.dst.prefixLen > 0 ? [[RTA_DST, 'ip', entry.dst.ip]] : [];
       if (entry.direct) {
-        const via: Attr[] = [...dst, [RTA_GATEWAY, 'ipv4', entry.gateway]];
-        // `ip route del <dst> via <gateway> proto 152`: the kernel matches the protocol and gateway, so only our route goes.
-        if (op === 'delete') return { type: RTM_DELROUTE, flags: 0, body: rtmsg(entry.dst.prefixLen, RTPROT_FLANNELD_TS, RT_SCOPE_NOWHERE, 0, 0, via) };
-        // `ip route replace <dst> via <gateway> proto 152`: no device, the kernel picks it (as flanneld's direct route).
-        return { type: RTM_NEWROUTE, flags: replace, body: rtmsg(entry.dst.prefixLen, RTPROT_FLANNELD_TS, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0, via) };
+        const via: Attr[] = [...dst, [RTA_GATEWAY, 'ip', entry.gateway]];
+        // `ip [-6] route del <dst> via <gateway> proto 152`: the kernel matches the protocol and gateway, so only our route goes.
+        if (op === 'delete') return { type: RTM_DELROUTE, flags: 0, body: rtmsg(family, entry.dst.prefixLen, RTPROT_FLANNELD_TS, RT_SCOPE_NOWHERE, 0, 0, via) };
+        // `ip [-6] route replace <dst> via <gateway> proto 152`: no device, the kernel picks it (as flanneld's direct route).
+        return { type: RTM_NEWROUTE, flags: replace, body: rtmsg(family, entry.dst.prefixLen, RTPROT_FLANNELD_TS, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0, via) };
       }
       if (op === 'delete') {
-        // `ip route del <dst> dev <index>`: scope NOWHERE matches a route of any scope, whatever its gateway.
-        return { type: RTM_DELROUTE, flags: 0, body: rtmsg(entry.dst.prefixLen, 0, RT_SCOPE_NOWHERE, 0, 0, [...dst, [RTA_OIF, 'u32', index]]) };
+        // `ip [-6] route del <dst> dev <index>`: scope NOWHERE matches a route of any scope, whatever its gateway.
+        return { type: RTM_DELROUTE, flags: 0, body: rtmsg(family, entry.dst.prefixLen, 0, RT_SCOPE_NOWHERE, 0, 0, [...dst, [RTA_OIF, 'u32', index]]) };
       }
-      // `ip route replace <dst> via <gateway> dev <index> [onlink]`
-      const attrs: Attr[] = [...dst, [RTA_GATEWAY, 'ipv4', entry.gateway], [RTA_OIF, 'u32', index]];
-      return { type: RTM_NEWROUTE, flags: replace, body: rtmsg(entry.dst.prefixLen, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, entry.onlink ? RTNH_F_ONLINK : 0, attrs) };
+      // `ip [-6] route replace <dst> via <gateway> dev <index> [onlink]`
+      const attrs: Attr[] = [...dst, [RTA_GATEWAY, 'ip', entry.gateway], [RTA_OIF, 'u32', index]];
+      return { type: RTM_NEWROUTE, flags: replace, body: rtmsg(family, entry.dst.prefixLen, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, entry.onlink ? RTNH_F_ONLINK : 0, attrs) };
     }
     case 'neighbor': {
-      const dst: Attr = [NDA_DST, 'ipv4', entry.ip];
-      // `ip neigh del <ip> dev <index>`
-      if (op === 'delete') return { type: RTM_DELNEIGH, flags: 0, body: ndmsg(AF_INET, index, 0, 0, [dst]) };
-      // `ip neigh replace <ip> lladdr <mac> dev <index> nud permanent`
-      return { type: RTM_NEWNEIGH, flags: replace, body: ndmsg(AF_INET, index, NUD_PERMANENT, 0, [dst, [NDA_LLADDR, 'mac', entry.mac]]) };
+      const family = typeof entry.ip === 'bigint' ? AF_INET6 : AF_INET;
+      const dst: Attr = [NDA_DST, 'ip', entry.ip];
+      // `ip [-6] neigh del <ip> dev <index>`
+      if (op === 'delete') return { type: RTM_DELNEIGH, flags: 0, body: ndmsg(family, index, 0, 0, [dst]) };
+      // `ip [-6] neigh replace <ip> lladdr <mac> dev <index> nud permanent`
+      return { type: RTM_NEWNEIGH, flags: replace, body: ndmsg(family, index, NUD_PERMANENT, 0, [dst, [NDA_LLADDR, 'mac', entry.mac]]) };
     }
     case 'fdb': {
       // With NDA_DST the VXLAN driver removes only that remote of the MAC (`bridge fdb del <mac> dev <index> dst <ip> self`),
-      // so dropping an extra appended remote leaves the wanted one in place.
-      const attrs: Attr[] = [[NDA_LLADDR, 'mac', entry.mac], [NDA_DST, 'ipv4', entry.dst]];
+      // so dropping an extra appended remote leaves the wanted one in place. The dst is 4 or 16 bytes.
+      const attrs: Attr[] = [[NDA_LLADDR, 'mac', entry.mac], [NDA_DST, 'ip', entry.dst]];
       if (op === 'delete') return { type: RTM_DELNEIGH, flags: 0, body: ndmsg(AF_BRIDGE, index, 0, NTF_SELF, attrs) };
       // `bridge fdb replace <mac> dev <index> dst <ip> self permanent`
       return { type: RTM_NEWNEIGH, flags: replace, body: ndmsg(AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF, attrs) };
@@ -213,16 +247,16 @@ export function encodeOperation(index: number, { op, entry }: Operation): { type
   }
 }
 
-/** Every IPv4 route (`ip route show`): the kernel filters by device only on strict-checking sockets. */
-export function routeDumpRequest(): Buffer {
+/** Every route of one family (`ip [-6] route show`): the kernel filters by device only on strict-checking sockets. */
+export function routeDumpRequest(family: number = AF_INET): Buffer {
   const h = Buffer.alloc(RTMSG_LEN);
-  h[0] = AF_INET;
+  h[0] = family;
   return h;
 }
 
-/** The device's IPv4 neighbours (`ip neigh show dev <dev>`): NDA_IFINDEX filters in the kernel. */
-export function neighborDumpRequest(index: number): Buffer {
-  return ndmsg(AF_INET, 0, 0, 0, [[NDA_IFINDEX, 'u32', index]]);
+/** The device's neighbours of one family (`ip [-6] neigh show dev <dev>`): NDA_IFINDEX filters in the kernel. */
+export function neighborDumpRequest(index: number, family: number = AF_INET): Buffer {
+  return ndmsg(family, 0, 0, 0, [[NDA_IFINDEX, 'u32', index]]);
 }
 
 /** The device's FDB (`bridge fdb show dev <dev>`): an ifinfomsg naming the device filters in the kernel. */

@@ -1,14 +1,21 @@
 /**
- * The overlay's VXLAN device (contract §4): adopt a compatible existing device
+ * The overlay's VXLAN devices (contract §4, §11): flannel.<VNI> for IPv4 and
+ * flannel-v6.<VNI> for IPv6, one code path. Adopt a compatible existing device
  * (keeping its MAC, which peers already hold in our lease), otherwise replace it;
- * then give it its /32 and bring it up.
+ * then give it its /32 or /128 and bring it up.
  */
-import { Cidr, cidrContains, formatCidr, formatIPv4 } from '../net/ipv4';
+import { cidrContains } from '../net/ipv4';
+import { AnyCidr, IpAddr, anyCidrEquals, formatAnyCidr, formatIp, isCidr6 } from '../net/family';
 import { Logger } from '../util/log';
 import { DeviceState, Kernel, VxlanSpec } from './kernel';
 
-function showIP(ip: number | undefined): string {
-  return ip === undefined ? '(none)' : formatIPv4(ip);
+function showIP(ip: IpAddr | undefined): string {
+  return ip === undefined ? '(none)' : formatIp(ip);
+}
+
+// fe80::/10: the kernel's own addresses on the device, never removed (flannel: pkg/ip/iface.go EnsureV6AddressOnLink).
+function isLinkLocal6(ip: bigint): boolean {
+  return ip >> 118n === 0x3fan;
 }
 
 /**
@@ -23,7 +30,7 @@ export function deviceMismatch(spec: VxlanSpec, state: DeviceState): string {
   if (state.underlayIndex !== spec.underlayIndex) {
     reasons.push(`underlay ifindex ${state.underlayIndex ?? '(none)'} != ${spec.underlayIndex}`);
   }
-  if (state.localIP !== spec.localIP) reasons.push(`local ${showIP(state.localIP)} != ${formatIPv4(spec.localIP)}`);
+  if (state.localIP !== spec.localIP) reasons.push(`local ${showIP(state.localIP)} != ${formatIp(spec.localIP)}`);
   if (state.port !== spec.port) reasons.push(`dstport ${state.port ?? '(none)'} != ${spec.port}`);
   if ((state.gbp ?? false) !== spec.gbp) reasons.push(`gbp ${state.gbp ?? false} != ${spec.gbp}`);
   return reasons.join(', ');
@@ -72,29 +79,36 @@ export async function ensureVxlanDevice(
 }
 
 /**
- * Gives the device `address` (the lease's network address as /32), removes any
- * other IPv4 address inside `network` (left over from an older lease) and brings
- * the link up. Addresses outside `network` are not ours and are kept.
+ * Gives the device `address` (the lease's network address as /32, or its IPv6
+ * network address as /128) and brings the link up. Stale addresses go first:
+ * for IPv4 any other address inside `network` (left over from an older lease;
+ * addresses outside it are not ours and are kept); for IPv6 every other
+ * non-link-local address, whatever its network, as flanneld does on
+ * flannel-v6.<VNI> (contract §11).
  */
 export async function ensureDeviceAddress(
   kernel: Kernel,
   device: DeviceState,
-  address: Cidr,
-  network: Cidr,
+  address: AnyCidr,
+  network: AnyCidr,
   log: Logger,
 ): Promise<void> {
+  const v6 = isCidr6(address);
+  const have: readonly AnyCidr[] = v6 ? (device.addresses6 ?? []) : device.addresses;
+  const stale = (a: AnyCidr): boolean =>
+    typeof a.ip === 'bigint' ? !isLinkLocal6(a.ip) : !isCidr6(network) && cidrContains(network, a.ip);
   let present = false;
-  for (const a of device.addresses) {
-    if (a.ip === address.ip && a.prefixLen === address.prefixLen) {
+  for (const a of have) {
+    if (anyCidrEquals(a, address)) {
       present = true;
-    } else if (cidrContains(network, a.ip)) {
+    } else if (stale(a)) {
       await kernel.deleteAddress(device.index, a);
-      log.info({ device: device.name, address: formatCidr(a) }, 'removed stale address from VXLAN device');
+      log.info({ device: device.name, address: formatAnyCidr(a) }, 'removed stale address from VXLAN device');
     }
   }
   if (!present) {
     await kernel.addAddress(device.index, address);
-    log.info({ device: device.name, address: formatCidr(address) }, 'added address to VXLAN device');
+    log.info({ device: device.name, address: formatAnyCidr(address) }, 'added address to VXLAN device');
   }
   if (!device.up) {
     await kernel.setLink(device.index, { up: true });

@@ -7,7 +7,9 @@
  * (little-endian on every platform we run on) except IFLA_VXLAN_PORT, which the
  * kernel keeps in network order. Layout from include/uapi/linux/if_link.h.
  */
-import { ipv4FromBytes, ipv4ToBytes } from '../net/ipv4';
+import { ipv4FromBytes } from '../net/ipv4';
+import { ipv6FromBytes } from '../net/ipv6';
+import { IpAddr, ipToBytes } from '../net/family';
 
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
@@ -15,6 +17,7 @@ const IFLA_VXLAN_ID = 1;
 const IFLA_VXLAN_LINK = 3;
 const IFLA_VXLAN_LOCAL = 4;
 const IFLA_VXLAN_LEARNING = 7;
+const IFLA_VXLAN_LOCAL6 = 17;
 const IFLA_VXLAN_PORT = 15;
 const IFLA_VXLAN_GBP = 23;
 // NLA_F_NESTED | NLA_F_NET_BYTEORDER: flag bits some senders set in the type.
@@ -24,7 +27,8 @@ const NLA_TYPE_MASK = 0x3fff;
 export interface VxlanLinkInfo {
   readonly vni: number;
   readonly underlayIndex: number;
-  readonly localIP: number;
+  /** IFLA_VXLAN_LOCAL for an IPv4 address, IFLA_VXLAN_LOCAL6 for an IPv6 one (bigint). */
+  readonly localIP: IpAddr;
   readonly port: number;
   readonly learning: boolean;
   readonly gbp: boolean;
@@ -51,14 +55,14 @@ function u32(value: number): Buffer {
   return b;
 }
 
-/** `ip link add … type vxlan id <vni> local <ip> dev <underlay> dstport <port> [no]learning [gbp]` as IFLA_LINKINFO. */
+/** `ip link add … type vxlan id <vni> local <ip> dev <underlay> dstport <port> [no]learning [gbp]` as IFLA_LINKINFO (`local` of either family). */
 export function encodeVxlanLinkInfo(info: VxlanLinkInfo): Buffer {
   const port = Buffer.alloc(2);
   port.writeUInt16BE(info.port, 0);
   const data = [
     attr(IFLA_VXLAN_ID, u32(info.vni)),
     attr(IFLA_VXLAN_LINK, u32(info.underlayIndex)),
-    attr(IFLA_VXLAN_LOCAL, ipv4ToBytes(info.localIP)),
+    attr(typeof info.localIP === 'bigint' ? IFLA_VXLAN_LOCAL6 : IFLA_VXLAN_LOCAL, ipToBytes(info.localIP)),
     attr(IFLA_VXLAN_LEARNING, Buffer.from([info.learning ? 1 : 0])),
     attr(IFLA_VXLAN_PORT, port),
   ];
@@ -94,6 +98,10 @@ function decodeVxlanData(buf: Buffer): Partial<VxlanLinkInfo> {
       case IFLA_VXLAN_LOCAL:
         // An unset local is reported as 0.0.0.0; treat it as absent.
         if (payload.length === 4 && payload.readUInt32BE(0) !== 0) info.localIP = ipv4FromBytes(payload);
+        break;
+      case IFLA_VXLAN_LOCAL6:
+        // Likewise `::`.
+        if (payload.length === 16 && payload.some((b) => b !== 0)) info.localIP = ipv6FromBytes(payload);
         break;
       case IFLA_VXLAN_LEARNING:
         if (payload.length >= 1) info.learning = payload[0] !== 0;

@@ -29,13 +29,12 @@ import {
   IWatchResponse,
   Range,
 } from 'etcd3';
-import { Cidr } from '../net/ipv4';
 import { systemClock } from '../util/clock';
 import { FlannelError, StoreUnavailableError, UsageError, errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
 import { backoffDelay } from '../util/retry';
-import { configKey, decodeLease, parseSubnetKeyName, subnetKey, subnetsPrefix } from './codec';
-import { LeaseRecord } from './lease';
+import { configKey, createGuards, decodeLease, leaseKeyAt, parseSubnetKeyName, subnetsPrefix } from './codec';
+import { LeaseAt, LeaseRecord } from './lease';
 import { CompactedError, CreatedLease, LeaseEvent, LeaseSnapshot, LeaseStore, RenewResult, WatchHandlers } from './store';
 
 export interface EtcdStoreOptions {
@@ -198,15 +197,16 @@ export class EtcdLeaseStore implements LeaseStore {
     return out;
   }
 
-  async get(subnet: Cidr): Promise<LeaseRecord | undefined> {
-    const key = subnetKey(this.prefix, subnet);
+  async get(at: LeaseAt): Promise<LeaseRecord | undefined> {
+    const key = leaseKeyAt(this.prefix, at);
     const res = await this.call(`read lease ${key}`, () => this.client.get(key).exec());
     const kv = res.kvs[0];
     return kv ? this.decode(kv) : undefined;
   }
 
-  async create(subnet: Cidr, value: string, ttlSeconds: number): Promise<CreatedLease | undefined> {
-    const key = subnetKey(this.prefix, subnet);
+  async create(at: LeaseAt, value: string, ttlSeconds: number): Promise<CreatedLease | undefined> {
+    const key = leaseKeyAt(this.prefix, at);
+    const guards = createGuards(this.prefix, at);
     const started = Date.now();
     const grant = await this.call(`grant an etcd lease for ${key}`, () => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
     // Until the put commits, this lease is ours to revoke on every path (lost race, error, ambiguous outcome).
@@ -214,7 +214,14 @@ export class EtcdLeaseStore implements LeaseStore {
     try {
       const res = await this.call(`create lease ${key}`, () =>
         this.client.kv.txn({
-          compare: [{ key: Buffer.from(key), target: 'Version', result: 'Equal', version: 0 }],
+          // Version 0 over a range holds when no key in it exists (etcd compares an empty range against a zero key).
+          compare: [{ key }, ...guards].map((g) => ({
+            key: Buffer.from(g.key),
+            ...('rangeEnd' in g && g.rangeEnd !== undefined ? { range_end: Buffer.from(g.rangeEnd) } : {}),
+            target: 'Version' as const,
+            result: 'Equal' as const,
+            version: 0,
+          })),
           success: [{ request_put: { key: Buffer.from(key), value: Buffer.from(value), lease: grant.ID } }],
         }),
       );
@@ -226,8 +233,8 @@ export class EtcdLeaseStore implements LeaseStore {
     }
   }
 
-  async update(subnet: Cidr, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean> {
-    const key = subnetKey(this.prefix, subnet);
+  async update(at: LeaseAt, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean> {
+    const key = leaseKeyAt(this.prefix, at);
     try {
       const res = await this.client.kv.txn({
         compare: [{ key: Buffer.from(key), target: 'Mod', result: 'Equal', mod_revision: modRevision }],
@@ -241,8 +248,8 @@ export class EtcdLeaseStore implements LeaseStore {
     }
   }
 
-  async rewrite(subnet: Cidr, value: string, etcdLease: string | undefined): Promise<boolean> {
-    const key = subnetKey(this.prefix, subnet);
+  async rewrite(at: LeaseAt, value: string, etcdLease: string | undefined): Promise<boolean> {
+    const key = leaseKeyAt(this.prefix, at);
     const bytes = Buffer.from(value);
     try {
       const res = await this.client.kv.txn({
@@ -281,8 +288,8 @@ export class EtcdLeaseStore implements LeaseStore {
     }
   }
 
-  async deleteIfValue(subnet: Cidr, value: string, etcdLease?: string): Promise<boolean> {
-    const key = subnetKey(this.prefix, subnet);
+  async deleteIfValue(at: LeaseAt, value: string, etcdLease?: string): Promise<boolean> {
+    const key = leaseKeyAt(this.prefix, at);
     const res = await this.call(`delete lease ${key}`, () =>
       this.client.kv.txn({
         compare: [{ key: Buffer.from(key), target: 'Value', result: 'Equal', value: Buffer.from(value) }],

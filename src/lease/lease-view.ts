@@ -4,7 +4,7 @@
  */
 import { formatCidr } from '../net/ipv4';
 import { Logger } from '../util/log';
-import { Lease, LeaseRecord } from './lease';
+import { Lease, LeaseRecord, LeaseV6 } from './lease';
 import { LeaseEvent } from './store';
 
 export class LeaseView {
@@ -75,7 +75,13 @@ export class LeaseView {
 function sameRecord(a: LeaseRecord | undefined, b: LeaseRecord): boolean {
   if (!a || a.kind !== b.kind) return false;
   if (a.kind === 'lease' && b.kind === 'lease') {
-    return formatCidr(a.lease.subnet) === formatCidr(b.lease.subnet) && a.lease.publicIP === b.lease.publicIP && a.lease.vtepMAC === b.lease.vtepMAC && a.lease.backendType === b.lease.backendType && a.lease.vni === b.lease.vni;
+    return formatCidr(a.lease.subnet) === formatCidr(b.lease.subnet) && a.lease.publicIP === b.lease.publicIP && a.lease.vtepMAC === b.lease.vtepMAC && a.lease.backendType === b.lease.backendType && a.lease.vni === b.lease.vni && sameV6(a.lease.v6, b.lease.v6);
   }
   return true;
+}
+
+/** The key (same map slot) fixes the IPv6 subnet; the value's IPv6 half must match too. */
+function sameV6(a: LeaseV6 | undefined, b: LeaseV6 | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.publicIP === b.publicIP && a.vtepMAC === b.vtepMAC && a.vni === b.vni;
 }

@@ -40,11 +40,26 @@ export interface LeaseV6 {
   readonly vtepMAC: string | undefined;
 }
 
+/**
+ * What names one lease key: the IPv4 subnet (0.0.0.0/0 for an IPv6-only lease)
+ * and, for an `&` key, the IPv6 subnet. A bare `Cidr` names an IPv4-only key.
+ */
+export interface LeaseSubnets {
+  readonly subnet: Cidr;
+  readonly subnet6?: Cidr6 | undefined;
+}
+
+/** Where a store call writes: an IPv4-only key's subnet, or both subnets of an `&` key. */
+export type LeaseAt = Cidr | LeaseSubnets;
+
 /** A key under `<prefix>/subnets/` whose key or value did not decode. Logged once, skipped, shown by status. */
 export interface InvalidLease {
   readonly key: string;
   readonly reason: string;
+  /** The IPv4 subnet the key holds (taken whatever the value), if the key names one. */
   readonly subnet?: Cidr | undefined;
+  /** The IPv6 subnet an `&` key holds, if it parsed. */
+  readonly subnet6?: Cidr6 | undefined;
 }
 
 /** One key under `<prefix>/subnets/`, decoded. */

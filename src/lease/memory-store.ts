@@ -4,10 +4,9 @@
  * the lease manager and reconciler are tested without etcd. The same contract
  * suite runs against this and `EtcdLeaseStore`.
  */
-import { Cidr } from '../net/ipv4';
 import { StoreUnavailableError } from '../util/errors';
-import { configKey, decodeLease, parseSubnetKeyName, subnetKey, subnetsPrefix } from './codec';
-import { LeaseRecord } from './lease';
+import { configKey, createGuards, decodeLease, leaseKeyAt, parseSubnetKeyName, subnetsPrefix } from './codec';
+import { LeaseAt, LeaseRecord } from './lease';
 import { CompactedError, CreatedLease, LeaseEvent, LeaseSnapshot, LeaseStore, RenewResult, WatchHandlers } from './store';
 
 interface Entry {
@@ -87,8 +86,8 @@ export class MemoryLeaseStore implements LeaseStore {
     return out;
   }
 
-  async get(subnet: Cidr): Promise<LeaseRecord | undefined> {
-    const key = subnetKey(this.prefix, subnet);
+  async get(at: LeaseAt): Promise<LeaseRecord | undefined> {
+    const key = leaseKeyAt(this.prefix, at);
     this.check(`read lease ${key}`);
     const entry = this.kv.get(key);
     return entry ? this.decode(key, entry) : undefined;
@@ -122,17 +121,19 @@ export class MemoryLeaseStore implements LeaseStore {
     });
   }
 
-  async create(subnet: Cidr, value: string, ttlSeconds: number): Promise<CreatedLease | undefined> {
-    const key = subnetKey(this.prefix, subnet);
+  async create(at: LeaseAt, value: string, ttlSeconds: number): Promise<CreatedLease | undefined> {
+    const key = leaseKeyAt(this.prefix, at);
     this.check(`create lease ${key}`);
-    if (this.kv.has(key)) return undefined;
+    const held = (g: { key: string; rangeEnd?: string | undefined }): boolean =>
+      g.rangeEnd === undefined ? this.kv.has(g.key) : [...this.kv.keys()].some((k) => k >= g.key && k < (g.rangeEnd as string));
+    if (this.kv.has(key) || createGuards(this.prefix, at).some(held)) return undefined;
     const etcdLease = this.grant(ttlSeconds);
     this.commit([{ key, entry: { value, lease: etcdLease } }]);
     return { etcdLease, expiresAt: (this.leases.get(etcdLease) as { expiresAt: number }).expiresAt, revision: this.revision };
   }
 
-  async update(subnet: Cidr, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean> {
-    const key = subnetKey(this.prefix, subnet);
+  async update(at: LeaseAt, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean> {
+    const key = leaseKeyAt(this.prefix, at);
     this.check(`update lease ${key}`);
     const entry = this.kv.get(key);
     if ((entry?.modRevision ?? 0n) !== BigInt(modRevision)) return false;
@@ -141,8 +142,8 @@ export class MemoryLeaseStore implements LeaseStore {
     return true;
   }
 
-  async rewrite(subnet: Cidr, value: string, etcdLease: string | undefined): Promise<boolean> {
-    const key = subnetKey(this.prefix, subnet);
+  async rewrite(at: LeaseAt, value: string, etcdLease: string | undefined): Promise<boolean> {
+    const key = leaseKeyAt(this.prefix, at);
     this.check(`rewrite lease ${key}`);
     if (this.kv.get(key)?.value !== value) return false;
     if (etcdLease !== undefined && !this.leases.has(etcdLease)) return false;
@@ -158,8 +159,8 @@ export class MemoryLeaseStore implements LeaseStore {
     return { ok: true, expiresAt: lease.expiresAt };
   }
 
-  async deleteIfValue(subnet: Cidr, value: string, etcdLease?: string): Promise<boolean> {
-    const key = subnetKey(this.prefix, subnet);
+  async deleteIfValue(at: LeaseAt, value: string, etcdLease?: string): Promise<boolean> {
+    const key = leaseKeyAt(this.prefix, at);
     this.check(`delete lease ${key}`);
     const matched = this.kv.get(key)?.value === value;
     if (matched) this.commit([{ key, entry: undefined }]);

@@ -5,7 +5,7 @@
  * `MemoryLeaseStore` is the fake. One contract test suite runs against both.
  */
 import { Cidr } from '../net/ipv4';
-import { LeaseRecord } from './lease';
+import { LeaseAt, LeaseRecord } from './lease';
 
 export interface LeaseSnapshot {
   readonly records: LeaseRecord[];
@@ -48,7 +48,7 @@ export interface LeaseStore {
    */
   leaseExpiries?(etcdLeases: readonly string[]): Promise<Map<string, number>>;
   /** The decoded record at one subnet's key, or undefined when there is none. */
-  get(subnet: Cidr): Promise<LeaseRecord | undefined>;
+  get(at: LeaseAt): Promise<LeaseRecord | undefined>;
   /**
    * Watches `<prefix>/subnets/` from `fromRevision` (inclusive) until `signal`
    * aborts (then resolves). Reconnects by itself on transient errors, resuming
@@ -57,17 +57,18 @@ export interface LeaseStore {
    */
   watch(fromRevision: bigint, handlers: WatchHandlers, signal: AbortSignal): Promise<void>;
   /**
-   * Grants an etcd lease of `ttlSeconds`, then `if version(key) == 0 then put(key, value, lease)`.
+   * Grants an etcd lease of `ttlSeconds`, then `if version(key) == 0 then put(key, value, lease)`;
+   * no other key may hold its IPv4 subnet either (codec createGuards: the bare key and every `&` key of it).
    * Returns undefined (and revokes the granted lease) when the key exists.
    */
-  create(subnet: Cidr, value: string, ttlSeconds: number): Promise<CreatedLease | undefined>;
+  create(at: LeaseAt, value: string, ttlSeconds: number): Promise<CreatedLease | undefined>;
   /**
    * Rewrites an existing key only if it is unchanged since `modRevision`
    * (`if mod_revision(key) == modRevision then put(key, value, lease)`); `etcdLease`
    * undefined writes with no lease (a reservation stays a reservation). False when
    * the key changed or vanished.
    */
-  update(subnet: Cidr, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean>;
+  update(at: LeaseAt, value: string, modRevision: string, etcdLease: string | undefined): Promise<boolean>;
   /**
    * Writes our unchanged value again so that watchers learn it anew (flanneld
    * peers learn only from PUTs, contract §13): `if value(key) == value then
@@ -75,11 +76,11 @@ export interface LeaseStore {
    * reservation stays one). False when the key holds another value, is gone, or
    * its etcd lease no longer exists.
    */
-  rewrite(subnet: Cidr, value: string, etcdLease: string | undefined): Promise<boolean>;
+  rewrite(at: LeaseAt, value: string, etcdLease: string | undefined): Promise<boolean>;
   /** Keeps an etcd lease alive (resets its TTL). `ok: false` when the etcd lease no longer exists. */
   renew(etcdLease: string): Promise<RenewResult>;
   /** Deletes the key only if it still holds `value` (so another node's lease is never removed). Revokes `etcdLease` if given. */
-  deleteIfValue(subnet: Cidr, value: string, etcdLease?: string): Promise<boolean>;
+  deleteIfValue(at: LeaseAt, value: string, etcdLease?: string): Promise<boolean>;
   /** Revokes an etcd lease (its keys vanish); a missing lease is success. */
   revoke(etcdLease: string): Promise<void>;
   close(): Promise<void>;

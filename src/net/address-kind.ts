@@ -6,6 +6,7 @@
  * FDB MAC). Pure.
  */
 import { Cidr, cidrContains, formatIPv4, parseCidr } from './ipv4';
+import { Cidr6, cidr6Contains, formatIPv6, parseCidr6 } from './ipv6';
 
 const NOT_UNICAST: ReadonlyArray<readonly [Cidr, string]> = [
   [parseCidr('0.0.0.0/8'), '"this network" (0.0.0.0/8)'],
@@ -26,6 +27,24 @@ export function publicIPProblem(ip: number, allowLinkLocal = false): string | un
     if (cidrContains(block, ip)) return `PublicIP ${formatIPv4(ip)} is not a unicast host address: ${what}`;
   }
   if (!allowLinkLocal && cidrContains(LINK_LOCAL, ip)) return `PublicIP ${formatIPv4(ip)} is link-local (169.254.0.0/16) and this node's is not`;
+  return undefined;
+}
+
+const NOT_UNICAST6: ReadonlyArray<readonly [Cidr6, string]> = [
+  [parseCidr6('::/128'), 'unspecified (::)'],
+  [parseCidr6('::1/128'), 'loopback (::1)'],
+  [parseCidr6('::ffff:0:0/96'), 'IPv4-mapped (::ffff:0:0/96)'],
+  [parseCidr6('ff00::/8'), 'multicast (ff00::/8)'],
+];
+
+export const LINK_LOCAL6 = parseCidr6('fe80::/10');
+
+/** `publicIPProblem` for a PublicIPv6 (the FDB destination on flannel-v6.<VNI>). */
+export function publicIPv6Problem(ip: bigint, allowLinkLocal = false): string | undefined {
+  for (const [block, what] of NOT_UNICAST6) {
+    if (cidr6Contains(block, ip)) return `PublicIPv6 ${formatIPv6(ip)} is not a unicast host address: ${what}`;
+  }
+  if (!allowLinkLocal && cidr6Contains(LINK_LOCAL6, ip)) return `PublicIPv6 ${formatIPv6(ip)} is link-local (fe80::/10) and this node's is not`;
   return undefined;
 }
 

@@ -134,6 +134,12 @@ export function anyCidrEquals(a: AnyCidr, b: AnyCidr): boolean {
   return typeof a.ip === typeof b.ip && a.ip === b.ip && a.prefixLen === b.prefixLen;
 }
 
+/** True when `inner` lies inside `outer` and both are of one family. */
+export function anyCidrContainsCidr(outer: AnyCidr, inner: AnyCidr): boolean {
+  if (isCidr6(outer)) return isCidr6(inner) && cidr6ContainsCidr(outer, inner);
+  return !isCidr6(inner) && cidrContainsCidr(outer, inner);
+}
+
 /** Parses an address of either family ("10.7.0.1", "fc00::1"); throws RangeError naming the text. */
 export function parseIp(text: string): IpAddr {
   return text.includes(':') ? parseIPv6(text) : parseIPv4(text);

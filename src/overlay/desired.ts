@@ -1,12 +1,18 @@
 /**
  * Desired kernel state: a pure function of our own lease, every other lease and
- * the config. See reconciler.ts for the design note on the three entries per peer.
+ * the config, for one address family at a time (STYLE: one code path, the
+ * family a value). See reconciler.ts for the design note on the three entries
+ * per peer. IPv4 entries go on flannel.<VNI> and come from the lease's IPv4
+ * half (key, PublicIP, BackendData); IPv6 entries go on flannel-v6.<VNI> and
+ * come from its IPv6 half (`&` key part, PublicIPv6, BackendV6Data; contract §11).
  */
 import { NetworkConfig } from '../config';
-import { Cidr, cidrContains, cidrContainsCidr, cidrEquals, formatCidr, formatIPv4 } from '../net/ipv4';
+import { AddressFamily, AnyCidr, IPV4, IpAddr, formatAnyCidr, formatIp } from '../net/family';
 import { Lease } from '../lease/lease';
 import { FdbEntry, NeighborEntry, RouteEntry } from '../kernel/kernel';
-import { LINK_LOCAL, publicIPProblem, vtepMacProblem } from '../net/address-kind';
+import { LINK_LOCAL, LINK_LOCAL6, publicIPProblem, publicIPv6Problem, vtepMacProblem } from '../net/address-kind';
+import { cidrContains } from '../net/ipv4';
+import { cidr6Contains } from '../net/ipv6';
 
 /** How a peer is reached: through flannel.<VNI>, or (DirectRouting) by a plain route via its PublicIP. */
 export type PeerMode = 'vxlan' | 'direct';
@@ -17,7 +23,7 @@ export type PeerMode = 'vxlan' | 'direct';
  * treats both alike (STYLE.md "Direct routes are peer entries too").
  */
 export interface PeerEntries {
-  readonly subnet: Cidr;
+  readonly subnet: AnyCidr;
   readonly mode: PeerMode;
   /** vxlan peers only. */
   readonly neighbor?: NeighborEntry | undefined;
@@ -27,51 +33,96 @@ export interface PeerEntries {
 }
 
 export interface DesiredState {
-  /** Keyed by subnet text ("10.7.12.0/24"). */
+  /** Keyed by subnet text ("10.7.12.0/24", "fc00:0:0:c::/64"): one family's peers. */
   readonly peers: ReadonlyMap<string, PeerEntries>;
   /** Leases that are valid JSON but cannot be programmed, with why (shown by status, logged once). */
   readonly skipped: ReadonlyArray<{ readonly subnet: string; readonly reason: string }>;
 }
 
+/** This node in one family: its subnet, public IP and that family's device MAC. */
 export interface SelfInfo {
-  readonly subnet: Cidr;
-  readonly publicIP: number;
+  readonly subnet: AnyCidr;
+  readonly publicIP: IpAddr;
   /** This node's VTEP MAC: no peer is ever programmed with it. */
   readonly vtepMAC?: string | undefined;
 }
 
-/** Why a lease is not programmed as a peer, or undefined when it is. */
-export function peerSkipReason(self: SelfInfo, lease: Lease, config: NetworkConfig): string | undefined {
-  if (cidrEquals(lease.subnet, self.subnet)) return 'own lease';
+/** One family's half of a lease: what that family's device entries are made of. */
+export interface LeaseHalf {
+  readonly subnet: AnyCidr;
+  /** PublicIP or PublicIPv6; undefined when the value holds `null`. */
+  readonly publicIP: IpAddr | undefined;
+  readonly vni: number;
+  readonly vtepMAC: string | undefined;
+}
+
+/** The lease's half for `family`, or undefined when it has none (an IPv6-only lease has no IPv4 half, an IPv4-only one no IPv6 half). */
+export function leaseHalf(lease: Lease, family: AddressFamily = IPV4): LeaseHalf | undefined {
+  if (family.family === 6) return lease.v6;
+  return lease.hasIPv4 === false ? undefined : lease;
+}
+
+/** The config's pool for `family`, or undefined when the config does not enable it. */
+export function familyPool(config: NetworkConfig, family: AddressFamily = IPV4): { readonly network: AnyCidr; readonly subnetLen: number } | undefined {
+  if (family.family === 6) return config.ipv6;
+  return config.enableIPv4 === false ? undefined : config;
+}
+
+/** Subnet text of a lease's half, for keys, logs and status ("0.0.0.0/0" never appears for an IPv6 peer). */
+export function halfSubnetText(lease: Lease, family: AddressFamily = IPV4): string {
+  return formatAnyCidr(leaseHalf(lease, family)?.subnet ?? lease.subnet);
+}
+
+function compareCidr(a: AnyCidr, b: AnyCidr): number {
+  if (a.ip !== b.ip) return a.ip < b.ip ? -1 : 1;
+  return a.prefixLen - b.prefixLen;
+}
+
+function isLinkLocal(ip: IpAddr): boolean {
+  return typeof ip === 'bigint' ? cidr6Contains(LINK_LOCAL6, ip) : cidrContains(LINK_LOCAL, ip);
+}
+
+/** Why a lease is not programmed as a peer of `family` ("no IPv6 half" when it has none), or undefined when it is. */
+export function peerSkipReason(self: SelfInfo, lease: Lease, config: NetworkConfig, family: AddressFamily = IPV4): string | undefined {
+  const half = leaseHalf(lease, family);
+  const pool = familyPool(config, family);
+  if (!half || !pool) return `no ${family.name} half`;
+  const v6 = family.family === 6;
+  if (self.subnet.prefixLen === half.subnet.prefixLen && self.subnet.ip === half.subnet.ip) return 'own lease';
   if (lease.backendType !== 'vxlan') return `backend type ${JSON.stringify(lease.backendType)} is not vxlan`;
-  if (lease.vtepMAC === undefined) return 'no VtepMAC';
-  if (!cidrContainsCidr(config.network, lease.subnet)) return `subnet is outside Network ${formatCidr(config.network)}`;
-  if (lease.subnet.prefixLen !== config.subnetLen) return `subnet length is not /${config.subnetLen}`;
-  if (lease.publicIP === self.publicIP) return `PublicIP ${formatIPv4(lease.publicIP)} is this node's own`;
-  if (lease.vni !== config.backend.vni) return `VNI ${lease.vni} differs from ours (${config.backend.vni})`;
-  const ipProblem = publicIPProblem(lease.publicIP, cidrContains(LINK_LOCAL, self.publicIP));
+  if (half.vtepMAC === undefined) return v6 ? 'no VtepMAC in BackendV6Data' : 'no VtepMAC';
+  const networkName = v6 ? 'IPv6Network' : 'Network';
+  if (typeof half.subnet.ip !== typeof pool.network.ip || !family.containsCidr(pool.network, half.subnet)) return `subnet is outside ${networkName} ${formatAnyCidr(pool.network)}`;
+  if (half.subnet.prefixLen !== pool.subnetLen) return `subnet length is not /${pool.subnetLen}`;
+  const ipName = v6 ? 'PublicIPv6' : 'PublicIP';
+  if (half.publicIP === undefined) return `no ${ipName}`;
+  if (half.publicIP === self.publicIP) return `${ipName} ${formatIp(half.publicIP)} is this node's own`;
+  if (half.vni !== config.backend.vni) return `VNI ${half.vni} differs from ours (${config.backend.vni})`;
+  const ownLinkLocal = typeof self.publicIP === typeof half.publicIP && isLinkLocal(self.publicIP);
+  const ipProblem = typeof half.publicIP === 'bigint' ? publicIPv6Problem(half.publicIP, ownLinkLocal) : publicIPProblem(half.publicIP, ownLinkLocal);
   if (ipProblem !== undefined) return ipProblem;
-  const macProblem = vtepMacProblem(lease.vtepMAC);
+  const macProblem = vtepMacProblem(half.vtepMAC);
   if (macProblem !== undefined) return macProblem;
-  if (self.vtepMAC !== undefined && lease.vtepMAC === self.vtepMAC) return `VtepMAC ${lease.vtepMAC} is this node's own`;
+  if (self.vtepMAC !== undefined && half.vtepMAC === self.vtepMAC) return `VtepMAC ${half.vtepMAC} is this node's own`;
   return undefined;
 }
 
 /**
- * A peer's entries. Direct: `ip route replace <subnet> via <PublicIP> proto 152`
- * (contract §12, with our own protocol for ownership). VXLAN: contract §5.
+ * A peer half's entries. VXLAN: neighbour → FDB → route (§5, §11), the gateway
+ * is the subnet's network address. Direct: `ip [-6] route replace <subnet> via
+ * <PublicIP|PublicIPv6> proto 152` (contract §12, with our own protocol for ownership).
  */
-export function peerEntries(lease: Lease & { vtepMAC: string }, mode: PeerMode = 'vxlan'): PeerEntries {
+export function peerEntries(half: LeaseHalf & { readonly vtepMAC: string; readonly publicIP: IpAddr }, mode: PeerMode = 'vxlan'): PeerEntries {
   if (mode === 'direct') {
-    return { subnet: lease.subnet, mode, route: { kind: 'route', dst: lease.subnet, gateway: lease.publicIP, onlink: false, direct: true } };
+    return { subnet: half.subnet, mode, route: { kind: 'route', dst: half.subnet, gateway: half.publicIP, onlink: false, direct: true } };
   }
-  const gw = lease.subnet.ip;
+  const gw = half.subnet.ip;
   return {
-    subnet: lease.subnet,
+    subnet: half.subnet,
     mode,
-    neighbor: { kind: 'neighbor', ip: gw, mac: lease.vtepMAC, permanent: true },
-    fdb: { kind: 'fdb', mac: lease.vtepMAC, dst: lease.publicIP, permanent: true },
-    route: { kind: 'route', dst: lease.subnet, gateway: gw, onlink: true },
+    neighbor: { kind: 'neighbor', ip: gw, mac: half.vtepMAC, permanent: true },
+    fdb: { kind: 'fdb', mac: half.vtepMAC, dst: half.publicIP, permanent: true },
+    route: { kind: 'route', dst: half.subnet, gateway: gw, onlink: true },
   };
 }
 
@@ -84,46 +135,99 @@ export function olderFirst(a: Lease, b: Lease): number {
     if (rb === undefined) return -1;
     return ra < rb ? -1 : 1;
   }
-  return a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen;
+  return a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen || compareCidr(a.v6?.subnet ?? { ip: 0n, prefixLen: 0 }, b.v6?.subnet ?? { ip: 0n, prefixLen: 0 });
 }
 
 /**
- * One neighbour, FDB entry and route per remote vxlan lease; never our own.
- * Two leases with one VtepMAC would fight over one FDB entry: the MAC stays with
- * the lease etcd created first (an established peer keeps its traffic when a new
- * key copies its MAC) and the newcomer is skipped with a reason.
- * `extraSkip` adds reasons that need more than the leases (the host's routes,
- * entries the kernel refused); a lease it refuses never owns a MAC.
- * `modeOf` says which peers are direct (DirectRouting); without it every peer is vxlan.
+ * What desiredState works out for one lease half that depends only on the
+ * lease, our own lease, the config and the family. A caller that keeps a
+ * LeaseMemo across calls (for one self, config and family) pays for these once
+ * per lease value, so a lease event at 5,000 peers costs one lease's checks,
+ * not 5,000 (issue 10).
+ */
+export interface LeaseVerdict {
+  readonly reason: string | undefined;
+  readonly subnet: string;
+  /** The entries last built for this half (their `mode` says for which mode). */
+  entries?: PeerEntries;
+}
+export type LeaseMemo = WeakMap<Lease, LeaseVerdict>;
+
+function verdictOf(self: SelfInfo, lease: Lease, half: LeaseHalf, config: NetworkConfig, family: AddressFamily, memo: LeaseMemo | undefined): LeaseVerdict {
+  let v = memo?.get(lease);
+  if (!v) {
+    v = { reason: peerSkipReason(self, lease, config, family), subnet: formatAnyCidr(half.subnet) };
+    memo?.set(lease, v);
+  }
+  return v;
+}
+
+/**
+ * One neighbour, FDB entry and route per remote vxlan lease of `family`; never
+ * our own. Leases without that family's half are not peers of it and are not
+ * reported. Two leases with one VtepMAC would fight over one FDB entry: the MAC
+ * stays with the lease etcd created first (an established peer keeps its
+ * traffic when a new key copies its MAC) and the newcomer is skipped with a
+ * reason. `extraSkip` adds reasons that need more than the leases (the host's
+ * routes, entries the kernel refused); a lease it refuses never owns a MAC.
+ * `modeOf` says which peer halves are direct (DirectRouting, decided per
+ * PublicIP of that family); without it every peer is vxlan. `memo` must only be
+ * shared between calls with the same `self`, `config` and `family`.
  */
 export function desiredState(
   self: SelfInfo,
   leases: Iterable<Lease>,
   config: NetworkConfig,
   extraSkip?: (lease: Lease) => string | undefined,
-  modeOf?: (lease: Lease) => PeerMode,
+  family: AddressFamily = IPV4,
+  modeOf?: (half: LeaseHalf) => PeerMode,
+  memo?: LeaseMemo,
 ): DesiredState {
-  const peers = new Map<string, PeerEntries>();
-  const reasons = new Map<Lease, string>();
-  const macOwner = new Map<string, string>();
-  const all = [...leases];
-  for (const lease of [...all].sort(olderFirst)) {
-    const reason = peerSkipReason(self, lease, config) ?? extraSkip?.(lease);
-    if (reason !== undefined) {
-      reasons.set(lease, reason);
-      continue;
-    }
-    const mac = lease.vtepMAC as string;
-    const owner = macOwner.get(mac);
-    if (owner !== undefined) reasons.set(lease, `VtepMAC ${mac} is already used by ${owner}, which etcd created earlier`);
-    else macOwner.set(mac, formatCidr(lease.subnet));
+  const all: Array<{ readonly lease: Lease; readonly half: LeaseHalf }> = [];
+  for (const lease of leases) {
+    const half = leaseHalf(lease, family);
+    if (half) all.push({ lease, half });
   }
+  const verdicts: LeaseVerdict[] = [];
+  const reasons: Array<string | undefined> = [];
+  // The first lease (in `all`) that claims each MAC; the rare MACs claimed twice are settled below.
+  const claimedBy = new Map<string, number>();
+  const contested = new Set<string>();
+  for (let i = 0; i < all.length; i++) {
+    const { lease, half } = all[i] as { lease: Lease; half: LeaseHalf };
+    const verdict = verdictOf(self, lease, half, config, family, memo);
+    const reason = verdict.reason ?? extraSkip?.(lease);
+    verdicts.push(verdict);
+    reasons.push(reason);
+    if (reason !== undefined) continue;
+    const mac = half.vtepMAC as string;
+    if (claimedBy.has(mac)) contested.add(mac);
+    else claimedBy.set(mac, i);
+  }
+  if (contested.size > 0) {
+    const claimants = all.map((_, i) => i).filter((i) => reasons[i] === undefined && contested.has(all[i]?.half.vtepMAC as string));
+    claimants.sort((a, b) => olderFirst((all[a] as { lease: Lease }).lease, (all[b] as { lease: Lease }).lease));
+    const owner = new Map<string, string>();
+    for (const i of claimants) {
+      const mac = all[i]?.half.vtepMAC as string;
+      const held = owner.get(mac);
+      if (held !== undefined) reasons[i] = `VtepMAC ${mac} is already used by ${held}, which etcd created earlier`;
+      else owner.set(mac, (verdicts[i] as LeaseVerdict).subnet);
+    }
+  }
+  const order = all.map((_, i) => i);
+  order.sort((a, b) => compareCidr((all[a] as { half: LeaseHalf }).half.subnet, (all[b] as { half: LeaseHalf }).half.subnet));
+  const peers = new Map<string, PeerEntries>();
   const skipped: Array<{ subnet: string; reason: string }> = [];
-  for (const lease of all.sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen)) {
-    const subnet = formatCidr(lease.subnet);
-    const reason = reasons.get(lease);
-    if (reason === undefined) peers.set(subnet, peerEntries({ ...lease, vtepMAC: lease.vtepMAC as string }, modeOf?.(lease)));
-    else if (reason !== 'own lease') skipped.push({ subnet, reason });
+  for (const i of order) {
+    const { half } = all[i] as { half: LeaseHalf };
+    const verdict = verdicts[i] as LeaseVerdict;
+    const reason = reasons[i];
+    if (reason === undefined) {
+      const mode = modeOf?.(half) ?? 'vxlan';
+      if (verdict.entries?.mode !== mode) verdict.entries = peerEntries({ ...half, vtepMAC: half.vtepMAC as string, publicIP: half.publicIP as IpAddr }, mode);
+      peers.set(verdict.subnet, verdict.entries);
+    } else if (reason !== 'own lease') skipped.push({ subnet: verdict.subnet, reason });
   }
   return { peers, skipped };
 }

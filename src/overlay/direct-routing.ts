@@ -17,40 +17,56 @@
  * that is not ours) is compared with the last one. flanneld decides only on the
  * peer's PUT; we also re-decide when the host's addresses or routes change.
  *
- * Family: the rule and the cache take any IpAddr; only IPv4 lookups are wired
- * (`Kernel.routeGet` takes an IPv4 address today).
+ * Family: one DirectDecisions per family overlay; the rule and the cache take
+ * any IpAddr, and the fingerprint covers only that family's addresses and
+ * routes (an IPv4 peer's flannel.1 route is no news for IPv6 decisions).
  */
-import type { HostNetwork } from '../kernel/kernel';
+import type { HostNetwork, HostRoute } from '../kernel/kernel';
 import { RTPROT_FLANNELD_TS } from '../kernel/kernel';
 import type { RouteLookup } from '../kernel/interfaces';
-import type { IpAddr } from '../net/family';
+import type { AnyCidr, IpAddr } from '../net/family';
 
 /** flanneld's rule: exactly one route and it has no gateway; a failed lookup is not direct. */
-export function isDirectRoute(lookup: Pick<RouteLookup, 'gateway' | 'type'> | undefined): boolean {
+export function isDirectRoute(lookup: Pick<RouteLookup<IpAddr>, 'gateway' | 'type'> | undefined): boolean {
   if (!lookup) return false;
   if (lookup.type !== undefined && lookup.type !== 'unicast') return false;
-  return lookup.gateway === undefined || lookup.gateway === 0;
+  return lookup.gateway === undefined || lookup.gateway === 0 || lookup.gateway === 0n;
 }
 
 /**
- * What the decisions depend on: the host's interfaces and addresses and every
- * route except those on the overlay device and our direct routes (which change
- * with the peers, not with the host's addressing).
+ * What the decisions depend on: the host's interfaces with addresses of the
+ * family and every route of the family except those on the overlay device and
+ * our direct routes (which change with the peers, not with the host's
+ * addressing). Left out because no PublicIP lookup can depend on them, so that
+ * a new pod's veth is no news: interfaces without such addresses (their device
+ * routes, if any, are in the route list), IPv6 link-local addresses and routes
+ * to link-local (fe80::/10) or multicast (ff00::/8) destinations.
  */
-export function hostFingerprint(host: HostNetwork, overlayIndex: number | undefined): string {
+export function hostFingerprint(host: HostNetwork, overlayIndex: number | undefined, family: 4 | 6 = 4): string {
   const parts: string[] = [];
   for (const i of host.interfaces) {
     if (i.index === overlayIndex) continue;
-    parts.push(`i${i.index} ${i.up ? 1 : 0} ${i.addresses.map((a) => `${a.ip}/${a.prefixLen}`).join(',')}`);
+    const addresses: ReadonlyArray<{ readonly ip: IpAddr; readonly prefixLen: number }> = family === 6 ? (i.addresses6 ?? []).filter((a) => !linkLocalOrMulticast6(a.ip)) : i.addresses;
+    if (addresses.length === 0) continue;
+    parts.push(`i${i.index} ${i.up ? 1 : 0} ${addresses.map((a) => `${a.ip}/${a.prefixLen}`).join(',')}`);
   }
-  for (const r of host.routes) {
+  const routes: ReadonlyArray<HostRoute<AnyCidr>> = family === 6 ? (host.routes6 ?? []) : host.routes;
+  for (const r of routes) {
     if (r.protocol === RTPROT_FLANNELD_TS || (r.devices.length === 1 && r.devices[0] === overlayIndex)) continue;
+    if (typeof r.dst.ip === 'bigint' && linkLocalOrMulticast6(r.dst.ip, r.dst.prefixLen)) continue;
     parts.push(`r${r.dst.ip}/${r.dst.prefixLen} ${r.table} ${r.type} ${r.devices.join(',')} ${r.gateway ?? ''}`);
   }
   return parts.join(';');
 }
 
-export type RouteGet = (dst: number) => Promise<RouteLookup | undefined>;
+// Inside fe80::/10 or ff00::/8 (an address, or a network of `prefixLen` wholly inside).
+function linkLocalOrMulticast6(ip: IpAddr, prefixLen = 128): boolean {
+  if (typeof ip !== 'bigint') return false;
+  const top = Number(ip >> 112n);
+  return (prefixLen >= 10 && (top & 0xffc0) === 0xfe80) || (prefixLen >= 8 && (top & 0xff00) === 0xff00);
+}
+
+export type RouteGet = (dst: IpAddr) => Promise<RouteLookup<IpAddr> | undefined>;
 
 /** The per-PublicIP decisions and their invalidation. */
 export class DirectDecisions {
@@ -59,11 +75,14 @@ export class DirectDecisions {
   /** Route lookups made so far (for tests and the pass-cost measurement). */
   lookups = 0;
 
-  constructor(private readonly routeGet: RouteGet) {}
+  constructor(
+    private readonly routeGet: RouteGet,
+    private readonly family: 4 | 6 = 4,
+  ) {}
 
   /** A new reading of the host: when its addressing changed, every decision is made again. Returns true then. */
   observe(host: HostNetwork, overlayIndex: number | undefined): boolean {
-    const fp = hostFingerprint(host, overlayIndex);
+    const fp = hostFingerprint(host, overlayIndex, this.family);
     if (fp === this.fingerprint) return false;
     const had = this.fingerprint !== undefined;
     this.fingerprint = fp;
@@ -72,9 +91,9 @@ export class DirectDecisions {
   }
 
   /** Looks up the PublicIPs not decided yet; forgets those no longer asked for. Returns how many lookups it made. */
-  async decide(publicIPs: Iterable<number>): Promise<number> {
+  async decide(publicIPs: Iterable<IpAddr>): Promise<number> {
     const wanted = new Set(publicIPs);
-    for (const ip of this.decided.keys()) if (!wanted.has(ip as number)) this.decided.delete(ip);
+    for (const ip of this.decided.keys()) if (!wanted.has(ip)) this.decided.delete(ip);
     let made = 0;
     for (const ip of wanted) {
       if (this.decided.has(ip)) continue;

@@ -5,25 +5,52 @@
  * keeps one from its last listing and records what it applies since, so a pass
  * caused only by lease events plans without re-reading thousands of entries.
  */
-import { Cidr } from '../net/ipv4';
+import { AnyCidr, IpAddr } from '../net/family';
 import { Entry, FdbEntry, NeighborEntry, Operation, RouteEntry } from '../kernel/kernel';
+import type { PeerEntries } from './desired';
 
-/** A number that identifies a CIDR (address and length); cheaper than its text. */
-export function cidrKey(c: Cidr): number {
-  return c.ip * 64 + c.prefixLen;
+/**
+ * A value that identifies a CIDR (address and length); cheaper than its text.
+ * IPv4 gives a number, IPv6 a bigint, so the two families never share a key.
+ */
+export function cidrKey(c: AnyCidr): number | bigint {
+  return typeof c.ip === 'bigint' ? (c.ip << 8n) | BigInt(c.prefixLen) : c.ip * 64 + c.prefixLen;
 }
 
 export class KernelIndex {
-  readonly routes = new Map<number, RouteEntry>();
+  readonly routes = new Map<number | bigint, RouteEntry>();
   /** Our direct routes. A destination has one main-table slot: a replace of either kind evicts the other. */
-  readonly direct = new Map<number, RouteEntry>();
-  readonly neighbors = new Map<number, NeighborEntry>();
+  readonly direct = new Map<number | bigint, RouteEntry>();
+  /** By address: a number for IPv4, a bigint for IPv6. */
+  readonly neighbors = new Map<IpAddr, NeighborEntry>();
   readonly fdb = new Map<string, FdbEntry[]>();
 
   static of(entries: readonly Entry[]): KernelIndex {
     const idx = new KernelIndex();
     for (const e of entries) idx.put(e);
     return idx;
+  }
+
+  /**
+   * A new index with only the entries at the keys of these peers: the route at
+   * their destination of either kind (onlink or direct: a mode move swaps one
+   * for the other), the neighbour at their gateway (the subnet's address) and
+   * the FDB entries of their MAC.
+   */
+  pick(peers: Iterable<PeerEntries>): KernelIndex {
+    const out = new KernelIndex();
+    for (const p of peers) {
+      const key = cidrKey(p.route.dst);
+      const route = this.routes.get(key);
+      if (route) out.routes.set(key, route);
+      const direct = this.direct.get(key);
+      if (direct) out.direct.set(key, direct);
+      const neighbor = this.neighbors.get(p.subnet.ip);
+      if (neighbor) out.neighbors.set(p.subnet.ip, neighbor);
+      const fdb = p.fdb && this.fdb.get(p.fdb.mac);
+      if (p.fdb && fdb) out.fdb.set(p.fdb.mac, [...fdb]);
+    }
+    return out;
   }
 
   /** Records an operation the kernel accepted. */

@@ -23,14 +23,15 @@
  * tick and start-up list the device again. Our own changes are not read back
  * at once: a verification listing follows `verifyMs` after the last of them.
  */
-import { ChangeCause, DeviceState, HostNetwork, Kernel } from '../kernel/kernel';
+import { ChangeCause, DeviceState, HostNetwork, Kernel, isEntryOfFamily } from '../kernel/kernel';
+import { AddressFamily, IPV4 } from '../net/family';
 import { Clock, isAbortError } from '../util/clock';
 import { errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
 import { DEFAULT_BACKOFF, backoffDelay } from '../util/retry';
 import { DesiredState } from './desired';
 import { KernelIndex } from './kernel-index';
-import { PlannedOperation, describeEntry, planChanges } from './plan';
+import { PlannedOperation, describeEntry, planChanges, planChangesSince } from './plan';
 
 /** Above this many operations in one pass, log a summary instead of one line each. */
 const LOG_EACH_LIMIT = 50;
@@ -75,6 +76,8 @@ export interface ReconcilerDeps {
    * pass read it (DirectRouting decides its peers here: route lookups are async).
    */
   readonly prepare?: (host: HostSnapshot) => Promise<void>;
+  /** The family this reconciler keeps (default IPv4): the listing's direct routes of the other family are not its business. */
+  readonly family?: AddressFamily;
   /** The kernel refused these replace operations for good (EINVAL, ENOTSUP…): the daemon drops their peers. */
   readonly onRefused?: (refused: ReadonlyArray<{ readonly operation: PlannedOperation; readonly error: Error }>) => void;
   /** Changes whenever the desired state may have changed (lease events, resyncs, own lease). */
@@ -105,6 +108,8 @@ export class Reconciler {
   /** The next pass must list the device instead of trusting `known`. */
   private fullNeeded = true;
   private known: KernelIndex | undefined;
+  /** The desired state `known` matched after the last pass that applied everything it planned, if that pass used `known`. */
+  private knownMatches: DesiredState | undefined;
   private knownDevice: DeviceState | undefined;
   private host: HostSnapshot | undefined;
   private lastMark = 0;
@@ -204,18 +209,23 @@ export class Reconciler {
     let known = this.known;
     if (full || !device || !known) {
       device = await this.deps.ensureDevice();
-      known = KernelIndex.of(await this.deps.kernel.listEntries(device.index));
-      // Read once per listing pass: peers are checked against the host's own addresses and routes.
-      this.host = { network: await this.deps.kernel.readHostNetwork(), overlayIndex: device.index };
+      const family = (this.deps.family ?? IPV4).family;
+      known = KernelIndex.of((await this.deps.kernel.listEntries(device.index)).filter((e) => isEntryOfFamily(e, family)));
+      // Read once per listing pass: peers are checked against the host's own addresses and routes
+      // (every listing: route changes on other devices are not notified, kernel/change-filter.ts).
+      this.host = { network: await this.deps.kernel.readHostNetwork(device.index), overlayIndex: device.index };
       this.knownDevice = device;
       this.known = known;
+      this.knownMatches = undefined;
     }
     if (this.deps.prepare && this.host) {
       await this.deps.prepare(this.host);
       generation = this.deps.generation();
     }
     const desired = this.deps.desired(this.host) as DesiredState;
-    const plan = planChanges(desired, known);
+    // A lease event after a clean pass: only the peers that changed are planned.
+    const plan = this.knownMatches ? planChangesSince(this.knownMatches, desired, known) : planChanges(desired, known);
+    this.knownMatches = undefined;
     let failed = 0;
     const applied: Record<string, number> = {};
     if (plan.length > 0) {
@@ -241,6 +251,7 @@ export class Reconciler {
     const repairs = generation === this.syncedGeneration ? plan.length - failed : 0;
     const result = { planned: plan.length, failed, peers: desired.peers.size, durationMs: this.deps.clock.now() - started, applied, repairs, generation };
     this.inSync = failed === 0;
+    if (this.inSync) this.knownMatches = desired;
     if (this.inSync) this.syncedGeneration = generation;
     if (this.inSync) this.syncWaiters.splice(0).forEach((w) => w());
     this.deps.onPass?.(result);

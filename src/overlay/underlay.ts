@@ -10,44 +10,51 @@
  * Network) is how the overlay is meant to sit inside the underlay, so it does
  * not count; every other overlap does.
  *
+ * The same rules hold for IPv6 peer subnets on flannel-v6.<VNI>: with an IPv6
+ * `network` the check reads the interfaces' IPv6 addresses and the IPv6 routes
+ * (`ip -6 route show table all`). One code path: the family is a value.
+ *
  * DirectRouting: our direct routes (main table, proto RTPROT_FLANNELD_TS) are
  * ours wherever the kernel put them. A main-table proto boot route that is
  * exactly the direct route flanneld makes for this lease (its subnet via its
- * PublicIP) is flanneld's, left from before flanneld-ts took over the node: it
- * does not refuse the peer, and our own route replace takes its place (README,
- * migration). Any other route, proto boot or not, stays someone else's.
+ * PublicIP or PublicIPv6) is flanneld's, left from before flanneld-ts took over
+ * the node: it does not refuse the peer, and our own route replace takes its
+ * place (README, migration). Any other route, proto boot or not, stays someone else's.
  */
 import { HostNetwork, HostRoute, RTPROT_FLANNELD_TS } from '../kernel/kernel';
-import { Cidr, cidrContains, cidrContainsCidr, cidrEquals, cidrOverlaps, formatCidr, formatIPv4 } from '../net/ipv4';
+import { cidrContains } from '../net/ipv4';
+import { cidr6Contains } from '../net/ipv6';
+import { AddressFamily, AnyCidr, IPV4, IPV6, IpAddr, formatAnyCidr, formatIp, isCidr6 } from '../net/family';
 
 const RT_TABLE_LOCAL = 255;
 const RT_TABLE_MAIN = 254;
 const RTPROT_KERNEL = 2;
 const RTPROT_BOOT = 3;
 
-/** The route flanneld's DirectRouting makes for a lease: `<subnet> via <PublicIP>`, main table, proto boot. */
-function isFlanneldDirectRoute(r: HostRoute, subnet: Cidr, publicIP: number | undefined): boolean {
-  return publicIP !== undefined && r.table === RT_TABLE_MAIN && r.protocol === RTPROT_BOOT && r.type === 1 && r.gateway === publicIP && cidrEquals(r.dst, subnet);
+/** The route flanneld's DirectRouting makes for a lease: `<subnet> via <PublicIP|PublicIPv6>`, main table, proto boot. */
+function isFlanneldDirectRoute(r: HostRoute<AnyCidr>, subnet: AnyCidr, publicIP: IpAddr | undefined, fam: AddressFamily): boolean {
+  return publicIP !== undefined && r.table === RT_TABLE_MAIN && r.protocol === RTPROT_BOOT && r.type === 1 && r.gateway === publicIP && fam.equals(r.dst, subnet);
 }
 
 export interface UnderlayContext {
   readonly host: HostNetwork;
   /** ifindex of flannel.<VNI>: routes on it are ours. */
   readonly overlayIndex: number | undefined;
-  readonly network: Cidr;
+  /** The family's network (Network or IPv6Network): it picks the family of the check. */
+  readonly network: AnyCidr;
   /** IPv4 addresses of the etcd endpoints. */
   readonly etcdAddresses: readonly number[];
 }
 
-function deviceNames(ctx: UnderlayContext, r: HostRoute): string {
+function deviceNames(ctx: UnderlayContext, r: HostRoute<AnyCidr>): string {
   if (r.devices.length === 0) return 'no device';
   return r.devices.map((i) => ctx.host.interfaces.find((x) => x.index === i)?.name ?? `ifindex ${i}`).join(',');
 }
 
-function describeRoute(ctx: UnderlayContext, r: HostRoute): string {
+function describeRoute(ctx: UnderlayContext, r: HostRoute<AnyCidr>): string {
   const kind = r.protocol === RTPROT_KERNEL ? 'connected route' : 'route';
   const table = r.table === 254 ? '' : ` table ${r.table}`;
-  return `${kind} ${formatCidr(r.dst)} dev ${deviceNames(ctx, r)}${table}`;
+  return `${kind} ${formatAnyCidr(r.dst)} dev ${deviceNames(ctx, r)}${table}`;
 }
 
 /**
@@ -57,24 +64,34 @@ function describeRoute(ctx: UnderlayContext, r: HostRoute): string {
  * The check says why a peer with that subnet (and PublicIP, when known) would
  * hijack part of the underlay, or undefined when it would not.
  */
-export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr, publicIP?: number) => string | undefined {
-  const addresses = ctx.host.interfaces.filter((i) => i.index !== ctx.overlayIndex).flatMap((i) => i.addresses.map((a) => ({ ip: a.ip, name: i.name })));
-  const ours = (r: HostRoute): boolean => (r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)) || (r.table === RT_TABLE_MAIN && r.protocol === RTPROT_FLANNELD_TS);
-  const foreign = ctx.host.routes.filter((r) => r.table !== RT_TABLE_LOCAL && !ours(r));
+export function underlayChecker(ctx: UnderlayContext): (subnet: AnyCidr, publicIP?: IpAddr) => string | undefined {
+  const v6 = isCidr6(ctx.network);
+  const fam: AddressFamily = v6 ? IPV6 : IPV4;
+  const others = ctx.host.interfaces.filter((i) => i.index !== ctx.overlayIndex);
+  const addresses: Array<{ ip: IpAddr; name: string }> = v6
+    ? others.flatMap((i) => (i.addresses6 ?? []).map((a) => ({ ip: a.ip, name: i.name })))
+    : others.flatMap((i) => i.addresses.map((a) => ({ ip: a.ip, name: i.name })));
+  const routes: ReadonlyArray<HostRoute<AnyCidr>> = v6 ? (ctx.host.routes6 ?? []) : ctx.host.routes;
+  const ours = (r: HostRoute<AnyCidr>): boolean => (r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)) || (r.table === RT_TABLE_MAIN && r.protocol === RTPROT_FLANNELD_TS);
+  const foreign = routes.filter((r) => r.table !== RT_TABLE_LOCAL && !ours(r));
+  // etcd endpoints are IPv4 addresses here.
+  const etcdAddresses: readonly IpAddr[] = v6 ? [] : ctx.etcdAddresses;
   return (subnet, publicIP) => {
+    // A subnet of the other family cannot overlap anything of this one.
+    if (isCidr6(subnet) !== v6) return undefined;
     // Only text for a refusal: most subnets pass and need none.
-    const s = (): string => formatCidr(subnet);
-    const a = addresses.find((x) => cidrContains(subnet, x.ip));
-    if (a) return `subnet ${s()} contains address ${formatIPv4(a.ip)} of ${a.name} on this host`;
-    const etcd = ctx.etcdAddresses.find((ip) => cidrContains(subnet, ip));
-    if (etcd !== undefined) return `subnet ${s()} contains etcd endpoint ${formatIPv4(etcd)}`;
+    const s = (): string => formatAnyCidr(subnet);
+    const a = addresses.find((x) => fam.contains(subnet, x.ip));
+    if (a) return `subnet ${s()} contains address ${formatIp(a.ip)} of ${a.name} on this host`;
+    const etcd = etcdAddresses.find((ip) => fam.contains(subnet, ip));
+    if (etcd !== undefined) return `subnet ${s()} contains etcd endpoint ${formatIp(etcd)}`;
     for (const r of foreign) {
-      if (isFlanneldDirectRoute(r, subnet, publicIP)) continue;
-      if (r.gateway !== undefined && r.gateway !== 0 && cidrContains(subnet, r.gateway)) {
-        return `subnet ${s()} contains gateway ${formatIPv4(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
+      if (isFlanneldDirectRoute(r, subnet, publicIP, fam)) continue;
+      if (r.gateway !== undefined && r.gateway !== fam.zero && fam.contains(subnet, r.gateway)) {
+        return `subnet ${s()} contains gateway ${formatIp(r.gateway)} of ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
       }
-      if (r.dst.prefixLen === 0 || !cidrOverlaps(subnet, r.dst)) continue;
-      if (r.protocol !== RTPROT_KERNEL && cidrContainsCidr(r.dst, ctx.network)) continue;
+      if (r.dst.prefixLen === 0 || !fam.overlaps(subnet, r.dst)) continue;
+      if (r.protocol !== RTPROT_KERNEL && fam.containsCidr(r.dst, ctx.network)) continue;
       return `subnet ${s()} overlaps ${describeRoute(ctx, r)}, which flanneld-ts did not make`;
     }
     return undefined;
@@ -82,24 +99,28 @@ export function underlayChecker(ctx: UnderlayContext): (subnet: Cidr, publicIP?:
 }
 
 /** Why a peer with this subnet would hijack part of the underlay, or undefined when it would not (one subnet; see underlayChecker). */
-export function underlayProblem(subnet: Cidr, ctx: UnderlayContext): string | undefined {
+export function underlayProblem(subnet: AnyCidr, ctx: UnderlayContext): string | undefined {
   return underlayChecker(ctx)(subnet);
 }
 
 export interface NetworkHostFacts {
-  readonly publicIP: number;
-  /** The external interface, with its addresses. */
-  readonly iface: { readonly name: string; readonly addresses: ReadonlyArray<{ readonly ip: number }> };
-  readonly etcdAddresses: readonly number[];
+  /** The public IP of the network's family (PublicIP, or PublicIPv6 for IPv6Network). */
+  readonly publicIP: IpAddr;
+  /** The external interface, with its addresses (`addresses6` for IPv6Network). */
+  readonly iface: { readonly name: string; readonly addresses: ReadonlyArray<{ readonly ip: number }>; readonly addresses6?: ReadonlyArray<{ readonly ip: bigint }> | undefined };
+  readonly etcdAddresses: ReadonlyArray<IpAddr>;
 }
 
 /** Why the config's Network would swallow the underlay (checked at start, before any lease or route), or undefined. */
-export function networkProblem(network: Cidr, facts: NetworkHostFacts): string | undefined {
-  const net = formatCidr(network);
-  if (cidrContains(network, facts.publicIP)) return `Network ${net} contains this node's public IP ${formatIPv4(facts.publicIP)}`;
-  const own = facts.iface.addresses.find((a) => cidrContains(network, a.ip));
-  if (own) return `Network ${net} contains ${formatIPv4(own.ip)}, an address of the external interface ${facts.iface.name}`;
-  const etcd = facts.etcdAddresses.find((ip) => cidrContains(network, ip));
-  if (etcd !== undefined) return `Network ${net} contains etcd endpoint ${formatIPv4(etcd)}`;
+export function networkProblem(network: AnyCidr, facts: NetworkHostFacts): string | undefined {
+  const v6 = isCidr6(network);
+  const net = `${v6 ? 'IPv6Network' : 'Network'} ${formatAnyCidr(network)}`;
+  // Only addresses of the network's family can fall inside it.
+  const inside = (ip: IpAddr): boolean => (typeof ip === 'bigint' ? isCidr6(network) && cidr6Contains(network, ip) : !isCidr6(network) && cidrContains(network, ip));
+  if (inside(facts.publicIP)) return `${net} contains this node's public IP ${formatIp(facts.publicIP)}`;
+  const own = (v6 ? facts.iface.addresses6 ?? [] : facts.iface.addresses).find((a) => inside(a.ip));
+  if (own) return `${net} contains ${formatIp(own.ip)}, an address of the external interface ${facts.iface.name}`;
+  const etcd = facts.etcdAddresses.find(inside);
+  if (etcd !== undefined) return `${net} contains etcd endpoint ${formatIp(etcd)}`;
   return undefined;
 }

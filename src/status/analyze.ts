@@ -6,6 +6,8 @@ import { NetworkConfig, parseNetworkConfig } from '../config';
 import { configKey } from '../lease/codec';
 import { Lease } from '../lease/lease';
 import { Cidr, cidrOverlaps, formatCidr, formatIPv4, parseCidr, tryParseIPv4 } from '../net/ipv4';
+import { formatCidr6, formatIPv6 } from '../net/ipv6';
+import { IPV4, IPV6 } from '../net/family';
 import { ConfigError } from '../util/errors';
 import { StatusFacts } from './collect';
 import { checkKernel } from './kernel-check';
@@ -45,18 +47,34 @@ function parseConfig(text: string | undefined, prefix: string, allowWideNetwork:
 
 function configReport(c: NetworkConfig): ConfigReport {
   const b = c.backend;
-  return { network: formatCidr(c.network), subnetLen: c.subnetLen, subnetMin: formatIPv4(c.subnetMin), subnetMax: formatIPv4(c.subnetMax), backend: { type: b.type, vni: b.vni, port: b.port, mtu: b.mtu } };
+  const v4 = c.enableIPv4;
+  const p6 = c.ipv6;
+  return {
+    enableIPv4: c.enableIPv4,
+    enableIPv6: c.enableIPv6,
+    network: v4 ? formatCidr(c.network) : null,
+    subnetLen: v4 ? c.subnetLen : null,
+    subnetMin: v4 ? formatIPv4(c.subnetMin) : null,
+    subnetMax: v4 ? formatIPv4(c.subnetMax) : null,
+    ipv6: p6 ? { network: formatCidr6(p6.network), subnetLen: p6.subnetLen, subnetMin: formatIPv6(p6.subnetMin), subnetMax: formatIPv6(p6.subnetMax) } : null,
+    backend: { type: b.type, vni: b.vni, port: b.port, mtu: b.mtu },
+  };
 }
 
 function skipped(reason: string): { report: KernelReport; problems: Problem[] } {
   return { report: { state: 'skipped', skipReason: reason, device: null, peers: [], stale: [] }, problems: [] };
 }
 
+/** `--subnet` is an IPv4 CIDR: an IPv6 subnet never matches it. */
+function overlapsFilter(subnet: string, filter: Cidr): boolean {
+  return !subnet.includes(':') && cidrOverlaps(parseCidr(subnet), filter);
+}
+
 // Does a problem about `subnets` and `publicIPs` pass the filter? Problems about neither are host-wide and always pass.
 function passesFilter(filter: StatusFilter, subnets: readonly string[], publicIPs: readonly string[]): boolean {
   if (subnets.length === 0 && publicIPs.length === 0) return true;
   const { subnet, publicIP } = filter;
-  if (subnet && !subnets.some((s) => cidrOverlaps(parseCidr(s), subnet))) return false;
+  if (subnet && !subnets.some((s) => overlapsFilter(s, subnet))) return false;
   if (publicIP !== undefined && !publicIPs.includes(formatIPv4(publicIP))) return false;
   return true;
 }
@@ -65,7 +83,7 @@ function applyFilter(report: Omit<StatusReport, 'healthy' | 'exitCode'>, filter:
   if (filter.subnet === undefined && filter.publicIP === undefined) return report;
   // A row is about its subnet and public IP; a row without a subnet (a bad key) matches no subnet filter.
   const rowPasses = (subnet: string | null, publicIP: string | null): boolean =>
-    (filter.subnet === undefined || (subnet !== null && cidrOverlaps(parseCidr(subnet), filter.subnet))) &&
+    (filter.subnet === undefined || (subnet !== null && overlapsFilter(subnet, filter.subnet))) &&
     (filter.publicIP === undefined || publicIP === formatIPv4(filter.publicIP));
   const stale = report.kernel.stale.filter((s) => rowPasses(s.subnet, s.publicIP));
   return {
@@ -73,6 +91,21 @@ function applyFilter(report: Omit<StatusReport, 'healthy' | 'exitCode'>, filter:
     leases: report.leases.filter((r) => rowPasses(r.subnet, r.publicIP)),
     kernel: { ...report.kernel, peers: report.kernel.peers.filter((p) => rowPasses(p.subnet, p.publicIP)), stale },
     problems: report.problems.filter((p) => passesFilter(filter, p.subnets, p.publicIPs)),
+  };
+}
+
+/**
+ * Both families' kernel checks as one report: the peers and stale entries of
+ * flannel.<VNI> and flannel-v6.<VNI> together (a dual-stack peer has a row per
+ * family), the first device's checks (flannel.<VNI> when IPv4 is enabled), and
+ * every problem of both devices.
+ */
+function mergeKernelChecks(checks: ReadonlyArray<{ report: KernelReport; problems: Problem[] }>): { report: KernelReport; problems: Problem[] } {
+  const [first] = checks;
+  if (!first || checks.length === 1) return first ?? skipped('no address family is enabled');
+  return {
+    report: { ...first.report, peers: checks.flatMap((c) => c.report.peers), stale: checks.flatMap((c) => c.report.stale) },
+    problems: checks.flatMap((c) => c.problems),
   };
 }
 
@@ -88,7 +121,7 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
   if (k === undefined) kernel = skipped('turned off with --no-kernel-check');
   else if (k.kind === 'unavailable') kernel = skipped(k.reason);
   else if (!config) kernel = skipped('no usable network config');
-  else if (!self.own && !k.device) {
+  else if (!self.own && !k.device && !k.device6) {
     const ip = self.publicIP === undefined ? '' : ` ${formatIPv4(self.publicIP)}`;
     kernel = skipped(`not a flannel node: no flannel.${config.backend.vni} device and no lease for this host's public IP${ip}`);
   } else {
@@ -96,9 +129,16 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
       const ip = tryParseIPv4(/^https?:\/\/([^:/]+)/.exec(ep)?.[1] ?? '');
       return ip === undefined ? [] : [ip];
     });
-    kernel = checkKernel({ config, device: k.device, entries: k.entries, interfaces: k.interfaces, own: self.own, publicIP: self.publicIP, iface: self.iface, leases, routes: k.routes, etcdAddresses, direct: k.direct });
+    const base = { config, interfaces: k.interfaces, own: self.own, iface: self.iface, leases, routes: k.routes, routes6: k.routes6, etcdAddresses, direct: k.direct };
+    const checks = [
+      ...(config.enableIPv4 ? [checkKernel({ ...base, device: k.device, entries: k.entries, publicIP: self.publicIP, family: IPV4 })] : []),
+      ...(config.enableIPv6 ? [checkKernel({ ...base, device: k.device6, entries: k.entries6 ?? [], publicIP: self.publicIPv6, family: IPV6 })] : []),
+    ];
+    kernel = mergeKernelChecks(checks);
   }
-  const all = [...(configProblem ? [configProblem] : []), ...self.problems, ...pool.problems, ...kernel.problems];
+  const ignoredKeys = config?.ignoredBackendKeys ?? [];
+  const keysProblem: Problem[] = ignoredKeys.length === 0 ? [] : [{ severity: 'warning', kind: 'config', subnets: [], publicIPs: [], message: `Backend key(s) ${ignoredKeys.join(', ')} are ignored: flanneld's Linux VXLAN backend does not read them` }];
+  const all = [...(configProblem ? [configProblem] : []), ...keysProblem, ...self.problems, ...pool.problems, ...kernel.problems];
   const problems = [...all.filter((p) => p.severity === 'error'), ...all.filter((p) => p.severity === 'warning')];
   const report = applyFilter(
     {

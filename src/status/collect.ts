@@ -6,17 +6,20 @@
  */
 import { DirectDecisions } from '../overlay/direct-routing';
 import { parseNetworkConfig } from '../config';
+import { DefaultRoute } from '../kernel/interfaces';
 import { DeviceState, Entry, HostRoute, InterfaceInfo, Kernel } from '../kernel/kernel';
 import { LeaseRecord } from '../lease/lease';
 import { LeaseStore } from '../lease/store';
 import { Clock } from '../util/clock';
 import { StoreUnavailableError, errorMessage } from '../util/errors';
+import { Cidr6 } from '../net/ipv6';
+import type { IpAddr } from '../net/family';
 
 /** The reads status makes of the lease store. */
 export type StatusStore = Pick<LeaseStore, 'getConfig' | 'list' | 'leaseExpiries' | 'watch'>;
 
 /** The reads status makes of the kernel. */
-export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries' | 'readHostNetwork' | 'routeGet'>;
+export type KernelReader = Pick<Kernel, 'listInterfaces' | 'defaultRouteInterface' | 'getDevice' | 'listEntries' | 'readHostNetwork' | 'listAddresses6' | 'defaultRoute6' | 'routeGet'>;
 
 export interface StoreFacts {
   readonly configText: string | undefined;
@@ -32,13 +35,20 @@ export type KernelFacts =
       readonly kind: 'read';
       readonly interfaces: readonly InterfaceInfo[];
       readonly defaultIndex: number | undefined;
+      /** The IPv6 default route's interface, read (with each interface's `addresses6`) only when the config enables IPv6. */
+      readonly defaultIndex6?: DefaultRoute;
       /** The overlay device `flannel.<VNI>` (undefined when absent or when the VNI is unknown). */
       readonly device: DeviceState | undefined;
       readonly entries: readonly Entry[];
+      /** `flannel-v6.<VNI>` and its entries, read only when the config enables IPv6. */
+      readonly device6?: DeviceState | undefined;
+      readonly entries6?: readonly Entry[];
       /** Every IPv4 route of the host, for the underlay checks the daemon makes. */
       readonly routes: readonly HostRoute[];
       /** DirectRouting: the peers' PublicIPs this host reaches directly (the daemon's rule, direct-routing.ts). */
-      readonly direct?: ReadonlySet<number>;
+      readonly direct?: ReadonlySet<IpAddr>;
+      /** Every IPv6 route of the host, read only when the config enables IPv6. */
+      readonly routes6?: readonly HostRoute<Cidr6>[];
     };
 
 export type SubnetFileFacts = { readonly path: string } & ({ readonly text: string } | { readonly error: string });
@@ -78,21 +88,27 @@ export async function collectStoreFacts(store: StatusStore): Promise<StoreFacts>
 }
 
 /** Interfaces, default route, the overlay device and its entries (`ip addr`, `ip route`, `ip -d link`, `ip neigh`, `bridge fdb`). */
-export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined, directLookups?: readonly number[]): Promise<KernelFacts> {
+export async function collectKernelFacts(open: () => Promise<KernelReader>, deviceName: string | undefined, ipv6 = false, directLookups?: readonly IpAddr[]): Promise<KernelFacts> {
   try {
     const kernel = await open();
-    const [interfaces, defaultIndex, device] = await Promise.all([
+    const [listed, defaultIndex, device, addrs6, defaultIndex6] = await Promise.all([
       kernel.listInterfaces(),
       kernel.defaultRouteInterface(),
       deviceName === undefined ? Promise.resolve(undefined) : kernel.getDevice(deviceName),
+      ipv6 ? kernel.listAddresses6() : undefined,
+      ipv6 ? kernel.defaultRoute6() : undefined,
     ]);
+    const interfaces = addrs6 ? listed.map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] })) : listed;
     const entries = device ? await kernel.listEntries(device.index) : [];
-    const { routes } = await kernel.readHostNetwork();
-    if (directLookups === undefined) return { kind: 'read', interfaces, defaultIndex, device, entries, routes };
+    // flannel-v6.<VNI> beside flannel.<VNI> (contract §11).
+    const device6 = ipv6 && deviceName !== undefined ? await kernel.getDevice(deviceName.replace(/^flannel\./, 'flannel-v6.')) : undefined;
+    const entries6 = device6 ? await kernel.listEntries(device6.index) : [];
+    const { routes, routes6 } = await kernel.readHostNetwork();
+    const facts = { kind: 'read', interfaces, defaultIndex, device, entries, routes, ...(ipv6 && { defaultIndex6, device6, entries6, routes6: routes6 ?? [] }) } as const;
+    if (directLookups === undefined) return facts;
     const decisions = new DirectDecisions((ip) => kernel.routeGet(ip));
     await decisions.decide(directLookups);
-    const direct = new Set(directLookups.filter((ip) => decisions.isDirect(ip) === true));
-    return { kind: 'read', interfaces, defaultIndex, device, entries, routes, direct };
+    return { ...facts, direct: new Set(directLookups.filter((ip) => decisions.isDirect(ip) === true)) };
   } catch (err) {
     return { kind: 'unavailable', reason: `failed to read kernel state: ${errorMessage(err)}` };
   }
@@ -118,16 +134,19 @@ export async function collectFacts(deps: CollectDeps, opts: CollectOptions): Pro
     return new StoreUnavailableError(`failed to read leases at ${opts.endpoints.join(',')}: no answer within ${seconds} s`);
   });
   let vni: number | undefined;
-  let directLookups: number[] | undefined;
+  let ipv6 = false;
+  let directLookups: IpAddr[] | undefined;
   try {
-    const backend = store.configText === undefined ? undefined : parseNetworkConfig(store.configText, { allowWideNetwork: opts.allowWideNetwork === true }).backend;
-    vni = backend?.vni;
-    if (backend?.directRouting) directLookups = [...new Set(store.records.flatMap((r) => (r.kind === 'lease' ? [r.lease.publicIP] : [])))];
+    const config = store.configText === undefined ? undefined : parseNetworkConfig(store.configText, { allowWideNetwork: opts.allowWideNetwork === true });
+    vni = config?.backend.vni;
+    ipv6 = config?.enableIPv6 === true;
+    // DirectRouting decides per peer and family: PublicIP for IPv4, PublicIPv6 for IPv6 (contract §12).
+    if (config?.backend.directRouting) directLookups = [...new Set(store.records.flatMap((r) => (r.kind === 'lease' ? [...(config.enableIPv4 && r.lease.hasIPv4 !== false ? [r.lease.publicIP] : []), ...(ipv6 && r.lease.v6?.publicIP !== undefined ? [r.lease.v6.publicIP] : [])] : [])))];
   } catch {
     // analyze.ts reports the bad config; without a VNI there is no device name to look up.
   }
   const [kernel, subnetFile] = await Promise.all([
-    deps.kernel ? collectKernelFacts(deps.kernel, vni === undefined ? undefined : `flannel.${vni}`, directLookups) : Promise.resolve(undefined),
+    deps.kernel ? collectKernelFacts(deps.kernel, vni === undefined ? undefined : `flannel.${vni}`, ipv6, directLookups) : Promise.resolve(undefined),
     readSubnetFile(opts.subnetFile, deps.readFile),
   ]);
   return { now: deps.clock.now(), store, kernel, subnetFile };

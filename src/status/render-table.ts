@@ -14,14 +14,19 @@ function summary(report: StatusReport, color: boolean): string[] {
   const rows: Row[] = [];
   const line = (label: string, text: string, style?: 'bad' | 'warn'): void => void rows.push({ cells: [{ text: label, style: 'bold' }, { text, style }] });
   const c = report.config;
-  if (c) line('Network', `${c.network}, /${c.subnetLen} subnets ${c.subnetMin}..${c.subnetMax}, vxlan VNI ${c.backend.vni} port ${c.backend.port}`);
-  else line('Network', 'no usable network config', 'bad');
+  const vxlan = c ? `vxlan VNI ${c.backend.vni} port ${c.backend.port}` : '';
+  if (c && c.network !== null) line('Network', `${c.network}, /${c.subnetLen} subnets ${c.subnetMin}..${c.subnetMax}, ${vxlan}`);
+  if (c?.ipv6) line('IPv6 network', `${c.ipv6.network}, /${c.ipv6.subnetLen} subnets ${c.ipv6.subnetMin}..${c.ipv6.subnetMax}${c.network === null ? `, ${vxlan}` : ''}`);
+  if (!c) line('Network', 'no usable network config', 'bad');
   const p = report.pool;
-  if (p) line('Pool', `${p.leased} leased, ${p.reserved} reserved, ${p.invalid} invalid: ${p.used} of ${p.capacity} subnets used (${p.usedPercent}%), ${p.free} free`);
+  if (p) line('Pool', `${p.leased} leased, ${p.reserved} reserved, ${p.invalid} invalid: ${c?.network === null ? 'IPv6 only' : `${p.used} of ${p.capacity} subnets used (${p.usedPercent}%), ${p.free} free`}`);
+  if (p?.ipv6) line('IPv6 pool', `${p.ipv6.used} of ${p.ipv6.capacity} subnets used (${p.ipv6.usedPercent}%), ${p.ipv6.free} free`);
   line('etcd', `${report.etcd.endpoints.join(',')} ${report.etcd.prefix} at revision ${report.etcd.revision}`);
   const s = report.self;
-  const where = s.publicIP ? `${s.publicIP}${s.interface ? ` on ${s.interface}` : ''}` : `public IP unknown${s.note ? ` (${s.note})` : ''}`;
-  const lease = s.subnet ? `lease ${s.subnet} (matched by ${s.matchedBy === 'subnet-file' ? 'subnet file' : 'public IP'})` : 'holds no lease';
+  const ips = [s.publicIP, s.publicIPv6].filter((x): x is string => x !== null).join(' and ');
+  const where = ips ? `${ips}${s.interface ? ` on ${s.interface}` : ''}` : `public IP unknown${s.note ? ` (${s.note})` : ''}`;
+  const subnets = [s.subnet, s.subnet6].filter((x): x is string => x !== null).join(' + ');
+  const lease = subnets ? `lease ${subnets} (matched by ${s.matchedBy === 'subnet-file' ? 'subnet file' : 'public IP'})` : 'holds no lease';
   line('This host', `${where}, ${lease}`);
   const f = s.subnetFile;
   const fileBad = f.state === 'agrees' || f.state === 'absent' ? undefined : f.state === 'unreadable' ? 'warn' : 'bad';
@@ -34,14 +39,17 @@ function leaseTable(report: StatusReport, color: boolean): string[] {
   const rows: Row[] = [{ cells: ['', 'SUBNET', 'PUBLIC IP', 'VTEP MAC', 'BACKEND', 'EXPIRES'].map((text) => ({ text, style: 'bold' as const })) }];
   for (const r of report.leases) {
     const mark = { text: r.own ? '*' : '', style: 'bold' as const };
-    const subnet = { text: r.subnet ?? r.key, style: r.own ? ('bold' as const) : undefined };
+    const subnet = { text: [r.subnet, r.subnet6].filter((x) => x !== null).join(' + ') || r.key, style: r.own ? ('bold' as const) : undefined };
     if (r.state !== 'valid') {
       const label = r.state === 'invalid' ? { text: 'INVALID', style: 'bad' as const } : { text: 'IGNORED', style: 'dim' as const };
       rows.push({ cells: [mark, subnet, label, { text: r.reason ?? '' }], span: true });
       continue;
     }
-    const soon = report.problems.some((p) => p.kind === 'expiring' && r.subnet !== null && p.subnets.includes(r.subnet));
-    rows.push({ cells: [mark, subnet, { text: r.publicIP ?? '' }, { text: r.vtepMAC ?? '-' }, { text: r.backendType ?? '' }, { text: expires(r), style: soon ? 'warn' : undefined }] });
+    const first = r.subnet ?? r.subnet6;
+    const soon = report.problems.some((p) => p.kind === 'expiring' && first !== null && p.subnets.includes(first));
+    const ips = [r.publicIP, r.publicIPv6].filter((x) => x !== null).join(' ');
+    const macs = [r.vtepMAC, r.vtepMAC6].filter((x) => x !== null).join(' ') || '-';
+    rows.push({ cells: [mark, subnet, { text: ips }, { text: macs }, { text: r.backendType ?? '' }, { text: expires(r), style: soon ? 'warn' : undefined }] });
   }
   const lines = alignRows(rows, color);
   if (report.leases.some((r) => r.own)) lines.push(paint('* this host', 'dim', color));

@@ -80,9 +80,11 @@ export function renderBrief(report: StatusReport, color = false): string {
     return `${paint('UNHEALTHY', 'bad', color)}: ${tally}: ${shown.join('; ')}${more}${filterText(report)}`;
   }
   const parts: string[] = [];
-  const network = report.config ? ` in ${report.config.network}` : '';
+  const c = report.config;
+  const network = c ? ` in ${[c.network, c.ipv6?.network].filter((n) => n !== null && n !== undefined).join(' and ')}` : '';
   parts.push(`${count(report.leases.length, 'lease')}${network}${report.pool ? ` (${report.pool.usedPercent}% used)` : ''}`);
-  if (report.self.subnet) parts.push(`this host ${report.self.subnet}`);
+  const own = [report.self.subnet, report.self.subnet6].filter((x) => x !== null).join(' + ');
+  if (own) parts.push(`this host ${own}`);
   if (report.kernel.state === 'checked') {
     const programmed = report.kernel.peers.filter((p) => p.programmed).length;
     parts.push(`${count(programmed, 'peer')} ok`);

@@ -5,8 +5,13 @@
  * change that is not a pure addition.
  */
 
-/** Version of the `--json` document; scripts should check it. */
-export const STATUS_SCHEMA_VERSION = 1;
+/**
+ * Version of the `--json` document; scripts should check it. 2: IPv6 (issue 12) —
+ * a valid IPv6-only lease has `subnet` null, dual-stack keys are decoded (state
+ * `ignored` and `pool.ignored` are no longer produced), an IPv6-only config has
+ * null IPv4 fields, and subnets/IPs in problems, peers and stale entries may be IPv6.
+ */
+export const STATUS_SCHEMA_VERSION = 2;
 
 export type Severity = 'error' | 'warning';
 
@@ -26,13 +31,14 @@ export type ProblemKind =
   | 'device'
   | 'drift'
   | 'stale'
-  | 'underlay';
+  | 'underlay'
+  | 'mixed-family';
 
 /** One finding. Errors make the exit code 1; warnings are shown but leave it 0. */
 export interface Problem {
   readonly severity: Severity;
   readonly kind: ProblemKind;
-  /** Subnets it concerns ("10.7.5.0/24"); empty for host-wide problems. */
+  /** Subnets it concerns ("10.7.5.0/24", "fc00:0:0:5::/64"); empty for host-wide problems. */
   readonly subnets: readonly string[];
   /** Public IPs it concerns; empty when none. */
   readonly publicIPs: readonly string[];
@@ -40,10 +46,15 @@ export interface Problem {
 }
 
 export interface ConfigReport {
-  readonly network: string;
-  readonly subnetLen: number;
-  readonly subnetMin: string;
-  readonly subnetMax: string;
+  readonly enableIPv4: boolean;
+  readonly enableIPv6: boolean;
+  /** The IPv4 pool; null for an IPv6-only config. */
+  readonly network: string | null;
+  readonly subnetLen: number | null;
+  readonly subnetMin: string | null;
+  readonly subnetMax: string | null;
+  /** The IPv6 pool; null unless EnableIPv6. */
+  readonly ipv6: { readonly network: string; readonly subnetLen: number; readonly subnetMin: string; readonly subnetMax: string } | null;
   readonly backend: { readonly type: 'vxlan'; readonly vni: number; readonly port: number; readonly mtu: number };
 }
 
@@ -55,29 +66,47 @@ export interface PoolReport {
   /** Valid keys without an etcd lease. */
   readonly reserved: number;
   readonly invalid: number;
+  /** Always 0 since schema 2 (dual-stack keys are decoded); kept for readers of schema 1. */
   readonly ignored: number;
   /** Distinct allocatable subnets held by any key, valid or not (what allocation skips). */
   readonly used: number;
   readonly free: number;
-  /** used / capacity × 100, one decimal. */
+  /** used / capacity × 100, one decimal (0 when the capacity is 0: an IPv6-only config). */
+  readonly usedPercent: number;
+  /** The IPv6 pool's counts (IPv6SubnetMin..IPv6SubnetMax); null unless EnableIPv6. */
+  readonly ipv6: Pool6Report | null;
+}
+
+export interface Pool6Report {
+  /** Subnets in IPv6SubnetMin..IPv6SubnetMax (exact up to 2^53). */
+  readonly capacity: number;
+  /** Distinct allocatable IPv6 subnets held by any key, valid or not. */
+  readonly used: number;
+  readonly free: number;
   readonly usedPercent: number;
 }
 
 export type SubnetFileState = 'agrees' | 'absent' | 'unreadable' | 'unparsable' | 'no-lease' | 'disagrees';
 
 export interface SelfReport {
-  /** This host's public IP, or null when it could not be told. */
+  /** This host's public IP, or null when it could not be told (or the config is IPv6-only). */
   readonly publicIP: string | null;
+  /** This host's public IPv6, when the config enables IPv6 and it could be told; else null. */
+  readonly publicIPv6: string | null;
   /** The external interface (as the daemon would choose it), or null. */
   readonly interface: string | null;
-  /** This node's lease subnet, or null when this host holds none. */
+  /** This node's lease subnet, or null when this host holds none (or only an IPv6 one). */
   readonly subnet: string | null;
+  /** This node's IPv6 lease subnet, or null. */
+  readonly subnet6: string | null;
   readonly matchedBy: 'subnet-file' | 'public-ip' | null;
   readonly subnetFile: {
     readonly path: string;
     readonly state: SubnetFileState;
     /** FLANNEL_SUBNET as a network (10.7.5.1/24 → 10.7.5.0/24), or null. */
     readonly subnet: string | null;
+    /** FLANNEL_IPV6_SUBNET as a network (fc00:0:0:5::1/64 → fc00:0:0:5::/64), or null. */
+    readonly subnet6: string | null;
     readonly detail: string | null;
   };
   /** Why publicIP/interface are null, or null. */
@@ -86,11 +115,18 @@ export interface SelfReport {
 
 export interface LeaseRow {
   readonly key: string;
+  /** The key's IPv4 subnet; null for a key without one (a bad key, or an IPv6-only lease `0.0.0.0-0&…`). */
   readonly subnet: string | null;
+  /** The IPv6 subnet of an `&` key, else null. */
+  readonly subnet6: string | null;
   readonly state: 'valid' | 'invalid' | 'ignored';
   readonly own: boolean;
+  /** PublicIP; null for invalid rows and IPv6-only leases. */
   readonly publicIP: string | null;
   readonly vtepMAC: string | null;
+  /** PublicIPv6 and BackendV6Data.VtepMAC of a valid dual-stack or IPv6-only lease, else null. */
+  readonly publicIPv6: string | null;
+  readonly vtepMAC6: string | null;
   readonly backendType: string | null;
   readonly vni: number | null;
   /** etcd lease ID (decimal), null for a reservation or an invalid key. */

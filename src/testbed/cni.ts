@@ -10,18 +10,23 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatCidr, parseCidr } from '../net/ipv4';
+import { formatCidr6, parseCidr6 } from '../net/ipv6';
 import { ExecResult, run, runChecked } from './exec';
 import type { Cluster, ClusterMember } from './netns-cluster';
 
 /** What the plugin takes from subnet.env (CIDRs with host bits masked, as Go's net.ParseCIDR returns them). */
 export interface SubnetEnv {
-  readonly network: string;
-  readonly subnet: string;
+  /** FLANNEL_NETWORK / FLANNEL_SUBNET; undefined for an IPv6-only node. */
+  readonly network: string | undefined;
+  readonly subnet: string | undefined;
+  /** FLANNEL_IPV6_NETWORK / FLANNEL_IPV6_SUBNET, when the node has IPv6. */
+  readonly ipv6Network?: string | undefined;
+  readonly ipv6Subnet?: string | undefined;
   readonly mtu: number;
   readonly ipMasq: boolean;
 }
 
-const REQUIRED = ['FLANNEL_NETWORK', 'FLANNEL_SUBNET', 'FLANNEL_MTU', 'FLANNEL_IPMASQ'] as const;
+const KEYS = ['FLANNEL_NETWORK', 'FLANNEL_SUBNET', 'FLANNEL_IPV6_NETWORK', 'FLANNEL_IPV6_SUBNET', 'FLANNEL_MTU', 'FLANNEL_IPMASQ'] as const;
 
 /**
  * Parses subnet.env as the plugin does: each line split at the first `=`, values
@@ -34,17 +39,22 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
   for (const line of text.split(/\r?\n/)) {
     const eq = line.indexOf('=');
     const key = eq < 0 ? line : line.slice(0, eq);
-    if ((REQUIRED as readonly string[]).includes(key)) {
+    if ((KEYS as readonly string[]).includes(key)) {
       if (eq < 0) throw new Error(`${source}: ${key} has no value`);
       raw.set(key, line.slice(eq + 1));
     }
   }
-  const missing = REQUIRED.filter((k) => !raw.has(k));
+  // Either family's network and subnet will do (flannel-io/cni-plugin flannel.go missingKeys).
+  const missing: string[] = [];
+  if (!raw.has('FLANNEL_NETWORK') && !raw.has('FLANNEL_IPV6_NETWORK')) missing.push('FLANNEL_NETWORK');
+  if (!raw.has('FLANNEL_SUBNET') && !raw.has('FLANNEL_IPV6_SUBNET')) missing.push('FLANNEL_SUBNET');
+  for (const k of ['FLANNEL_MTU', 'FLANNEL_IPMASQ'] as const) if (!raw.has(k)) missing.push(k);
   if (missing.length > 0) throw new Error(`${source} is missing ${missing.join(', ')}`);
-  const value = (k: (typeof REQUIRED)[number]): string => raw.get(k) as string;
-  const cidr = (k: 'FLANNEL_NETWORK' | 'FLANNEL_SUBNET'): string => {
+  const value = (k: (typeof KEYS)[number]): string => raw.get(k) as string;
+  const cidr = (k: 'FLANNEL_NETWORK' | 'FLANNEL_SUBNET' | 'FLANNEL_IPV6_NETWORK' | 'FLANNEL_IPV6_SUBNET'): string | undefined => {
+    if (!raw.has(k)) return undefined;
     try {
-      return formatCidr(parseCidr(value(k)));
+      return k.includes('IPV6') ? formatCidr6(parseCidr6(value(k))) : formatCidr(parseCidr(value(k)));
     } catch {
       throw new Error(`${source}: ${k}: invalid CIDR ${JSON.stringify(value(k))}`);
     }
@@ -53,7 +63,14 @@ export function parseSubnetEnv(text: string, source = 'subnet.env'): SubnetEnv {
   const mtu = Number(mtuText);
   // strconv.ParseUint(s, 10, 32): decimal digits only.
   if (!/^\d+$/.test(mtuText) || mtu > 0xffffffff) throw new Error(`${source}: FLANNEL_MTU: invalid number ${JSON.stringify(mtuText)}`);
-  return { network: cidr('FLANNEL_NETWORK'), subnet: cidr('FLANNEL_SUBNET'), mtu, ipMasq: value('FLANNEL_IPMASQ') === 'true' };
+  return {
+    network: cidr('FLANNEL_NETWORK'),
+    subnet: cidr('FLANNEL_SUBNET'),
+    ipv6Network: cidr('FLANNEL_IPV6_NETWORK'),
+    ipv6Subnet: cidr('FLANNEL_IPV6_SUBNET'),
+    mtu,
+    ipMasq: value('FLANNEL_IPMASQ') === 'true',
+  };
 }
 
 /** The flannel CNI network config fields that shape the delegate. */
@@ -90,8 +107,9 @@ export function flannelCniDelegate(env: SubnetEnv, opts: DelegateOptions = {}): 
   d.cniVersion = opts.cniVersion ?? '0.3.1';
   const ipam: Record<string, unknown> = { ...opts.ipam };
   if (!('type' in ipam)) ipam.type = 'host-local';
-  ipam.ranges = [[{ subnet: env.subnet }]];
-  ipam.routes = [...((opts.ipam?.routes as unknown[] | undefined) ?? []), { dst: env.network }];
+  // One range and one route per family (flannel_linux.go getDelegateIPAM).
+  ipam.ranges = [...(env.subnet ? [[{ subnet: env.subnet }]] : []), ...(env.ipv6Subnet ? [[{ subnet: env.ipv6Subnet }]] : [])];
+  ipam.routes = [...((opts.ipam?.routes as unknown[] | undefined) ?? []), ...(env.network ? [{ dst: env.network }] : []), ...(env.ipv6Network ? [{ dst: env.ipv6Network }] : [])];
   d.ipam = ipam;
   return d;
 }
@@ -120,8 +138,11 @@ export interface Pod {
   readonly host: ClusterMember;
   readonly netns: string;
   readonly containerId: string;
+  /** The pod's IPv4 address; "" on an IPv6-only node. */
   readonly ip: string;
   readonly gateway: string | undefined;
+  /** The pod's IPv6 address, when the node has IPv6. */
+  readonly ip6: string | undefined;
   /** The delegate config used for ADD (DEL needs the same). */
   readonly config: Readonly<Record<string, unknown>>;
   ping(target: string, opts?: { count?: number; timeoutSec?: number }): Promise<PingResult>;
@@ -160,8 +181,9 @@ export async function addPod(cluster: Cluster, host: string | ClusterMember, opt
   await runChecked('ip', ['netns', 'add', netns]);
   await runChecked('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
   const res = await cniCall(cluster, 'ADD', h, netns, containerId, config);
-  const ip = res.code === 0 ? parseAddress(res.stdout) : undefined;
-  if (!ip) {
+  const ip = res.code === 0 ? parseAddress(res.stdout, '.') : undefined;
+  const ip6 = res.code === 0 ? parseAddress(res.stdout, ':') : undefined;
+  if (!ip && !ip6) {
     await cniCall(cluster, 'DEL', h, netns, containerId, config);
     await run('ip', ['netns', 'del', netns]);
     throw new Error(`failed to add pod ${netns}: CNI ADD exit ${res.code}: ${(res.stdout + res.stderr).trim()}`);
@@ -171,8 +193,9 @@ export async function addPod(cluster: Cluster, host: string | ClusterMember, opt
     host: h,
     netns,
     containerId,
-    ip: ip.address,
-    gateway: ip.gateway,
+    ip: ip?.address ?? '',
+    gateway: ip?.gateway,
+    ip6: ip6?.address,
     config,
     async ping(target, p = {}) {
       const count = p.count ?? 3;
@@ -184,11 +207,11 @@ export async function addPod(cluster: Cluster, host: string | ClusterMember, opt
   };
 }
 
-function parseAddress(stdout: string): { address: string; gateway: string | undefined } | undefined {
+function parseAddress(stdout: string, marker: '.' | ':'): { address: string; gateway: string | undefined } | undefined {
   try {
     const result = JSON.parse(stdout) as CniResult;
-    const v4 = (result.ips ?? []).find((i) => i.address?.includes('.'));
-    return v4?.address ? { address: v4.address.split('/')[0] as string, gateway: v4.gateway } : undefined;
+    const found = (result.ips ?? []).find((i) => i.address?.includes(marker));
+    return found?.address ? { address: found.address.split('/')[0] as string, gateway: found.gateway } : undefined;
   } catch {
     return undefined;
   }

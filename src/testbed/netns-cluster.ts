@@ -8,6 +8,10 @@
  *   flts-ab12-h1     eth0 10.65.154.11/24, `default dev eth0`, ip_forward=1
  *   flts-ab12-h2     eth0 10.65.154.12/24, …
  *
+ * With `underlayCidr6` (e.g. 2001:db8:154::/64) every eth0 also gets the same
+ * host offset in IPv6 (h1 = 2001:db8:154::11), `default dev eth0` for IPv6 and,
+ * on hosts, IPv6 forwarding.
+ *
  * Every eth0 is a veth whose other end (`v-<name>`) sits on br0. There is no
  * router: the default route is on-link (`ip route add default dev eth0`) only so
  * that the daemon's default-route interface detection finds eth0. Veths are
@@ -22,6 +26,7 @@ import { ChildProcess, spawn, SpawnOptions } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { blockSize, formatIPv4, parseCidr } from '../net/ipv4';
+import { formatIPv6, parseCidr6 } from '../net/ipv6';
 import { ExecOptions, ExecResult, netnsArgv, run, runChecked } from './exec';
 import { deleteNetnsGroup, listNetns, netnsWithPrefix } from './netns';
 
@@ -41,6 +46,8 @@ export interface ClusterOptions {
   readonly firstHostIP?: number;
   /** More namespaces on the underlay (not hosts): addresses .3, .4, … */
   readonly extraNamespaces?: readonly string[];
+  /** An IPv6 underlay beside the IPv4 one, e.g. "2001:db8:154::/64"; members get the same offsets. */
+  readonly underlayCidr6?: string;
 }
 
 /** One namespace on the underlay. */
@@ -48,6 +55,8 @@ export interface ClusterMember {
   readonly name: string;
   readonly netns: string;
   readonly ip: string;
+  /** The IPv6 underlay address, with `underlayCidr6`. */
+  readonly ip6?: string | undefined;
 }
 
 /** A created cluster; `destroy()` removes everything it made. */
@@ -160,23 +169,27 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   if (3 + extraNames.length > firstHost) throw new Error(`too many extra namespaces for first host offset ${firstHost}`);
   if (firstHost + hostNames.length >= size - 1) throw new Error(`underlay ${opts.underlayCidr} too small for ${hostNames.length} hosts`);
   const addr = (offset: number): string => formatIPv4(underlay.ip + offset);
+  const underlay6 = opts.underlayCidr6 === undefined ? undefined : parseCidr6(opts.underlayCidr6);
+  // The same offset as the IPv4 one, written in hex digits that read alike (h1: .11 and ::11).
+  const addr6 = (offset: number): string | undefined => (underlay6 ? formatIPv6(underlay6.ip + BigInt(`0x${offset}`)) : undefined);
 
   if (process.env.FLTS_CLUSTER_LOG) appendFileSync(process.env.FLTS_CLUSTER_LOG, `${prefix}\n`);
   const c = new NetnsCluster(prefix, `${formatIPv4(underlay.ip)}/${underlay.prefixLen}`);
   c.infraIP = addr(2);
-  c.extras = extraNames.map((name, i) => ({ name, netns: `${prefix}-${name}`, ip: addr(3 + i) }));
-  c.hosts = hostNames.map((name, i) => ({ name, netns: `${prefix}-${name}`, ip: addr(firstHost + i) }));
+  c.extras = extraNames.map((name, i) => ({ name, netns: `${prefix}-${name}`, ip: addr(3 + i), ip6: addr6(3 + i) }));
+  c.hosts = hostNames.map((name, i) => ({ name, netns: `${prefix}-${name}`, ip: addr(firstHost + i), ip6: addr6(firstHost + i) }));
   try {
     const ul = c.underlayNetns;
     await runChecked('ip', ['netns', 'add', ul]);
     await runChecked('ip', ['-n', ul, 'link', 'set', 'lo', 'up']);
     await runChecked('ip', ['-n', ul, 'link', 'add', 'br0', 'type', 'bridge']);
     await runChecked('ip', ['-n', ul, 'link', 'set', 'br0', 'up']);
-    const infra = { name: 'infra', netns: c.infraNetns, ip: c.infraIP };
-    for (const m of [infra, ...c.extras, ...c.hosts]) await attachMember(ul, m, underlay.prefixLen);
+    const infra = { name: 'infra', netns: c.infraNetns, ip: c.infraIP, ip6: addr6(2) };
+    for (const m of [infra, ...c.extras, ...c.hosts]) await attachMember(ul, m, underlay.prefixLen, underlay6?.prefixLen);
     for (const h of c.hosts) {
       // A forwarding host, as a Kubernetes node is; only inside the host's own namespace.
       await runChecked('ip', netnsArgv(h.netns, 'sh', ['-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward']));
+      if (underlay6) await runChecked('ip', netnsArgv(h.netns, 'sh', ['-c', 'echo 1 > /proc/sys/net/ipv6/conf/all/forwarding']));
     }
   } catch (err) {
     await c.destroy();
@@ -185,7 +198,7 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
   return c;
 }
 
-async function attachMember(ul: string, m: ClusterMember, prefixLen: number): Promise<void> {
+async function attachMember(ul: string, m: ClusterMember, prefixLen: number, prefixLen6: number | undefined): Promise<void> {
   const bridgePort = `v-${m.name}`;
   await runChecked('ip', ['netns', 'add', m.netns]);
   await runChecked('ip', ['-n', m.netns, 'link', 'set', 'lo', 'up']);
@@ -194,6 +207,11 @@ async function attachMember(ul: string, m: ClusterMember, prefixLen: number): Pr
   await runChecked('ip', ['-n', m.netns, 'addr', 'add', `${m.ip}/${prefixLen}`, 'dev', 'eth0']);
   await runChecked('ip', ['-n', m.netns, 'link', 'set', 'eth0', 'up']);
   await runChecked('ip', ['-n', m.netns, 'route', 'add', 'default', 'dev', 'eth0']);
+  if (m.ip6 !== undefined && prefixLen6 !== undefined) {
+    // nodad: usable at once (no duplicate address detection on a test switch).
+    await runChecked('ip', ['-n', m.netns, '-6', 'addr', 'add', `${m.ip6}/${prefixLen6}`, 'dev', 'eth0', 'nodad']);
+    await runChecked('ip', ['-n', m.netns, '-6', 'route', 'add', 'default', 'dev', 'eth0']);
+  }
 }
 
 const DUMP_COMMANDS: readonly (readonly string[])[] = [
@@ -204,12 +222,21 @@ const DUMP_COMMANDS: readonly (readonly string[])[] = [
   ['bridge', 'fdb', 'show', 'dev', 'flannel.1'],
 ];
 
+// Printed only for hosts that have flannel-v6.1.
+const DUMP_COMMANDS6: readonly (readonly string[])[] = [
+  ['ip', '-d', 'link', 'show', 'flannel-v6.1'],
+  ['ip', '-6', 'route'],
+  ['ip', '-6', 'neigh', 'show', 'dev', 'flannel-v6.1'],
+  ['bridge', 'fdb', 'show', 'dev', 'flannel-v6.1'],
+];
+
 /** Addresses, flannel.1, routes, neighbours and FDB of every host, as text to print when an e2e test fails. */
 export async function dumpState(cluster: Cluster): Promise<string> {
   const sections = await Promise.all(
     cluster.hosts.map(async (h) => {
       const parts = [`=== ${h.name} (netns ${h.netns}, ${h.ip})`];
-      for (const [cmd, ...args] of DUMP_COMMANDS) {
+      const v6 = (await cluster.exec(h.netns, 'ip', ['link', 'show', 'flannel-v6.1'])).code === 0;
+      for (const [cmd, ...args] of [...DUMP_COMMANDS, ...(v6 ? DUMP_COMMANDS6 : [])]) {
         const res = await cluster.exec(h.netns, cmd as string, args);
         parts.push(`$ ${[cmd, ...args].join(' ')}`, (res.stdout + res.stderr).trimEnd());
       }

@@ -79,8 +79,8 @@ export interface HostKernel {
  * daemon), e.g. an address outside the overlay for pods to reach; see
  * `ClusterOptions.extraNamespaces` (addresses .3, .4, …; `cluster.member(name)`).
  */
-export async function createScene(opts: { hosts: number | readonly string[]; prefix?: string; extraNamespaces?: readonly string[] }): Promise<Scene> {
-  const cluster = await createCluster({ prefix: opts.prefix ?? uniquePrefix(), hosts: opts.hosts, extraNamespaces: opts.extraNamespaces });
+export async function createScene(opts: { hosts: number | readonly string[]; prefix?: string; extraNamespaces?: readonly string[]; underlayCidr6?: string }): Promise<Scene> {
+  const cluster = await createCluster({ prefix: opts.prefix ?? uniquePrefix(), hosts: opts.hosts, extraNamespaces: opts.extraNamespaces, underlayCidr6: opts.underlayCidr6 });
   const workDir = mkdtempSync(join(tmpdir(), 'flts-scene-'));
   const daemons: DaemonHandle[] = [];
   let etcd: EtcdProcess;

@@ -69,6 +69,10 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
   if (!config) {
     const message = status.problems.find((p) => p.kind === 'config')?.message ?? 'no usable network config';
     drafts.push({ kind: 'host', title: 'network config', predicted: false, interface: null, lookup: null, facts: [], commands: [`etcdctl get ${opts.prefix}/config`], checks: [problem(message, `etcdctl put ${opts.prefix}/config '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}'`)] });
+  } else if (!config.enableIPv4) {
+    // trace follows IPv4 pod traffic; an IPv6-only network has no IPv4 pool to judge it against.
+    const check = problem('the network config is IPv6-only (EnableIPv4 false): trace follows IPv4 pod traffic only', 'use `flanneld-ts status` for the IPv6 leases and entries, and ping6 between pods');
+    drafts.push({ kind: 'host', title: 'network config', predicted: false, interface: null, lookup: null, facts: [], commands: [`etcdctl get ${opts.prefix}/config`], checks: [check] });
   } else {
     const deviceName = `flannel.${config.backend.vni}`;
     const ctx: TraceContext = {

@@ -129,7 +129,8 @@ export function leaseFor(status: StatusFacts, ip: number): Lease | undefined {
 export function vtepFor(entries: readonly Entry[], gateway: number): { mac: string | undefined; dst: number | undefined } {
   const neighbor = entries.find((e): e is NeighborEntry => e.kind === 'neighbor' && e.ip === gateway);
   const fdb = neighbor && entries.find((e): e is FdbEntry => e.kind === 'fdb' && e.mac === neighbor.mac);
-  return { mac: neighbor?.mac, dst: fdb?.dst };
+  // trace follows IPv4 only: an IPv6 remote is not this gateway's.
+  return { mac: neighbor?.mac, dst: typeof fdb?.dst === 'number' ? fdb.dst : undefined };
 }
 
 async function ping(exec: Exec, pod: PodFacts | undefined, dst: number, count: number): Promise<TraceFacts['probe']> {

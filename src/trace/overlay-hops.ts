@@ -7,6 +7,7 @@
  */
 import { LinkDetail } from '../kernel/route-query';
 import { formatCidr, formatIPv4 } from '../net/ipv4';
+import { formatIp } from '../net/family';
 import { formatDuration } from '../status/render';
 import { vtepFor } from './collect';
 import { Check, Encapsulation } from './report';
@@ -73,7 +74,7 @@ export function vxlanHop(ctx: TraceContext, gateway: number | undefined, innerSr
   const encapsulation =
     device && mac !== undefined && fdbDst !== undefined
       ? {
-          outerSrc: formatIPv4(device.localIP ?? 0),
+          outerSrc: formatIp(device.localIP ?? 0),
           outerDst: formatIPv4(fdbDst),
           udpPort: device.port ?? config.backend.port,
           vni: device.vni ?? config.backend.vni,
@@ -83,7 +84,7 @@ export function vxlanHop(ctx: TraceContext, gateway: number | undefined, innerSr
           innerDst: formatIPv4(ctx.facts.dst),
         }
       : undefined;
-  const title = device ? `${deviceName} vxlan id ${device.vni ?? '?'} local ${device.localIP === undefined ? '?' : formatIPv4(device.localIP)} dstport ${device.port ?? '?'}` : `${deviceName}: missing`;
+  const title = device ? `${deviceName} vxlan id ${device.vni ?? '?'} local ${device.localIP === undefined ? '?' : formatIp(device.localIP)} dstport ${device.port ?? '?'}` : `${deviceName}: missing`;
   return {
     hop: { kind: 'vxlan', title, predicted: false, interface: link ? hostInterface(ctx, link) : null, lookup, facts: [], commands, checks },
     remote: fdbDst,

@@ -32,4 +32,18 @@ describe('npm run demo', () => {
     expect(prefix, r.stdout).toBeDefined();
     expect(listNetns().filter((n) => !before.has(n) && n.startsWith(`${prefix}-`))).toEqual([]);
   }, 120_000);
+
+  it('--dual-stack: shows flannel-v6.1 and its entries beside flannel.1 and pings nginx2 over IPv4 and IPv6', async () => {
+    assertPrivateNetns();
+    const r = await run(process.execPath, [DEMO, '--dual-stack'], { timeoutMs: 90_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('OK: nginx1 reached nginx2 across the overlay');
+    expect(r.stdout).toContain('OK: nginx1 reached nginx2 over IPv6 (flannel-v6.1)');
+    expect(r.stdout).toMatch(/vxlan id 1 local 2001:db8:154::11 dev eth0 srcport 0 0 dstport 8472 nolearning ttl auto ageing 300/);
+    expect(r.stdout).toMatch(/fc00:0:0:[0-9a-f]+::\/64 via fc00:0:0:[0-9a-f]+:: metric 1024 onlink/);
+    expect(r.stdout).toMatch(/([0-9a-f]{2}:){5}[0-9a-f]{2} dst 2001:db8:154::1[12] self permanent/);
+    expect(r.stdout).toMatch(/FLANNEL_IPV6_NETWORK=fc00::\/48\n\s+FLANNEL_IPV6_SUBNET=fc00:0:0:[0-9a-f]+::1\/64/);
+    expect(r.stdout).toMatch(/subnets\/10\.7\.\d+\.0-24&fc00:0:0:[0-9a-f]+::-64\n\s+\{"PublicIP":"10\.65\.154\.1[12]","PublicIPv6":"2001:db8:154::1[12]"/);
+    expect(r.stdout).not.toContain('PROBLEM');
+  }, 120_000);
 });

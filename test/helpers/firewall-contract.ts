@@ -7,6 +7,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Firewall, FirewallOptions, FirewallTarget } from '../../src/firewall/firewall';
 import { parseCidr } from '../../src/net/ipv4';
+import { parseCidr6 } from '../../src/net/ipv6';
+import { formatAnyCidr } from '../../src/net/family';
 
 export type SetKind = 'masq' | 'forward';
 
@@ -21,17 +23,29 @@ export interface FirewallFixture {
   addForeignRule(set: SetKind): Promise<void>;
   /** Removes everything of ours, whatever the test left. */
   cleanup(): Promise<void>;
+  /** Two different targets of the backend's family (default: IPv4 ones). */
+  readonly targets?: readonly [FirewallTarget, FirewallTarget];
 }
 
 const ALL: FirewallOptions = { ipMasq: true, forwardRules: true, fullyRandom: true };
-const T1: FirewallTarget = { network: parseCidr('10.7.0.0/16'), subnet: parseCidr('10.7.5.0/24') };
-const T2: FirewallTarget = { network: parseCidr('10.8.0.0/16'), subnet: parseCidr('10.8.9.0/24') };
+const V4_TARGETS: readonly [FirewallTarget, FirewallTarget] = [
+  { network: parseCidr('10.7.0.0/16'), subnet: parseCidr('10.7.5.0/24') },
+  { network: parseCidr('10.8.0.0/16'), subnet: parseCidr('10.8.9.0/24') },
+];
+/** IPv6 targets for the ip6tables and `ip6 flannel-ipv6` fixtures. */
+export const V6_TARGETS: readonly [FirewallTarget, FirewallTarget] = [
+  { network: parseCidr6('fc00::/48'), subnet: parseCidr6('fc00:0:0:5::/64') },
+  { network: parseCidr6('fd00:8::/48'), subnet: parseCidr6('fd00:8:0:9::/64') },
+];
 
 export function firewallContract(name: string, setup: () => FirewallFixture): void {
   describe(`Firewall contract: ${name}`, () => {
     let f: FirewallFixture;
+    let T1: FirewallTarget;
+    let T2: FirewallTarget;
     beforeEach(() => {
       f = setup();
+      [T1, T2] = f.targets ?? V4_TARGETS;
     });
     afterEach(async () => {
       await f.cleanup();
@@ -61,8 +75,8 @@ export function firewallContract(name: string, setup: () => FirewallFixture): vo
       expect(await fw.describe()).toBe('');
       await fw.ensure(T1);
       const text = await fw.describe();
-      expect(text).toContain('10.7.0.0/16');
-      expect(text).toContain('10.7.5.0/24');
+      expect(text).toContain(formatAnyCidr(T1.network));
+      expect(text).toContain(formatAnyCidr(T1.subnet));
       expect(await fw.remove()).toBe(true);
       expect(await fw.describe()).toBe('');
       expect(await fw.remove()).toBe(false);
@@ -100,8 +114,9 @@ export function firewallContract(name: string, setup: () => FirewallFixture): vo
       expect((await fw.check(T1)).sort()).toEqual([f.names.masq, f.names.forward].sort());
       await fw.ensure(T1, true);
       const text = await fw.describe();
-      expect(text).toContain('10.7.5.0/24');
-      expect(text).not.toContain('10.8.');
+      expect(text).toContain(formatAnyCidr(T1.subnet));
+      expect(text).not.toContain(formatAnyCidr(T2.subnet));
+      expect(text).not.toContain(formatAnyCidr(T2.network));
       expect(await fw.check(T1)).toEqual([]);
     });
   });

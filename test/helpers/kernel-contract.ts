@@ -5,7 +5,9 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ChangeCause, DeviceState, Entry, FdbEntry, Kernel, NeighborEntry, Operation, RTPROT_FLANNELD_TS, RouteEntry, VxlanSpec } from '../../src/kernel/kernel';
-import { formatIPv4, parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { formatIp } from '../../src/net/family';
+import { parseIPv6 } from '../../src/net/ipv6';
 import { KernelError } from '../../src/util/errors';
 
 export interface KernelFixture {
@@ -34,8 +36,8 @@ export const replace = (entry: Entry): Operation => ({ op: 'replace', entry });
 export const remove = (entry: Entry): Operation => ({ op: 'delete', entry });
 
 function entryKey(e: Entry): string {
-  if (e.kind === 'route') return `route ${formatIPv4(e.dst.ip)}/${e.dst.prefixLen}`;
-  return e.kind === 'neighbor' ? `neighbor ${formatIPv4(e.ip)}` : `fdb ${e.mac}`;
+  if (e.kind === 'route') return `route ${formatIp(e.dst.ip)}/${e.dst.prefixLen}`;
+  return e.kind === 'neighbor' ? `neighbor ${formatIp(e.ip)}` : `fdb ${e.mac}`;
 }
 
 /** Entries in a stable order, for comparisons that do not care about listing order. */
@@ -66,6 +68,16 @@ function waitForChange(kernel: Kernel, cause: () => Promise<void>, timeoutMs = 3
     });
     cause().catch(reject);
   });
+}
+
+/** The three IPv6 entries of one peer (contract §11), for subnet fc00:0:0:<n>::/64. */
+export function peerEntries6(n: number, mac: string, publicIPv6: string): [NeighborEntry, FdbEntry, RouteEntry] {
+  const gw = parseIPv6(`fc00:0:0:${n.toString(16)}::`);
+  return [
+    { kind: 'neighbor', ip: gw, mac, permanent: true },
+    { kind: 'fdb', mac, dst: parseIPv6(publicIPv6), permanent: true },
+    { kind: 'route', dst: { ip: gw, prefixLen: 64 }, gateway: gw, onlink: true },
+  ];
 }
 
 export function kernelContract(name: string, setup: () => Promise<KernelFixture>): void {
@@ -123,8 +135,27 @@ export function kernelContract(name: string, setup: () => Promise<KernelFixture>
         learning: false,
         gbp: false,
         addresses: [],
+        addresses6: [],
       });
       expect(d.index).toBeGreaterThan(0);
+    });
+
+    it('IPv6 (contract §11): a flannel-v6 device with an IPv6 local, its /128, and a peer\'s neighbour, FDB (16-byte dst) and onlink route', async () => {
+      const d = await device({ localIP: parseIPv6('2001:db8::1') });
+      expect(await f.kernel.getDevice(d.name)).toMatchObject({ kind: 'vxlan', localIP: parseIPv6('2001:db8::1'), underlayIndex: f.underlayIndex });
+      const own = { ip: parseIPv6('fc00:0:0:5::'), prefixLen: 128 };
+      await f.kernel.addAddress(d.index, own);
+      expect((await f.kernel.getDevice(d.name))?.addresses6).toContainEqual(own);
+      const a = peerEntries6(12, '02:00:0a:07:0c:06', '2001:db8::20');
+      const b = peerEntries6(13, '02:00:0a:07:0d:06', '2001:db8::21');
+      await applyOk(d.index, [...a, ...b].map(replace));
+      expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([...a, ...b]));
+      const moved: Entry = { ...a[1], dst: parseIPv6('2001:db8::99') };
+      await applyOk(d.index, [replace(moved)]);
+      await applyOk(d.index, [...b].reverse().map(remove));
+      expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([a[0], moved, a[2]]));
+      await f.kernel.deleteAddress(d.index, own);
+      expect((await f.kernel.getDevice(d.name))?.addresses6).not.toContainEqual(own);
     });
 
     it('createVxlan honours learning, GBP and port', async () => {
@@ -194,6 +225,38 @@ export function kernelContract(name: string, setup: () => Promise<KernelFixture>
       // The lookup DirectRouting decides by: no gateway on the underlay's subnet, the default route's gateway elsewhere.
       expect(await f.kernel.routeGet(ip('10.65.154.40'))).toMatchObject({ index: f.underlayIndex, gateway: undefined, type: 'unicast' });
       expect(await f.kernel.routeGet(ip('192.0.2.1'))).toMatchObject({ index: f.underlayIndex, gateway: ip('10.65.154.1') });
+    });
+
+    it('IPv6 direct routes (proto 152, no device): one slot per destination with flannel-v6\'s onlink route, deleted only as ours; the IPv6 lookup', async () => {
+      const d = await device({ localIP: parseIPv6('2001:db8::1') });
+      // As the daemon leaves flannel-v6: its own subnet's /128 on it.
+      await f.kernel.addAddress(d.index, { ip: parseIPv6('fc00:0:0:5::'), prefixLen: 128 });
+      const segment = { ip: parseIPv6('2001:db8:40::1'), prefixLen: 64 };
+      await f.kernel.addAddress(f.underlayIndex, segment);
+      const [n, fdb, onlink] = peerEntries6(0x40, '02:00:0a:07:28:06', '2001:db8:40::40');
+      const direct: RouteEntry = { kind: 'route', dst: onlink.dst, gateway: parseIPv6('2001:db8:40::40'), onlink: false, direct: true };
+      try {
+        await applyOk(d.index, [n, fdb, onlink].map(replace));
+        await applyOk(d.index, [replace(direct)]);
+        expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb, direct]));
+        const host = await f.kernel.readHostNetwork();
+        expect((host.routes6 ?? []).filter((r) => r.protocol === RTPROT_FLANNELD_TS)).toEqual([expect.objectContaining({ dst: direct.dst, gateway: direct.gateway, table: 254, devices: [f.underlayIndex] })]);
+        await applyOk(d.index, [remove({ ...direct, gateway: parseIPv6('2001:db8:40::41') })]);
+        expect(await f.kernel.listEntries(d.index)).toContainEqual(direct);
+        // Unlike IPv4, the onlink route cannot replace the direct one: its gateway lies in the direct route's subnet.
+        const [refused] = await f.kernel.apply(d.index, [replace(onlink)]);
+        expect((refused?.error as KernelError | undefined)?.errno).toBe('EINVAL');
+        await applyOk(d.index, [remove(direct), replace(onlink)]);
+        expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb, onlink]));
+        await applyOk(d.index, [replace(direct), remove(direct)]);
+        expect(sortEntries(await f.kernel.listEntries(d.index))).toEqual(sortEntries([n, fdb]));
+        // What DirectRouting decides an IPv6 half by: on the segment, no gateway.
+        expect(await f.kernel.routeGet(parseIPv6('2001:db8:40::40'))).toMatchObject({ index: f.underlayIndex, gateway: undefined, type: 'unicast' });
+      } finally {
+        // A direct route belongs to no device of the test: it must not outlive it.
+        await f.kernel.apply(d.index, [remove(direct)]);
+        await f.kernel.deleteAddress(f.underlayIndex, segment);
+      }
     });
 
     it('replace is idempotent', async () => {

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { configKey, encodeLeaseValue, subnetKey, subnetsPrefix } from '../../src/lease/codec';
 import { CompactedError, LeaseEvent, LeaseStore } from '../../src/lease/store';
 import { formatCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { parseCidr6, parseIPv6 } from '../../src/net/ipv6';
 
 /** Writes as another etcd client would, beside the store under test. */
 export interface RawStoreAccess {
@@ -67,17 +68,18 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       expect(await fx.store.getConfig()).toBe(text);
     });
 
-    it('list decodes valid, invalid and ignored records and returns a revision', async () => {
+    it('list decodes valid and invalid records, dual-stack and IPv6-only too, and returns a revision', async () => {
       const dir = subnetsPrefix(fx.prefix);
       await fx.raw.put(`${dir}10.7.5.0-24`, valueFor('10.65.0.5'));
       await fx.raw.put(`${dir}10.7.6.0-24`, 'not json');
       await fx.raw.put(`${dir}10.7.7.0-24`, '{"PublicIP":"300.1.1.1","BackendType":"vxlan","BackendData":{"VtepMAC":"6e:d5:a3:cb:6a:6b"}}');
-      await fx.raw.put(`${dir}10.7.8.0-24&fc00::-64`, valueFor('10.65.0.8'));
+      await fx.raw.put(`${dir}10.7.8.0-24&fc00::-64`, encodeLeaseValue({ publicIP: parseIPv4('10.65.0.8'), vni: 1, vtepMAC: '6e:d5:a3:cb:6a:6b', v6: { publicIP: parseIPv6('fd65::8'), vni: 1, vtepMAC: '02:00:00:00:00:08' } }));
+      await fx.raw.put(`${dir}0.0.0.0-0&fc00:0:0:9::-64`, encodeLeaseValue({ publicIP: 0, vni: 1, vtepMAC: undefined, v6: { publicIP: parseIPv6('fd65::9'), vni: 1, vtepMAC: '02:00:00:00:00:09' } }));
       await fx.raw.put(configKey(fx.prefix), '{}');
       const snap = await fx.store.list();
       expect(snap.revision).toBeGreaterThan(0n);
       const byKey = new Map(snap.records.map((r) => [r.key, r]));
-      expect(byKey.size).toBe(4);
+      expect(byKey.size).toBe(5);
       const good = byKey.get(`${dir}10.7.5.0-24`);
       expect(good?.kind).toBe('lease');
       if (good?.kind === 'lease') {
@@ -89,9 +91,44 @@ export function leaseStoreContract(name: string, setup: () => Promise<ContractFi
       }
       expect(byKey.get(`${dir}10.7.6.0-24`)?.kind).toBe('invalid');
       expect(byKey.get(`${dir}10.7.7.0-24`)?.kind).toBe('invalid');
-      expect(byKey.get(`${dir}10.7.8.0-24&fc00::-64`)?.kind).toBe('ignored');
+      const dual = byKey.get(`${dir}10.7.8.0-24&fc00::-64`);
+      expect(dual?.kind === 'lease' && [formatCidr(dual.lease.subnet), dual.lease.v6?.publicIP, dual.lease.v6?.vtepMAC]).toEqual(['10.7.8.0/24', parseIPv6('fd65::8'), '02:00:00:00:00:08']);
+      const v6only = byKey.get(`${dir}0.0.0.0-0&fc00:0:0:9::-64`);
+      expect(v6only?.kind === 'lease' && [v6only.lease.hasIPv4, v6only.lease.v6?.publicIP]).toEqual([false, parseIPv6('fd65::9')]);
       await fx.raw.put(`${dir}10.7.9.0-24`, valueFor('10.65.0.9'));
       expect((await fx.store.list()).revision).toBeGreaterThan(snap.revision);
+    });
+
+    it('creates a key only while no key holds its IPv4 subnet (bare or &); addresses an & key in update, rewrite and delete', async () => {
+      const at = { subnet: parseCidr('10.7.5.0/24'), subnet6: parseCidr6('fc00:0:0:5::/64') };
+      const dual = encodeLeaseValue({ publicIP: parseIPv4('10.65.0.5'), vni: 1, vtepMAC: '6e:d5:a3:cb:6a:6b', v6: { publicIP: parseIPv6('fd65::5'), vni: 1, vtepMAC: '02:00:00:00:00:05' } });
+      const leasesBefore = await fx.raw.leases();
+      await fx.raw.put(subnetKey(fx.prefix, at.subnet), valueFor('10.65.0.9'));
+      expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
+      expect(await fx.raw.leases()).toEqual(leasesBefore);
+      await fx.raw.del(subnetKey(fx.prefix, at.subnet));
+      // Another & key of the same IPv4 subnet holds it too (flanneld would create both).
+      await fx.raw.put(subnetKey(fx.prefix, at.subnet, parseCidr6('fc00:0:0:99::/64')), dual);
+      expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
+      expect(await fx.store.create(at.subnet, valueFor('10.65.0.9'), TTL)).toBeUndefined();
+      expect(await fx.raw.leases()).toEqual(leasesBefore);
+      await fx.raw.del(subnetKey(fx.prefix, at.subnet, parseCidr6('fc00:0:0:99::/64')));
+      // Neighbouring subnets' keys do not count (10.7.5.0-240 cannot exist; 10.7.50.0-24 sorts elsewhere).
+      await fx.raw.put(subnetKey(fx.prefix, parseCidr('10.7.50.0/24'), parseCidr6('fc00:0:0:50::/64')), dual);
+      const created = await fx.store.create(at, dual, TTL);
+      expect(created).toBeDefined();
+      expect(await fx.store.create(at, dual, TTL)).toBeUndefined();
+      const rec = await fx.store.get(at);
+      expect(rec?.key).toBe(`${subnetsPrefix(fx.prefix)}10.7.5.0-24&fc00:0:0:5::-64`);
+      expect(rec?.kind === 'lease' && rec.lease.v6?.vtepMAC).toBe('02:00:00:00:00:05');
+      expect(await fx.store.rewrite(at, dual, created?.etcdLease)).toBe(true);
+      const moved = dual.replace('02:00:00:00:00:05', '02:00:00:00:00:06');
+      expect(await fx.store.update(at, moved, (rec?.kind === 'lease' && rec.lease.modRevision) || '0', created?.etcdLease)).toBe(false);
+      const now = await fx.store.get(at);
+      expect(await fx.store.update(at, moved, (now?.kind === 'lease' && now.lease.modRevision) || '0', created?.etcdLease)).toBe(true);
+      expect(await fx.store.deleteIfValue(at, dual)).toBe(false);
+      expect(await fx.store.deleteIfValue(at, moved, created?.etcdLease)).toBe(true);
+      expect(await fx.store.get(at)).toBeUndefined();
     });
 
     it('create succeeds once; a second create of the subnet returns undefined and leaks no etcd lease', async () => {

@@ -15,6 +15,7 @@ import { DeviceState } from '../../src/kernel/kernel';
 import { NetlinkKernel } from '../../src/kernel/netlink-kernel';
 import { Lease } from '../../src/lease/lease';
 import { formatIPv4, parseIPv4 } from '../../src/net/ipv4';
+import { IPV4 } from '../../src/net/family';
 import { desiredState } from '../../src/overlay/desired';
 import { DirectDecisions } from '../../src/overlay/direct-routing';
 import { PassResult, Reconciler } from '../../src/overlay/reconciler';
@@ -75,7 +76,7 @@ async function run(direct: boolean): Promise<{ cold: PassResult; idle: PassResul
     kernel,
     desired: (host) => {
       const underlay = host && underlayChecker({ host: host.network, overlayIndex: host.overlayIndex, network: cfg.network, etcdAddresses: [] });
-      return desiredState(self, peers, cfg, (l) => underlay?.(l.subnet, l.publicIP), direct ? (l) => (decisions.isDirect(l.publicIP) ? 'direct' : 'vxlan') : undefined);
+      return desiredState(self, peers, cfg, (l) => underlay?.(l.subnet, l.publicIP), IPV4, direct ? (l) => (l.publicIP !== undefined && decisions.isDirect(l.publicIP) ? 'direct' : 'vxlan') : undefined);
     },
     prepare: direct
       ? async (host) => {

@@ -7,13 +7,18 @@
  */
 import { execFileSync } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FirewallOptions } from '../../src/firewall/firewall';
+import { Firewall, FirewallOptions } from '../../src/firewall/firewall';
+import { keepFirewall } from '../../src/firewall/firewall-keeper';
+import { NfTablesGeneration } from '../../src/firewall/nft-generation';
 import { NftablesFirewall, nftForwardChain, nftMasqChain } from '../../src/firewall/nftables';
 import { IptablesFirewall } from '../../src/iptables';
 import { IprouteBlackholeRoutes } from '../../src/kernel/blackhole-route';
 import { parseCidr } from '../../src/net/ipv4';
+import { systemClock } from '../../src/util/clock';
 import { createLogger } from '../../src/util/log';
-import { firewallContract } from '../helpers/firewall-contract';
+import { V6_TARGETS, firewallContract } from '../helpers/firewall-contract';
+import { IPV6 } from '../../src/net/family';
+import { parseCidr6 } from '../../src/net/ipv6';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 assertPrivateNetns();
@@ -36,6 +41,7 @@ function ourTables(ruleset: string): string {
 /** Deletes whatever a test left in iptables or nftables (our chains via the backends, the test's own marks by comment). */
 async function cleanAll(): Promise<void> {
   await (await IptablesFirewall.create(NONE, log)).remove();
+  await (await IptablesFirewall.create(NONE, log, IPV6)).remove();
   await (await NftablesFirewall.create(NONE, log)).remove();
   for (const [table, chain] of [['nat', 'POSTROUTING'], ['filter', 'FORWARD']] as const) {
     const lines = sh('iptables-save', ['-t', table]).split('\n').filter((l) => l.includes('flts-test'));
@@ -66,6 +72,53 @@ firewallContract('NftablesFirewall', () => ({
   },
   cleanup: cleanAll,
 }));
+
+// IPv6 (contract §11, §16): the same contract through ip6tables and `ip6 flannel-ipv6`.
+firewallContract('IptablesFirewall (IPv6, ip6tables)', () => ({
+  open: (opts) => IptablesFirewall.create(opts, log, IPV6),
+  names: { masq: 'nat/FLANNEL-POSTRTG', forward: 'filter/FLANNEL-FWD' },
+  flush: async (set) => {
+    sh('ip6tables', set === 'masq' ? ['-t', 'nat', '-F', 'FLANNEL-POSTRTG'] : ['-F', 'FLANNEL-FWD']);
+  },
+  addForeignRule: async (set) => {
+    sh('ip6tables', set === 'masq' ? ['-t', 'nat', '-A', 'FLANNEL-POSTRTG', '-s', '2001:db8::/32', '-j', 'RETURN'] : ['-A', 'FLANNEL-FWD', '-s', '2001:db8::/32', '-j', 'ACCEPT']);
+  },
+  cleanup: cleanAll,
+  targets: V6_TARGETS,
+}));
+
+firewallContract('NftablesFirewall (IPv6, ip6 flannel-ipv6)', () => ({
+  open: (opts) => NftablesFirewall.create(opts, log, IPV6),
+  names: { masq: 'ip6 flannel-ipv6/postrtg', forward: 'ip6 flannel-ipv6/forward' },
+  flush: async (set) => {
+    sh('nft', ['flush', 'chain', 'ip6', 'flannel-ipv6', set === 'masq' ? 'postrtg' : 'forward']);
+  },
+  addForeignRule: async (set) => {
+    sh('nft', ['add', 'rule', 'ip6', 'flannel-ipv6', set === 'masq' ? 'postrtg' : 'forward', 'ip6', 'saddr', '2001:db8::/32', 'accept']);
+  },
+  cleanup: cleanAll,
+  targets: V6_TARGETS,
+}));
+
+describe('IPv6 rules as ip6tables-save and nft list print them', () => {
+  it('ip6tables: flanneld\'s masquerade rules with IPv6 CIDRs and ! -d ff00::/8; nft: ip6 saddr/daddr', async () => {
+    const [t] = V6_TARGETS;
+    await (await IptablesFirewall.create(ALL, log, IPV6)).ensure(t);
+    const nat = sh('ip6tables-save', ['-t', 'nat']);
+    expect(nat).toContain('-A FLANNEL-POSTRTG -s fc00::/48 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE');
+    expect(nat).toContain('-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG');
+    expect(sh('ip6tables-save', ['-t', 'filter'])).toContain('-A FLANNEL-FWD -s fc00::/48 -m comment --comment "flanneld forward" -j ACCEPT');
+    // The IPv4 tables are not touched by the IPv6 backend.
+    expect(sh('iptables-save', ['-t', 'nat'])).not.toContain('FLANNEL-POSTRTG');
+    const fw = await NftablesFirewall.create(ALL, log, IPV6);
+    await fw.ensure(t);
+    const listing = sh('nft', ['list', 'table', 'ip6', 'flannel-ipv6']);
+    expect(listing).toContain('ip6 saddr fc00::/48 ip6 daddr != ff00::/8 masquerade');
+    expect(listing).toContain('ip6 daddr fc00::/48 accept');
+    expect(await fw.check(t)).toEqual([]);
+  });
+  afterEach(cleanAll);
+});
 
 describe('IptablesFirewall on the real iptables', () => {
   afterEach(cleanAll);
@@ -105,6 +158,55 @@ describe('IptablesFirewall on the real iptables', () => {
     const all = sh('iptables-save', []);
     expect(all).not.toMatch(/FLANNEL-/);
     expect(all).toContain('flts-test');
+  });
+});
+
+describe('nf_tables ruleset generation and the periodic check on the real tools', () => {
+  afterEach(cleanAll);
+
+  it('stands still while nothing changes and moves on an iptables-nft or nft change, ours or not', async () => {
+    const gen = new NfTablesGeneration(log);
+    try {
+      const g0 = await gen.read();
+      expect(g0).toEqual(expect.any(Number));
+      expect(await gen.read()).toBe(g0);
+      sh('iptables', ['-t', 'filter', '-N', 'FLTS-TEST-GEN']);
+      const g1 = await gen.read();
+      expect(g1).not.toBe(g0);
+      sh('nft', ['add', 'table', 'ip', 'flts-test-gen']);
+      sh('nft', ['delete', 'table', 'ip', 'flts-test-gen']);
+      const g2 = await gen.read();
+      expect(g2).not.toBe(g1);
+      sh('iptables', ['-t', 'filter', '-X', 'FLTS-TEST-GEN']);
+      expect(await gen.read()).not.toBe(g2);
+    } finally {
+      gen.close();
+    }
+  });
+
+  it.each(['iptables', 'nftables'] as const)('%s: idle periods list nothing, and a rule deleted by hand is back after the next period', async (kind) => {
+    const real = kind === 'iptables' ? await IptablesFirewall.create(ALL, log) : await NftablesFirewall.create(ALL, log);
+    expect(real.inNfTables).toBe(kind === 'nftables' || /\(nf_tables\)/.test(sh('iptables', ['--version'])));
+    let ensures = 0;
+    const counted: Firewall = { kind: real.kind, inNfTables: real.inNfTables, ensure: (t, f) => (ensures++, real.ensure(t, f)), check: (t) => real.check(t), describe: () => real.describe(), remove: () => real.remove() };
+    await real.ensure(T, true);
+    const ctl = new AbortController();
+    const kept = keepFirewall(counted, () => T, 100, systemClock, log, ctl.signal, new NfTablesGeneration(log));
+    try {
+      await new Promise((r) => setTimeout(r, 1000)); // about ten periods
+      expect(ensures).toBeLessThanOrEqual(2);
+      if (kind === 'iptables') sh('iptables', ['-D', 'FLANNEL-FWD', '-s', '10.7.0.0/16', '-m', 'comment', '--comment', 'flanneld forward', '-j', 'ACCEPT']);
+      else sh('nft', ['flush', 'chain', 'ip', 'flannel-ipv4', 'forward']);
+      const set = kind === 'iptables' ? 'filter/FLANNEL-FWD' : 'ip flannel-ipv4/forward';
+      expect(await real.check(T)).toEqual([set]);
+      const t0 = Date.now();
+      while ((await real.check(T)).length > 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+      expect(await real.check(T)).toEqual([]);
+      expect(Date.now() - t0).toBeLessThan(3000); // the period is 100 ms; generous for a busy machine
+    } finally {
+      ctl.abort();
+      await kept;
+    }
   });
 });
 
@@ -188,5 +290,16 @@ describe('--ip-blackhole-route on the real routing table', () => {
     expect(before).toContain('dev flts-br');
     expect(await routes.ensure(subnet)).toBe('taken');
     expect(sh('ip', ['route', 'show', 'exact', '10.77.5.0/24'])).toBe(before);
+  });
+
+  it('IPv6: adds blackhole <own IPv6 subnet> once, then finds it present', async () => {
+    const subnet6 = parseCidr6('fc00:0:0:77::/64');
+    try {
+      expect(await routes.ensure(subnet6)).toBe('added');
+      expect(sh('ip', ['-6', 'route', 'show', 'exact', 'fc00:0:0:77::/64']).trim()).toMatch(/^blackhole fc00:0:0:77::\/64 /);
+      expect(await routes.ensure(subnet6)).toBe('present');
+    } finally {
+      sh('ip', ['-6', 'route', 'del', 'blackhole', 'fc00:0:0:77::/64']);
+    }
   });
 });

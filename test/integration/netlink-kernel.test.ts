@@ -9,7 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChangeCause, DeviceState, Entry, Operation } from '../../src/kernel/kernel';
 import { runInOrder } from '../../src/kernel/apply-order';
 import { NetlinkKernel } from '../../src/kernel/netlink-kernel';
-import { formatCidr, formatIPv4, parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { IpAddr, formatAnyCidr, formatIp } from '../../src/net/family';
+
+const ipCmd = (a: IpAddr): string[] => (typeof a === 'bigint' ? ['ip', '-6'] : ['ip']);
 import { kernelContract, peerEntries, remove, replace, sortEntries } from '../helpers/kernel-contract';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
@@ -38,12 +41,12 @@ function iproute2(dev: string, { op, entry }: Operation): string[] {
   switch (entry.kind) {
     case 'route':
       return op === 'replace'
-        ? ['ip', 'route', 'replace', formatCidr(entry.dst), 'via', formatIPv4(entry.gateway), 'dev', dev, ...(entry.onlink ? ['onlink'] : [])]
-        : ['ip', 'route', 'del', formatCidr(entry.dst), 'dev', dev];
+        ? [...ipCmd(entry.gateway), 'route', 'replace', formatAnyCidr(entry.dst), 'via', formatIp(entry.gateway), 'dev', dev, ...(entry.onlink ? ['onlink'] : [])]
+        : [...ipCmd(entry.gateway), 'route', 'del', formatAnyCidr(entry.dst), 'dev', dev];
     case 'neighbor':
-      return op === 'replace' ? ['ip', 'neigh', 'replace', formatIPv4(entry.ip), 'lladdr', entry.mac, 'dev', dev, 'nud', 'permanent'] : ['ip', 'neigh', 'del', formatIPv4(entry.ip), 'dev', dev];
+      return op === 'replace' ? [...ipCmd(entry.ip), 'neigh', 'replace', formatIp(entry.ip), 'lladdr', entry.mac, 'dev', dev, 'nud', 'permanent'] : [...ipCmd(entry.ip), 'neigh', 'del', formatIp(entry.ip), 'dev', dev];
     case 'fdb':
-      return ['bridge', 'fdb', op === 'replace' ? 'replace' : 'del', entry.mac, 'dev', dev, 'dst', formatIPv4(entry.dst), 'self', ...(op === 'replace' ? ['permanent'] : [])];
+      return ['bridge', 'fdb', op === 'replace' ? 'replace' : 'del', entry.mac, 'dev', dev, 'dst', formatIp(entry.dst), 'self', ...(op === 'replace' ? ['permanent'] : [])];
   }
 }
 

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IFA_F_DEPRECATED, IFA_F_PERMANENT, IFA_F_TEMPORARY, addressKey, chooseExternalInterface, readInterfaceFacts } from '../../src/kernel/interfaces';
 import { NetlinkKernel } from '../../src/kernel/netlink-kernel';
 import { formatIPv4, parseIPv4 } from '../../src/net/ipv4';
+import { formatIPv6, parseIPv6 } from '../../src/net/ipv6';
+import { isDirectRoute } from '../../src/overlay/direct-routing';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const ip = parseIPv4;
@@ -56,5 +58,53 @@ describe('route lookup and address flags over netlink', () => {
     const src = /src (\S+)/.exec(sh('ip', 'route', 'get', '10.66.160.77'))?.[1];
     expect(await kernel.routeGet(ip('10.66.160.77'))).toEqual({ index, src: ip(src as string), gateway: undefined, type: 'unicast' });
     expect(await kernel.routeGet(ip('198.51.100.1'))).toBeUndefined();
+  });
+
+  it('reads IPv6 addresses with their flags and the IPv6 default route, as `ip -6 addr` and `ip -6 route` show them', async () => {
+    // A SLAAC-like dynamic address, a static one (both nodad: no duplicate detection in a test), a deprecated one.
+    sh('ip', '-6', 'addr', 'add', '2001:db8:166::5/64', 'dev', NAME, 'nodad', 'valid_lft', '600', 'preferred_lft', '600');
+    sh('ip', '-6', 'addr', 'add', '2001:db8:166::9/64', 'dev', NAME, 'nodad');
+    sh('ip', '-6', 'addr', 'add', '2001:db8:166::7/64', 'dev', NAME, 'nodad', 'preferred_lft', '0');
+    sh('ip', '-6', 'route', 'add', 'default', 'via', '2001:db8:166::1', 'dev', NAME);
+    try {
+      const shown = sh('ip', '-6', 'addr', 'show', 'dev', NAME);
+      expect(shown).toMatch(/2001:db8:166::5\/64 .*dynamic/);
+      const addrs = (await kernel.listAddresses6()).get(index) ?? [];
+      const flags = (a: string) => addrs.find((x) => formatIPv6(x.ip) === a)?.flags ?? -1;
+      expect(flags('2001:db8:166::5') & IFA_F_PERMANENT).toBe(0);
+      expect(flags('2001:db8:166::9') & IFA_F_PERMANENT).toBe(IFA_F_PERMANENT);
+      expect(flags('2001:db8:166::7') & IFA_F_DEPRECATED).toBe(IFA_F_DEPRECATED);
+      expect(addrs.find((x) => formatIPv6(x.ip).startsWith('fe80:'))?.scope).toBe(253);
+      expect(await kernel.defaultRoute6()).toBe(index);
+      // Dual-stack with no iface flag needs both default routes on one interface; here IPv4 has none.
+      const facts = await readInterfaceFacts(kernel, undefined, true);
+      expect(facts.defaultRoute6).toBe(index);
+      const got = chooseExternalInterface(facts.ifaces, facts.defaultRoute, { iface: [NAME] }, { ipv4: true, ipv6: true, defaultRoute6: facts.defaultRoute6 });
+      expect([formatIPv4(got.publicIP), formatIPv6(got.publicIPv6 as bigint)]).toEqual(['10.66.160.9', '2001:db8:166::9']);
+      const only6 = chooseExternalInterface(facts.ifaces, undefined, { iface: [] }, { ipv4: false, ipv6: true, defaultRoute6: facts.defaultRoute6 });
+      expect([only6.iface.name, formatIPv6(only6.publicIPv6 as bigint)]).toEqual([NAME, '2001:db8:166::9']);
+    } finally {
+      sh('ip', '-6', 'route', 'del', 'default', 'via', '2001:db8:166::1', 'dev', NAME);
+    }
+  });
+
+  it('looks an IPv6 route up like `ip -6 route get`: on-link has no gateway, a routed one names it, unreachable is undefined (DirectRouting for IPv6)', async () => {
+    sh('ip', '-6', 'addr', 'add', '2001:db8:167::5/64', 'dev', NAME, 'nodad');
+    sh('ip', '-6', 'route', 'add', '2001:db8:200::/64', 'via', '2001:db8:167::1', 'dev', NAME);
+    sh('ip', '-6', 'route', 'add', 'unreachable', '2001:db8:300::/64');
+    try {
+      const onLink = await kernel.routeGet(parseIPv6('2001:db8:167::12'));
+      expect(onLink).toEqual({ index, src: parseIPv6('2001:db8:167::5'), gateway: undefined, type: 'unicast' });
+      expect(isDirectRoute(onLink)).toBe(true);
+      const routed = await kernel.routeGet(parseIPv6('2001:db8:200::13'));
+      expect(sh('ip', '-6', 'route', 'get', '2001:db8:200::13')).toContain('via 2001:db8:167::1 ');
+      expect(routed).toMatchObject({ index, gateway: parseIPv6('2001:db8:167::1'), type: 'unicast' });
+      expect(isDirectRoute(routed)).toBe(false);
+      expect(await kernel.routeGet(parseIPv6('2001:db8:300::1'))).toBeUndefined();
+    } finally {
+      sh('ip', '-6', 'route', 'del', 'unreachable', '2001:db8:300::/64');
+      sh('ip', '-6', 'route', 'del', '2001:db8:200::/64', 'via', '2001:db8:167::1', 'dev', NAME);
+      sh('ip', '-6', 'addr', 'del', '2001:db8:167::5/64', 'dev', NAME);
+    }
   });
 });

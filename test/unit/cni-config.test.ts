@@ -87,3 +87,21 @@ describe('flannelCniDelegate', () => {
     expect(() => flannelCniDelegate(env, { delegate: { type: 1 } })).toThrow("(string) 'type' field");
   });
 });
+
+describe('subnet.env with IPv6 (contract §11)', () => {
+  const DUAL = 'FLANNEL_NETWORK=10.7.0.0/16\nFLANNEL_SUBNET=10.7.5.1/24\nFLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00:0:0:5::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n';
+  const V6ONLY = 'FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00:0:0:5::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n';
+
+  it('dual-stack: one host-local range and one route per family', () => {
+    const env = parseSubnetEnv(DUAL);
+    expect(env).toMatchObject({ network: '10.7.0.0/16', subnet: '10.7.5.0/24', ipv6Network: 'fc00::/48', ipv6Subnet: 'fc00:0:0:5::/64' });
+    expect(flannelCniDelegate(env).ipam).toMatchObject({ ranges: [[{ subnet: '10.7.5.0/24' }], [{ subnet: 'fc00:0:0:5::/64' }]], routes: [{ dst: '10.7.0.0/16' }, { dst: 'fc00::/48' }] });
+  });
+
+  it('IPv6-only: the IPv6 keys stand for the IPv4 ones; neither family at all is missing keys', () => {
+    const env = parseSubnetEnv(V6ONLY);
+    expect(env.network).toBeUndefined();
+    expect(flannelCniDelegate(env).ipam).toMatchObject({ ranges: [[{ subnet: 'fc00:0:0:5::/64' }]], routes: [{ dst: 'fc00::/48' }] });
+    expect(() => parseSubnetEnv('FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n')).toThrow('subnet.env is missing FLANNEL_NETWORK, FLANNEL_SUBNET');
+  });
+});

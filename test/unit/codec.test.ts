@@ -18,8 +18,8 @@ describe('lease keys', () => {
     expect(configKey('/')).toBe('/config');
   });
   it('parses key names, dual-stack too', () => {
-    expect(parseSubnetKeyName('10.7.5.0-24')).toEqual({ kind: 'ipv4', subnet: parseCidr('10.7.5.0/24') });
-    expect(parseSubnetKeyName('10.7.5.0-24&fc00::-64').kind).toBe('dual');
+    expect(parseSubnetKeyName('10.7.5.0-24')).toEqual({ kind: 'ok', subnet: parseCidr('10.7.5.0/24'), hasIPv4: true, subnet6: undefined });
+    expect(parseSubnetKeyName('10.7.5.0-24&fc00::-64').kind).toBe('ok');
     expect(parseSubnetKeyName('10.7.5.1-24').kind).toBe('bad');
     expect(parseSubnetKeyName('garbage').kind).toBe('bad');
     expect(parseSubnetKeyName('10.7.5.0-33').kind).toBe('bad');
@@ -71,8 +71,9 @@ describe('lease values', () => {
     const r = decodeLease(KEY, '10.7.5.0-24', 'x'.repeat(MAX_LEASE_VALUE_BYTES + 1));
     expect(r.kind === 'invalid' && r.invalid.reason).toMatch(/bytes/);
   });
-  it('marks a bad key invalid and ignores dual-stack keys', () => {
+  it('marks a bad key invalid, and a dual-stack key whose value lacks its IPv6 half', () => {
     expect(decodeLease('/p/subnets/zzz', 'zzz', '{}').kind).toBe('invalid');
-    expect(decodeLease('/p/subnets/10.7.5.0-24&fc00::-64', '10.7.5.0-24&fc00::-64', '{}').kind).toBe('ignored');
+    const r = decodeLease('/p/subnets/10.7.5.0-24&fc00::-64', '10.7.5.0-24&fc00::-64', '{"PublicIP":"1.2.3.4","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:01"}}');
+    expect(r.kind === 'invalid' && r.invalid.reason).toBe('BackendV6Data is missing or not an object');
   });
 });

@@ -6,7 +6,8 @@ import { parseMonitorLine } from '../../src/kernel/monitor-lines';
 import { decodeRoute, encodeOperation } from '../../src/kernel/rtnl-codec';
 import { Lease } from '../../src/lease/lease';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
-import { desiredState, peerEntries } from '../../src/overlay/desired';
+import { LeaseHalf, desiredState, peerEntries } from '../../src/overlay/desired';
+import { IPV4, IpAddr } from '../../src/net/family';
 import { DirectDecisions, hostFingerprint, isDirectRoute } from '../../src/overlay/direct-routing';
 import { KernelIndex } from '../../src/overlay/kernel-index';
 import { describeEntry, planChanges } from '../../src/overlay/plan';
@@ -44,7 +45,7 @@ describe('DirectDecisions', () => {
   const host = (routes: HostRoute[]): HostNetwork => ({ interfaces: [eth0], routes });
 
   it('looks each PublicIP up once, then answers from the cache until the host changes', async () => {
-    const asked: number[] = [];
+    const asked: IpAddr[] = [];
     const d = new DirectDecisions(async (dst) => {
       asked.push(dst);
       return dst === ip('10.65.154.12') ? { index: 2, src: undefined } : { index: 2, src: undefined, gateway: ip('10.65.154.1') };
@@ -80,8 +81,8 @@ describe('DirectDecisions', () => {
 });
 
 describe('direct peers in the desired state and the plan', () => {
-  const modeOf = (l: Lease) => (l.publicIP === ip('10.65.154.12') ? ('direct' as const) : ('vxlan' as const));
-  const desired = desiredState(self, [p12, p13], config, undefined, modeOf);
+  const modeOf = (l: LeaseHalf) => (l.publicIP === ip('10.65.154.12') ? ('direct' as const) : ('vxlan' as const));
+  const desired = desiredState(self, [p12, p13], config, undefined, IPV4, modeOf);
 
   it('a direct peer has one route via its PublicIP (proto 152), no neighbour and no FDB entry', () => {
     const p = desired.peers.get('10.7.12.0/24');
@@ -111,7 +112,7 @@ describe('direct peers in the desired state and the plan', () => {
   });
 
   it('direct → vxlan: neighbour and FDB first, then the onlink route takes the direct route\'s place', () => {
-    const allVxlan = desiredState(self, [p12, p13], config, undefined, () => 'vxlan');
+    const allVxlan = desiredState(self, [p12, p13], config, undefined, IPV4, () => 'vxlan');
     expect(words(planChanges(allVxlan, [directRoute(p12), ...vxlanEntries(p13)]))).toEqual([
       'replace neighbor 10.7.12.0 lladdr 02:00:00:00:00:12 (missing)',
       'replace fdb 02:00:00:00:00:12 dst 10.65.154.12 (missing)',
@@ -120,7 +121,7 @@ describe('direct peers in the desired state and the plan', () => {
   });
 
   it('a stale direct route is deleted; a direct route to the wrong gateway is replaced', () => {
-    const gone = desiredState(self, [p13], config, undefined, modeOf);
+    const gone = desiredState(self, [p13], config, undefined, IPV4, modeOf);
     expect(words(planChanges(gone, [directRoute(p12), ...vxlanEntries(p13)]))).toEqual(['delete route 10.7.12.0/24 via 10.65.154.12 proto 152 (stale)']);
     const wrong = { ...directRoute(p12), gateway: ip('10.65.154.99') };
     expect(words(planChanges(desired, [wrong, ...vxlanEntries(p13)]))).toEqual(['replace route 10.7.12.0/24 via 10.65.154.12 proto 152 (wrong gateway 10.65.154.99)']);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decodeHostRoute } from '../../src/kernel/host-routes';
+import { decodeHostRoute, decodeHostRoute6 } from '../../src/kernel/host-routes';
+import { parseIPv6 } from '../../src/net/ipv6';
 
 // struct rtmsg { family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags } + attributes.
 function rtmsg(fields: { family?: number; dstLen: number; table: number; protocol: number; scope: number; type: number }, attrs: Buffer[]): Buffer {
@@ -39,9 +40,41 @@ describe('decodeHostRoute', () => {
     const hole = decodeHostRoute(rtmsg({ dstLen: 8, table: 254, protocol: 4, scope: 0, type: 6 }, [attr(1, ip(10, 0, 0, 0))]));
     expect(hole).toMatchObject({ dst: { ip: 0x0a000000, prefixLen: 8 }, type: 6, devices: [] });
   });
+  it('leaves out a route whose every device is the excepted one, and keeps the others', () => {
+    const nexthop = (ifindex: number): Buffer => {
+      const b = Buffer.alloc(8);
+      b.writeUInt16LE(8, 0);
+      b.writeInt32LE(ifindex, 4);
+      return b;
+    };
+    const ours = rtmsg({ dstLen: 24, table: 254, protocol: 3, scope: 0, type: 1 }, [attr(1, ip(10, 7, 12, 0)), attr(5, ip(10, 7, 12, 0)), attr(4, u32(7))]);
+    expect(decodeHostRoute(ours, 7)).toBeUndefined();
+    expect(decodeHostRoute(ours, 2)?.devices).toEqual([7]);
+    expect(decodeHostRoute(ours)?.devices).toEqual([7]);
+    const split = rtmsg({ dstLen: 16, table: 254, protocol: 3, scope: 0, type: 1 }, [attr(1, ip(192, 168, 0, 0)), attr(9, Buffer.concat([nexthop(7), nexthop(2)]))]);
+    expect(decodeHostRoute(split, 7)?.devices).toEqual([7, 2]);
+    const hole = rtmsg({ dstLen: 8, table: 254, protocol: 4, scope: 0, type: 6 }, [attr(1, ip(10, 0, 0, 0))]);
+    expect(decodeHostRoute(hole, 7)?.devices).toEqual([]);
+  });
   it('ignores other families and short messages; a default route has dst 0/0', () => {
     expect(decodeHostRoute(rtmsg({ family: 10, dstLen: 64, table: 254, protocol: 2, scope: 0, type: 1 }, []))).toBeUndefined();
     expect(decodeHostRoute(Buffer.alloc(8))).toBeUndefined();
     expect(decodeHostRoute(rtmsg({ dstLen: 0, table: 254, protocol: 3, scope: 0, type: 1 }, [attr(4, u32(2))]))?.dst).toEqual({ ip: 0, prefixLen: 0 });
+  });
+});
+
+describe('decodeHostRoute6', () => {
+  const v6 = (text: string): Buffer => Buffer.from(text, 'hex');
+  it('reads an IPv6 route with 16-byte RTA_DST and RTA_GATEWAY; each decoder leaves the other family alone', () => {
+    // `2001:db8:77::/48 via 2001:db8:154::1 dev eth0 table main`: rtmsg AF_INET6 /48, RTA_TABLE, RTA_DST, RTA_GATEWAY, RTA_OIF.
+    const data = rtmsg({ family: 10, dstLen: 48, table: 254, protocol: 3, scope: 0, type: 1 }, [
+      attr(15, u32(254)),
+      attr(1, v6('20010db8007700000000000000000000')),
+      attr(5, v6('20010db8015400000000000000000001')),
+      attr(4, u32(2)),
+    ]);
+    expect(decodeHostRoute6(data)).toEqual({ dst: { ip: parseIPv6('2001:db8:77::'), prefixLen: 48 }, table: 254, protocol: 3, scope: 0, type: 1, devices: [2], gateway: parseIPv6('2001:db8:154::1') });
+    expect(decodeHostRoute(data)).toBeUndefined();
+    expect(decodeHostRoute6(rtmsg({ dstLen: 24, table: 254, protocol: 3, scope: 0, type: 1 }, [attr(1, ip(10, 7, 0, 0))]))).toBeUndefined();
   });
 });

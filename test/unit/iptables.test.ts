@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { chainDeclared, forwardRules, jumpCount, jumpRule, masqRules, removeInput, restoreInput, rulesPresent, saveSections } from '../../src/iptables';
-import { iptablesFeatures, parseIptablesVersion } from '../../src/firewall/iptables-version';
+import { iptablesFeatures, iptablesUsesNfTables, parseIptablesVersion } from '../../src/firewall/iptables-version';
 import { parseCidr } from '../../src/net/ipv4';
+import { parseCidr6 } from '../../src/net/ipv6';
+import { IPV6 } from '../../src/net/family';
+import { nftForwardChain, nftMasqChain, nftScript } from '../../src/firewall/nftables';
 
 const CN = parseCidr('10.7.0.0/16');
 const PN = parseCidr('10.7.5.0/24');
@@ -74,6 +77,12 @@ describe('iptables version detection (contract §16)', () => {
     expect(parseIptablesVersion('')).toBeUndefined();
     expect(parseIptablesVersion('command not found')).toBeUndefined();
   });
+  it('tells an nf_tables iptables (whose rules move nf_tables\' generation) from legacy and old ones', () => {
+    expect(iptablesUsesNfTables('iptables v1.8.9 (nf_tables)\n')).toBe(true);
+    expect(iptablesUsesNfTables('iptables v1.8.7 (legacy)')).toBe(false);
+    expect(iptablesUsesNfTables('iptables v1.4.21\n')).toBe(false);
+    expect(iptablesUsesNfTables('')).toBe(false);
+  });
   it.each([
     ['1.4.19', false, []],
     ['1.4.20', false, []],
@@ -88,5 +97,29 @@ describe('iptables version detection (contract §16)', () => {
   });
   it('assumes nothing of an unknown version', () => {
     expect(iptablesFeatures(undefined)).toEqual({ version: undefined, randomFully: false, restoreWaitArgs: [] });
+  });
+});
+
+describe('IPv6 rules (contract §11, §16)', () => {
+  const cn = parseCidr6('fc00::/48');
+  const pn = parseCidr6('fc00:0:0:5::/64');
+  it('ip6tables: the same six masquerade rules with IPv6 CIDRs and ! -d ff00::/8, the same forward accepts', () => {
+    expect(masqRules(cn, pn, true).rules).toEqual([
+      '-m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN',
+      '-s fc00:0:0:5::/64 -d fc00::/48 -m comment --comment "flanneld masq" -j RETURN',
+      '-s fc00::/48 -d fc00:0:0:5::/64 -m comment --comment "flanneld masq" -j RETURN',
+      '! -s fc00::/48 -d fc00:0:0:5::/64 -m comment --comment "flanneld masq" -j RETURN',
+      '-s fc00::/48 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+      '! -s fc00::/48 -d fc00::/48 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+    ]);
+    expect(forwardRules(cn).rules).toEqual(['-s fc00::/48 -m comment --comment "flanneld forward" -j ACCEPT', '-d fc00::/48 -m comment --comment "flanneld forward" -j ACCEPT']);
+  });
+
+  it('nftables: ip6 saddr/daddr in table ip6 flannel-ipv6, both tables created', () => {
+    expect(nftMasqChain(cn, pn, false).rules[4]).toBe('ip6 saddr fc00::/48 ip6 daddr != ff00::/8 masquerade');
+    expect(nftForwardChain(cn).rules).toEqual(['ip6 saddr fc00::/48 accept', 'ip6 daddr fc00::/48 accept']);
+    const script = nftScript([nftForwardChain(cn)], IPV6);
+    expect(script).toContain('add table ip flannel-ipv4\nadd table ip6 flannel-ipv6\n');
+    expect(script).toContain('add rule ip6 flannel-ipv6 forward ip6 saddr fc00::/48 accept');
   });
 });

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { ChangeFilter, GRACE_MS, operationLineKeys } from '../../src/kernel/change-filter';
 import { listensIn } from '../../src/kernel/kernel-watch';
-import { isOverflowLine, parseMonitorLine } from '../../src/kernel/monitor-lines';
+import { isOverflowLine, parseMonitorLine, routeLineKey } from '../../src/kernel/monitor-lines';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { peerEntries, remove, replace } from '../helpers/kernel-contract';
 
@@ -48,13 +48,21 @@ describe('parseMonitorLine', () => {
     expect(parseMonitorLine('[ADDR]4: flannel.1    inet 10.7.5.0/32 scope global flannel.1\\       valid_lft forever preferred_lft forever')).toEqual({ kind: 'device', index: 4, dev: 'flannel.1' });
   });
 
-  it('ignores what the daemon does not manage: IPv6, other tables, proto kernel, other labels', () => {
+  it('reads IPv6 route and neighbour lines of flannel-v6.<VNI> the same way (a /128 without its length)', () => {
+    expect(parseMonitorLine('[ROUTE]fc00:0:0:c::/64 via fc00:0:0:c:: dev flannel-v6.1 metric 1024 onlink pref medium')).toEqual({ kind: 'entry', dev: 'flannel-v6.1', key: 'new route fc00:0:0:c::/64 via fc00:0:0:c::' });
+    expect(parseMonitorLine('[ROUTE]Deleted fc00::9 dev flannel-v6.1 metric 1024 pref medium')).toEqual({ kind: 'entry', dev: 'flannel-v6.1', key: 'del route fc00::9' });
+    expect(routeLineKey(true, 'fc00::9/128')).toBe('del route fc00::9');
+    expect(parseMonitorLine('[NEIGH]fc00:0:0:c:: dev flannel-v6.1 lladdr a2:15:7c:0e:91:3d PERMANENT')).toEqual({ kind: 'entry', dev: 'flannel-v6.1', key: 'new nd fc00:0:0:c:: a2:15:7c:0e:91:3d' });
+    // Another device's neighbour is parsed; the filter drops it once a device is managed.
+    expect(parseMonitorLine('[NEIGH]fe80::1 dev eth0 lladdr 02:00:00:00:00:01 REACHABLE')).toEqual({ kind: 'entry', dev: 'eth0', key: 'new nd fe80::1 02:00:00:00:00:01' });
+  });
+
+  it('ignores what the daemon does not manage: IPv6 addresses, other tables, proto kernel, other labels', () => {
     for (const line of [
       '[ROUTE]local 10.7.5.0 dev flannel.1 table local proto kernel scope host src 10.7.5.0 ',
       '[ROUTE]10.7.5.0/24 dev flannel.1 proto kernel scope link src 10.7.5.0 ',
       '[ROUTE]10.1.0.0/24 via 10.7.1.0 dev flannel.1 table 100 onlink ',
       '[ROUTE]fe80::/64 dev flannel.1 proto kernel metric 256 pref medium',
-      '[NEIGH]fe80::1 dev eth0 lladdr 02:00:00:00:00:01 REACHABLE',
       '[ADDR]4: flannel.1    inet6 fe80::42:aff:fe07:500/64 scope link \\       valid_lft forever preferred_lft forever',
       '[NSID]nsid 0 (iproute2 netns name: x)',
       'garbage',

@@ -24,10 +24,12 @@ async function setup(opts: { verifyMs?: number; coalesceMs?: number; log?: Logge
   const dev = await mem.createVxlan({ name: 'flannel.1', vni: 1, localIP: self.publicIP, underlayIndex: 2, port: 8472, learning: false, gbp: false, mtu: 1450 }, '02:00:00:00:00:05');
   await mem.setLink(dev.index, { up: true });
   let lists = 0;
+  let hostReads = 0;
   // Counts the listings: the expensive read this design avoids on lease-only passes.
   const kernel: Kernel = new Proxy(mem, {
     get(target, prop, receiver) {
       if (prop === 'listEntries') return (i: number) => (lists++, target.listEntries(i));
+      if (prop === 'readHostNetwork') return () => (hostReads++, target.readHostNetwork());
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
@@ -58,7 +60,7 @@ async function setup(opts: { verifyMs?: number; coalesceMs?: number; log?: Logge
     generation++;
     r.markDirty();
   };
-  return { mem, dev, r, join, passes, lists: () => lists, entries: async (): Promise<Entry[]> => mem.listEntries(dev.index) };
+  return { mem, dev, r, join, passes, lists: () => lists, hostReads: () => hostReads, entries: async (): Promise<Entry[]> => mem.listEntries(dev.index) };
 }
 
 describe('Reconciler', () => {
@@ -107,6 +109,16 @@ describe('Reconciler', () => {
     await waitFor('one verification listing', () => t.lists() === before + 1, 2000, 5);
     await new Promise((r) => setTimeout(r, 150));
     expect(t.lists()).toBe(before + 1);
+  });
+
+  it('reads the host network once per listing pass, the verification of its own changes included', async () => {
+    const t = await setup({ verifyMs: 50 });
+    expect(t.hostReads()).toBe(t.lists()); // start-up
+    t.join(10);
+    await waitFor('peer', async () => (await t.entries()).length === 3, 2000, 5);
+    const lists = t.lists();
+    await waitFor('verification listing', () => t.lists() === lists + 1, 2000, 5);
+    expect(t.hostReads()).toBe(t.lists());
   });
 
   it('lists the kernel again after a failed operation', async () => {

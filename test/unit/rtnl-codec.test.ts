@@ -20,6 +20,7 @@ import {
   splitDatagram,
 } from '../../src/kernel/rtnl-codec';
 import { parseIPv4 } from '../../src/net/ipv4';
+import { parseIPv6 } from '../../src/net/ipv6';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const IFINDEX = 4;
@@ -91,6 +92,70 @@ describe('encodeOperation', () => {
   });
 });
 
+// IPv6 (contract §11): captured the same way around `ip -6 route|neigh` / `bridge fdb` on flannel-v6.1 (iproute2 6.1; strace decodes the
+// structures, the hex below is theirs byte for byte). fc00:0:0:c:: and 2001:db8::10 as 16 network-order bytes.
+const SUBNET6 = 'fc0000000000000c0000000000000000';
+const PUBLIC6 = '20010db8000000000000000000000010';
+const route6 = { kind: 'route', dst: { ip: parseIPv6('fc00:0:0:c::'), prefixLen: 64 }, gateway: parseIPv6('fc00:0:0:c::'), onlink: true } as const;
+const neighbor6 = { kind: 'neighbor', ip: parseIPv6('fc00:0:0:c::'), mac: MAC, permanent: true } as const;
+const fdb6 = { kind: 'fdb', mac: MAC, dst: parseIPv6('2001:db8::10'), permanent: true } as const;
+
+describe('encodeOperation, IPv6 on flannel-v6.<VNI>', () => {
+  it('ip -6 route replace fc00:0:0:c::/64 via fc00:0:0:c:: dev flannel-v6.1 onlink: the bytes iproute2 sends', () => {
+    // rtmsg: AF_INET6, /64, main, proto boot, universe, unicast, RTNH_F_ONLINK; RTA_DST and RTA_GATEWAY of 16 bytes (nla_len 20), RTA_OIF.
+    expect(encoded({ op: 'replace', entry: route6 })).toEqual({
+      type: RTM_NEWROUTE,
+      flags: CREATE_REPLACE,
+      hex: '0a400000fe03000104000000' + '14000100' + SUBNET6 + '14000500' + SUBNET6 + '0800040004000000',
+    });
+  });
+
+  it('ip -6 route del fc00:0:0:c::/64 dev flannel-v6.1: iproute2 sends scope universe, ours NOWHERE; IPv6 ignores the scope', () => {
+    expect(encoded({ op: 'delete', entry: route6 })).toEqual({ type: RTM_DELROUTE, flags: 0, hex: '0a400000fe00ff0000000000' + '14000100' + SUBNET6 + '0800040004000000' });
+  });
+
+  it('ip -6 neigh replace fc00:0:0:c:: lladdr … nud permanent and ip -6 neigh del: the bytes iproute2 sends (del less NUD_PERMANENT)', () => {
+    expect(encoded({ op: 'replace', entry: neighbor6 })).toEqual({
+      type: RTM_NEWNEIGH,
+      flags: CREATE_REPLACE,
+      hex: '0a0000000400000080000000' + '14000100' + SUBNET6 + '0a0002006ed5a3cb6a6b0000',
+    });
+    expect(encoded({ op: 'delete', entry: neighbor6 })).toEqual({ type: RTM_DELNEIGH, flags: 0, hex: '0a0000000400000000000000' + '14000100' + SUBNET6 });
+  });
+
+  it('bridge fdb replace|del … dev flannel-v6.1 dst 2001:db8::10 self: a 16-byte NDA_DST', () => {
+    expect(encoded({ op: 'replace', entry: fdb6 })).toEqual({
+      type: RTM_NEWNEIGH,
+      flags: CREATE_REPLACE,
+      hex: '070000000400000080000200' + '0a0002006ed5a3cb6a6b0000' + '14000100' + PUBLIC6,
+    });
+    expect(encoded({ op: 'delete', entry: fdb6 })).toEqual({ type: RTM_DELNEIGH, flags: 0, hex: '070000000400000000000200' + '0a0002006ed5a3cb6a6b0000' + '14000100' + PUBLIC6 });
+  });
+
+  it('decodes the kernel\'s IPv6 route, neighbour and FDB messages back to the entries', () => {
+    // The kernel's answers carry more attributes (RTA_TABLE, RTA_PRIORITY, NDA_CACHEINFO…); the walk skips what it does not read.
+    const routeMsg = hex('0a400000fe030001040000000800' + '0f00fe000000' + '14000100' + SUBNET6 + '0800060000040000' + '14000500' + SUBNET6 + '0800040004000000');
+    expect(decodeRoute(routeMsg, IFINDEX)).toEqual(route6);
+    expect(decodeRoute(routeMsg, 5)).toBeUndefined();
+    const neighMsg = hex('0a0000000400000080000001' + '14000100' + SUBNET6 + '0a0002006ed5a3cb6a6b0000');
+    expect(decodeNeighbor(neighMsg, IFINDEX)).toEqual(neighbor6);
+    const fdbMsg = hex('0700000004000000c0000201' + '0a0002006ed5a3cb6a6b0000' + '14000100' + PUBLIC6);
+    expect(decodeNeighbor(fdbMsg, IFINDEX)).toEqual(fdb6);
+    // An AF_INET neighbour with a 16-byte address is not one.
+    const mixed = Buffer.from(neighMsg);
+    mixed[0] = 2;
+    expect(decodeNeighbor(mixed, IFINDEX)).toBeUndefined();
+    // The kernel's NOARP entry for the multicast group ff02::16 (lladdr 33:33:00:00:00:16) on every IPv6-enabled device.
+    const multicast = hex('0a0000000400000040000000' + '14000100' + 'ff020000000000000000000000000016' + '0a000200333300000016' + '0000');
+    expect(decodeNeighbor(multicast, IFINDEX)).toBeUndefined();
+  });
+
+  it('dump requests of the IPv6 routes and neighbours', () => {
+    expect(routeDumpRequest(10).toString('hex')).toBe('0a0000000000000000000000');
+    expect(neighborDumpRequest(IFINDEX, 10).toString('hex')).toBe('0a0000000000000000000000' + '0800080004000000');
+  });
+});
+
 describe('dump requests', () => {
   it('routes: an empty AF_INET rtmsg; neighbours: NDA_IFINDEX; FDB: an AF_BRIDGE ifinfomsg naming the device', () => {
     expect(routeDumpRequest().toString('hex')).toBe('020000000000000000000000');
@@ -113,7 +178,7 @@ describe('decoders on the kernel\'s own messages', () => {
     expect(neighborIfindex(KERNEL_FDB)).toBe(IFINDEX);
   });
 
-  it('leaves out what is not ours: another device, another table, proto kernel, IPv6, no lladdr', () => {
+  it('leaves out what is not ours: another device, another table, proto kernel, IPv6 with IPv4-sized addresses, no lladdr', () => {
     expect(decodeRoute(KERNEL_ROUTE, 5)).toBeUndefined();
     expect(decodeNeighbor(KERNEL_NEIGH, 5)).toBeUndefined();
     const otherTable = Buffer.from(KERNEL_ROUTE);

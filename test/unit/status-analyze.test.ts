@@ -88,7 +88,7 @@ describe('status analysis of a healthy host', () => {
     const r = await analyze(fx);
     expect(r.problems).toEqual([]);
     expect([r.healthy, r.exitCode]).toEqual([true, 0]);
-    expect(r.pool).toEqual({ capacity: 255, leased: 3, reserved: 0, invalid: 0, ignored: 0, used: 3, free: 252, usedPercent: 1.2 });
+    expect(r.pool).toEqual({ capacity: 255, leased: 3, reserved: 0, invalid: 0, ignored: 0, used: 3, free: 252, usedPercent: 1.2, ipv6: null });
     expect(r.self).toMatchObject({ publicIP: SELF.ip, interface: 'eth0', subnet: '10.7.23.0/24', matchedBy: 'subnet-file', subnetFile: { state: 'agrees', subnet: '10.7.23.0/24' } });
     expect(r.leases.map((l) => [l.subnet, l.own, l.expiresInSeconds])).toEqual([
       ['10.7.23.0/24', true, 86_400 - 48 * 60],
@@ -243,15 +243,19 @@ describe('status analysis: leases', () => {
     fx.store.putRaw(`${PFX}10.7.8.0-24&fc00::-64`, value('10.65.154.30', '02:00:00:00:00:30'));
     const r = await analyze(fx);
     expect(r.leases.map((l) => [l.subnet ?? l.key, l.state, l.reason])).toEqual([
-      ['10.7.8.0/24', 'ignored', 'dual-stack lease keys are not supported yet'],
+      ['10.7.8.0/24', 'invalid', 'BackendV6Data is missing or not an object'],
       ['10.7.23.0/24', 'valid', null],
       ['10.7.40.0/24', 'valid', null],
       ['10.7.41.0/24', 'valid', null],
       ['10.7.250.0/24', 'invalid', 'value is not JSON'],
       [`${PFX}bogus`, 'invalid', 'key "bogus" is not of the form <ip>-<len>'],
     ]);
-    expect(r.problems.map((p) => p.message)).toEqual(['lease 10.7.250.0/24 is invalid: value is not JSON', `lease ${PFX}bogus is invalid: key "bogus" is not of the form <ip>-<len>`]);
-    expect(r.pool).toMatchObject({ leased: 3, invalid: 2, ignored: 1, used: 5, free: 250 });
+    expect(r.problems.map((p) => p.message)).toEqual([
+      `lease 10.7.8.0/24 is invalid: BackendV6Data is missing or not an object`,
+      'lease 10.7.250.0/24 is invalid: value is not JSON',
+      `lease ${PFX}bogus is invalid: key "bogus" is not of the form <ip>-<len>`,
+    ]);
+    expect(r.pool).toMatchObject({ leased: 3, invalid: 3, ignored: 0, used: 5, free: 250 });
     // Every valid peer is still checked (and programmed).
     expect(r.kernel.peers.map((p) => p.fdb)).toEqual(['ok', 'ok']);
     expect(r.exitCode).toBe(1);

@@ -64,7 +64,7 @@ describe('status, once', () => {
   it('prints JSON without colour even on a terminal', async () => {
     const { out, deps } = setup({ isTTY: true });
     expect(await runStatus(options(['--json']), deps, never)).toBe(0);
-    expect(JSON.parse(out.join(''))).toMatchObject({ schemaVersion: 1, healthy: true, exitCode: 0 });
+    expect(JSON.parse(out.join(''))).toMatchObject({ schemaVersion: 2, healthy: true, exitCode: 0 });
     expect(out.join('')).not.toContain('\u001b[');
   });
 
@@ -174,7 +174,7 @@ describe('status --watch', () => {
     await done;
     for (const line of out) {
       expect(line.endsWith('\n') && !line.slice(0, -1).includes('\n')).toBe(true);
-      expect(JSON.parse(line).schemaVersion).toBe(1);
+      expect(JSON.parse(line).schemaVersion).toBe(2);
     }
     expect(JSON.parse(out[1] as string).leases).toHaveLength(2);
     expect(err[0]).toMatch(/^flanneld-ts status: etcd unreachable: /);

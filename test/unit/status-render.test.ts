@@ -9,10 +9,13 @@ const ANSI = /\u001b\[[0-9;]*m/g;
 const lease = (n: number, ip: string, over: Partial<LeaseRow> = {}): LeaseRow => ({
   key: `/coreos.com/network/subnets/10.7.${n}.0-24`,
   subnet: `10.7.${n}.0/24`,
+  subnet6: null,
   state: 'valid',
   own: false,
   publicIP: ip,
   vtepMAC: `02:00:00:00:00:${n}`,
+  publicIPv6: null,
+  vtepMAC6: null,
   backendType: 'vxlan',
   vni: 1,
   etcdLease: '7587880000000000001',
@@ -27,15 +30,15 @@ const peer = (n: number, ip: string, over: Partial<PeerRow> = {}): PeerRow => ({
 
 function report(over: Partial<StatusReport> = {}): StatusReport {
   return {
-    schemaVersion: 1,
+    schemaVersion: 2,
     generatedAt: '2025-06-01T12:00:00.000Z',
     healthy: true,
     exitCode: 0,
     etcd: { endpoints: ['http://10.65.154.2:2379'], prefix: '/coreos.com/network', revision: '42' },
     filter: { subnet: null, publicIP: null },
-    config: { network: '10.7.0.0/16', subnetLen: 24, subnetMin: '10.7.1.0', subnetMax: '10.7.255.0', backend: { type: 'vxlan', vni: 1, port: 8472, mtu: 0 } },
-    pool: { capacity: 255, leased: 2, reserved: 1, invalid: 0, ignored: 0, used: 3, free: 252, usedPercent: 1.2 },
-    self: { publicIP: '10.65.154.11', interface: 'eth0', subnet: '10.7.23.0/24', matchedBy: 'subnet-file', subnetFile: { path: '/run/flannel/subnet.env', state: 'agrees', subnet: '10.7.23.0/24', detail: null }, note: null },
+    config: { enableIPv4: true, enableIPv6: false, ipv6: null, network: '10.7.0.0/16', subnetLen: 24, subnetMin: '10.7.1.0', subnetMax: '10.7.255.0', backend: { type: 'vxlan', vni: 1, port: 8472, mtu: 0 } },
+    pool: { capacity: 255, leased: 2, reserved: 1, invalid: 0, ignored: 0, used: 3, free: 252, usedPercent: 1.2, ipv6: null },
+    self: { publicIP: '10.65.154.11', publicIPv6: null, interface: 'eth0', subnet: '10.7.23.0/24', subnet6: null, matchedBy: 'subnet-file', subnetFile: { path: '/run/flannel/subnet.env', state: 'agrees', subnet: '10.7.23.0/24', subnet6: null, detail: null }, note: null },
     leases: [lease(23, '10.65.154.11', { own: true }), lease(40, '10.65.154.12'), lease(41, '10.65.154.13', { etcdLease: null, reservation: true, expiresAt: null, expiresInSeconds: null })],
     kernel: {
       state: 'checked',
@@ -176,7 +179,7 @@ describe('renderJson', () => {
   it('indents for a person and writes one line per document for --watch', () => {
     const r = report();
     expect(JSON.parse(renderJson(r, false))).toEqual(r);
-    expect(renderJson(r, false)).toContain('\n  "schemaVersion": 1,\n');
+    expect(renderJson(r, false)).toContain('\n  "schemaVersion": 2,\n');
     expect(renderJson(r, true)).not.toContain('\n');
   });
 });

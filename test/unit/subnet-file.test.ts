@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatCidr, parseCidr } from '../../src/net/ipv4';
-import { ensureSubnetFile, previousSubnet, readPreviousSubnet, renderSubnetEnv, writeFileAtomic } from '../../src/subnet-file';
+import { formatCidr6, parseCidr6 } from '../../src/net/ipv6';
+import { ensureSubnetFile, previousSubnet, previousSubnet6, readPreviousSubnet, readPreviousSubnets, renderSubnetEnv, writeFileAtomic } from '../../src/subnet-file';
 
 const env = { network: parseCidr('10.7.0.0/16'), subnet: parseCidr('10.7.5.0/24'), mtu: 1450, ipMasq: false };
 const dirs: string[] = [];
@@ -18,6 +19,26 @@ describe('subnet.env', () => {
   it('renders exactly what the flannel CNI plugin reads', () => {
     expect(renderSubnetEnv(env)).toBe('FLANNEL_NETWORK=10.7.0.0/16\nFLANNEL_SUBNET=10.7.5.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
     expect(renderSubnetEnv({ ...env, ipMasq: true })).toContain('FLANNEL_IPMASQ=true\n');
+  });
+  it('renders a dual-stack file in flanneld\'s order, and an IPv6-only one without the IPv4 keys', () => {
+    const ipv6 = { network: parseCidr6('2001:cafe:42::/56'), subnet: parseCidr6('2001:cafe:42::/64') };
+    expect(renderSubnetEnv({ ...env, ipv6 })).toBe(
+      'FLANNEL_NETWORK=10.7.0.0/16\nFLANNEL_SUBNET=10.7.5.1/24\nFLANNEL_IPV6_NETWORK=2001:cafe:42::/56\nFLANNEL_IPV6_SUBNET=2001:cafe:42::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n',
+    );
+    expect(renderSubnetEnv({ network: undefined, subnet: undefined, ipv6, mtu: 1450, ipMasq: true })).toBe(
+      'FLANNEL_IPV6_NETWORK=2001:cafe:42::/56\nFLANNEL_IPV6_SUBNET=2001:cafe:42::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n',
+    );
+  });
+  it('reads both previous subnets back', async () => {
+    const text = renderSubnetEnv({ ...env, ipv6: { network: parseCidr6('fc00::/48'), subnet: parseCidr6('fc00:0:0:5::/64') } });
+    expect(formatCidr6(previousSubnet6(text)!)).toBe('fc00:0:0:5::/64');
+    expect(previousSubnet6(renderSubnetEnv(env))).toBeUndefined();
+    expect(previousSubnet6('FLANNEL_IPV6_SUBNET=10.7.5.1/24\n')).toBeUndefined();
+    const file = join(tmp(), 'subnet.env');
+    writeFileSync(file, text);
+    const both = await readPreviousSubnets(file);
+    expect([formatCidr(both.subnet!), formatCidr6(both.subnet6!)]).toEqual(['10.7.5.0/24', 'fc00:0:0:5::/64']);
+    expect(await readPreviousSubnets(join(tmp(), 'none'))).toEqual({ subnet: undefined, subnet6: undefined });
   });
   it('reads the previous subnet back', () => {
     expect(formatCidr(previousSubnet(renderSubnetEnv(env)) as never)).toBe('10.7.5.0/24');

@@ -214,3 +214,13 @@ describe('trace: a DirectRouting peer', () => {
     expect(route?.checks.map((c) => c.message)).toContain('direct route 10.7.34.0/24 via 10.65.154.12 proto 152 (DirectRouting): the packet leaves eth0 unencapsulated');
   });
 });
+
+describe('trace: an IPv6-only network', () => {
+  it('says trace follows IPv4 only, naming the config, instead of judging the pod IP against 0.0.0.0/0', () => {
+    const f = healthyFacts();
+    const facts: TraceFacts = { ...f, status: { ...f.status, store: { ...f.status.store, configText: '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}' } } };
+    const r = trace(facts);
+    expect(r.exitCode).toBe(1);
+    expect(r.problems.map((p) => p.message)).toContain('the network config is IPv6-only (EnableIPv4 false): trace follows IPv4 pod traffic only');
+  });
+});

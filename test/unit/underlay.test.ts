@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { HostNetwork, HostRoute } from '../../src/kernel/kernel';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { Cidr6, parseCidr6, parseIPv6 } from '../../src/net/ipv6';
 import { networkProblem, underlayProblem } from '../../src/overlay/underlay';
 
 const route = (dst: string, devices: number[], extra: Partial<HostRoute> = {}): HostRoute => ({ dst: parseCidr(dst), table: 254, protocol: 3, scope: 0, type: 1, devices, ...extra });
@@ -65,5 +66,52 @@ describe('networkProblem', () => {
     ['10.99.0.0/16', 'contains etcd endpoint 10.99.0.2'],
   ])('refuses %s (%s)', (net, why) => {
     expect(networkProblem(parseCidr(net), facts)).toBe(`Network ${net} ${why}`);
+  });
+});
+
+describe('networkProblem for IPv6Network', () => {
+  const facts6 = {
+    publicIP: parseIPv6('2001:db8:154::11'),
+    iface: { name: 'eth0', addresses: [{ ip: parseIPv4('10.65.154.11') }], addresses6: [{ ip: parseIPv6('2001:db8:154::11') }, { ip: parseIPv6('fd00:9::9') }] },
+    etcdAddresses: [parseIPv4('10.99.0.2')],
+  };
+  it('accepts an IPv6Network apart from the underlay; IPv4 addresses never fall inside it', () => {
+    expect(networkProblem(parseCidr6('fc00::/48'), facts6)).toBeUndefined();
+    expect(networkProblem(parseCidr6('::/0'), { ...facts6, publicIP: parseIPv6('2001:db8:154::11'), iface: { ...facts6.iface, addresses6: [] } })).toBe("IPv6Network ::/0 contains this node's public IP 2001:db8:154::11");
+  });
+  it.each([
+    ['2001:db8::/32', "contains this node's public IP 2001:db8:154::11"],
+    ['fd00::/16', 'contains fd00:9::9, an address of the external interface eth0'],
+  ])('refuses %s (%s)', (net, why) => {
+    expect(networkProblem(parseCidr6(net), facts6)).toBe(`IPv6Network ${net} ${why}`);
+  });
+});
+
+describe('underlayProblem for IPv6 peer subnets (flannel-v6.<VNI>)', () => {
+  const r6 = (dst: string, devices: number[], extra: Partial<HostRoute<Cidr6>> = {}): HostRoute<Cidr6> => ({ dst: parseCidr6(dst), table: 254, protocol: 3, scope: 0, type: 1, devices, ...extra });
+  const eth0v6 = { ...eth0, addresses6: [{ ip: parseIPv6('2001:db8:154::11'), prefixLen: 64, scope: 0 }, { ip: parseIPv6('fe80::1'), prefixLen: 64, scope: 253 }] };
+  const flannel6 = { index: 10, name: 'flannel-v6.1', mtu: 1430, up: true, addresses: [], addresses6: [{ ip: parseIPv6('fc00:0:0:5::'), prefixLen: 128, scope: 0 }] };
+  const host6: HostNetwork = {
+    interfaces: [eth0v6, flannel6],
+    routes: [],
+    routes6: [
+      r6('::/0', [2], { gateway: parseIPv6('2001:db8:154::1') }),
+      r6('2001:db8:154::/64', [2], { protocol: 2 }),
+      r6('fe80::/64', [2], { protocol: 2 }),
+      r6('fc00:0:0:c::/64', [10], { gateway: parseIPv6('fc00:0:0:c::') }),
+      r6('fc00:0:0:99::/64', [2], { gateway: parseIPv6('2001:db8:154::254') }),
+    ],
+  };
+  const ctx6 = { host: host6, overlayIndex: 10, network: parseCidr6('fc00::/48'), etcdAddresses: [parseIPv4('10.99.0.2')] };
+
+  it('passes a free subnet and our own route on flannel-v6.1; refuses one over a route or address of the host', () => {
+    expect(underlayProblem(parseCidr6('fc00:0:0:20::/64'), ctx6)).toBeUndefined();
+    expect(underlayProblem(parseCidr6('fc00:0:0:c::/64'), ctx6)).toBeUndefined();
+    expect(underlayProblem(parseCidr6('fc00:0:0:99::/64'), ctx6)).toBe('subnet fc00:0:0:99::/64 overlaps route fc00:0:0:99::/64 dev eth0, which flanneld-ts did not make');
+    const wide = { ...ctx6, network: parseCidr6('2001:db8::/32') };
+    expect(underlayProblem(parseCidr6('2001:db8:154::/64'), wide)).toBe('subnet 2001:db8:154::/64 contains address 2001:db8:154::11 of eth0 on this host');
+    // An IPv4 subnet is none of the IPv6 check's business, and the other way round.
+    expect(underlayProblem(parseCidr('10.65.154.0/24'), ctx6)).toBeUndefined();
+    expect(underlayProblem(parseCidr6('fc00:0:0:99::/64'), ctx)).toBeUndefined();
   });
 });

@@ -38,7 +38,7 @@ const bytes = (seed: number) => () => randomMac((n: number) => Uint8Array.from({
 
 function kernel(): MemoryKernel {
   const k = new MemoryKernel();
-  k.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: spec.localIP, prefixLen: 24, scope: 0 }] });
+  k.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: spec.localIP as number, prefixLen: 24, scope: 0 }] });
   return k;
 }
 

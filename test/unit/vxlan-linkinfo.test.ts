@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeLinkInfo, encodeVxlanLinkInfo, parseAttributes } from '../../src/kernel/vxlan-linkinfo';
 import { parseIPv4 } from '../../src/net/ipv4';
+import { parseIPv6 } from '../../src/net/ipv6';
 
 const base = { vni: 1, underlayIndex: 3, localIP: parseIPv4('10.65.154.19'), port: 8472, learning: false, gbp: false };
 
@@ -63,6 +64,23 @@ describe('decodeLinkInfo', () => {
   it('treats an unset local (0.0.0.0) as absent', () => {
     const info = decodeLinkInfo(encodeVxlanLinkInfo({ ...base, localIP: 0 }));
     expect(info.vxlan?.localIP).toBeUndefined();
+  });
+
+  it('an IPv6 local goes in IFLA_VXLAN_LOCAL6 (17, 16 bytes), as `ip link add flannel-v6.1 type vxlan … local 2001:db8::1` sends it', () => {
+    const info = { ...base, localIP: parseIPv6('2001:db8::1') };
+    const data = parseAttributes(parseAttributes(encodeVxlanLinkInfo(info))[1]!.payload);
+    // iproute2 6.1 (strace): [LINK 3][ID][LOCAL6 14 00 11 00 20 01 0d b8 … 01][LEARNING 0][PORT 21 18]; the kernel does not care about order.
+    expect(data.find((a) => a.type === 17)?.payload.toString('hex')).toBe('20010db8000000000000000000000001');
+    expect(data.some((a) => a.type === 4)).toBe(false);
+    expect(decodeLinkInfo(encodeVxlanLinkInfo(info)).vxlan).toEqual(info);
+    // What the kernel dumps for that link: LOCAL6 present, LOCAL absent.
+    const dumped = Buffer.from('0a00010076786c616e0000003800020008000100010000000800030003000000140011002001' + '0db8000000000000000000000001' + '05000700000000000600' + '0f0021180000', 'hex');
+    expect(decodeLinkInfo(dumped).vxlan).toEqual(info);
+  });
+
+  it('treats an unset IPv6 local (::) as absent', () => {
+    const info = { ...base, localIP: 0n };
+    expect(decodeLinkInfo(encodeVxlanLinkInfo(info)).vxlan?.localIP).toBeUndefined();
   });
 
   it('throws RangeError on a truncated attribute', () => {
