@@ -115,12 +115,12 @@ describe('systemd/flanneld-ts.service', () => {
     expect(one('RestartPreventExitStatus')).toBe('2');
   });
 
-  it('keeps only CAP_NET_ADMIN and CAP_NET_RAW, and a read-only system but for /run/flannel and the xtables lock', () => {
+  it('keeps only CAP_NET_ADMIN and CAP_NET_RAW, and a read-only system but for /run/flannel, the xtables lock and accept_ra', () => {
     expect(one('CapabilityBoundingSet')?.split(/\s+/).sort()).toEqual(['CAP_NET_ADMIN', 'CAP_NET_RAW']);
     expect(one('NoNewPrivileges')).toBe('yes');
     expect(one('ProtectSystem')).toBe('strict');
     expect(one('ProtectHome')).toBe('yes');
-    expect(one('ReadWritePaths')?.split(/\s+/)).toEqual(expect.arrayContaining(['/run/flannel', '-/run/xtables.lock']));
+    expect(one('ReadWritePaths')?.split(/\s+/)).toEqual(expect.arrayContaining(['/run/flannel', '-/run/xtables.lock', '-/proc/sys/net/ipv6/conf']));
     expect(one('RuntimeDirectory')).toBe('flannel');
     expect(one('RuntimeDirectoryPreserve')).toBe('yes'); // subnet.env survives a restart
     expect(one('RestrictAddressFamilies')?.split(/\s+/)).toEqual(expect.arrayContaining(['AF_NETLINK', 'AF_UNIX', 'AF_INET']));
