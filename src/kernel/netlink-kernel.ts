@@ -282,6 +282,11 @@ export class NetlinkKernel implements Kernel, RouteReader {
     };
   }
 
+  /** True while the watch's `ip monitor` child has joined its groups: changes from now on are heard. */
+  watchListening(): boolean {
+    return this.watcher !== undefined && this.listening;
+  }
+
   /** Closes the socket and stops the watch; nothing keeps the event loop alive afterwards. */
   close(): void {
     if (this.closed) return;

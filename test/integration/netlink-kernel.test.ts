@@ -4,6 +4,9 @@
  * iproute2's own output, and a 2,000-peer apply that proves the window holds.
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChangeCause, DeviceState, Entry, Operation } from '../../src/kernel/kernel';
@@ -56,11 +59,18 @@ function changeOutside(device: DeviceState, op: Operation): Promise<void> {
   return Promise.resolve();
 }
 
-/** Polls `check` every 20 ms for up to 10 s. */
-async function until(check: () => boolean): Promise<void> {
+/** Polls `check` every 20 ms for up to 10 s; `state` says what was seen when it times out. */
+async function until(check: () => boolean, state: () => string = () => ''): Promise<void> {
   for (const deadline = Date.now() + 10_000; !check(); await new Promise((r) => setTimeout(r, 20))) {
-    if (Date.now() > deadline) throw new Error('timed out');
+    if (Date.now() > deadline) throw new Error(`timed out${state() ? `; saw ${state()}` : ''}`);
   }
+}
+
+/** How many of each cause, e.g. "own×3 overflow×1". */
+function tally(causes: readonly ChangeCause[]): string {
+  const n = new Map<ChangeCause, number>();
+  for (const c of causes) n.set(c, (n.get(c) ?? 0) + 1);
+  return [...n].map(([c, k]) => `${c}×${k}`).join(' ') || 'nothing';
 }
 
 assertPrivateNetns();
@@ -136,10 +146,8 @@ describe('NetlinkKernel against iproute2', () => {
     const causes: ChangeCause[] = [];
     const off = kernel.watch((cause) => causes.push(cause));
     try {
-      // A listing made before the watch listens is reported once it does (it may have missed something);
-      // that report says the child listens, so the change below cannot fall before it.
-      await kernel.listEntries(underlay.index);
-      await until(() => causes.length > 0);
+      // The change below must not fall before ip monitor has joined its groups.
+      await until(() => kernel.watchListening());
       causes.length = 0;
       sh('ip', 'route', 'add', '10.99.0.0/24', 'via', '10.65.154.1', 'dev', underlay.name);
       await until(() => causes.includes('external'));
@@ -149,14 +157,32 @@ describe('NetlinkKernel against iproute2', () => {
     }
   });
 
+  it('a listing made before ip monitor listens is followed by a re-list report once it does', async () => {
+    // An ip that takes 300 ms to start makes "before" certain.
+    const dir = mkdtempSync(join(tmpdir(), 'flts-slowip-'));
+    const slowIp = join(dir, 'ip');
+    writeFileSync(slowIp, '#!/bin/sh\nsleep 0.3\nexec ip "$@"\n', { mode: 0o755 });
+    const slow = new NetlinkKernel({ ipCommand: slowIp });
+    try {
+      const causes: ChangeCause[] = [];
+      const off = slow.watch((cause) => causes.push(cause));
+      await slow.listEntries(underlay.index);
+      expect(slow.watchListening()).toBe(false);
+      await until(() => slow.watchListening(), () => tally(causes));
+      expect(causes).toEqual(['external']);
+      off();
+    } finally {
+      slow.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('applies 2,000 peers (6,000 operations) within the window, watched, and removes them', async () => {
     const d = await kernel.createVxlan(spec('ktx4', 4), '02:42:0a:07:05:04');
     await kernel.setLink(d.index, { up: true });
     const causes: ChangeCause[] = [];
     const off = kernel.watch((cause) => causes.push(cause));
-    await kernel.listEntries(d.index);
-    // The watch has started listening once it reports the listing it may have missed.
-    await until(() => causes.includes('external'));
+    await until(() => kernel.watchListening());
     causes.length = 0;
     const peers: Entry[] = [];
     for (let n = 0; n < 2000; n++) {
@@ -175,7 +201,11 @@ describe('NetlinkKernel against iproute2', () => {
     const added = await kernel.apply(d.index, peers.map(replace));
     const addMs = performance.now() - t0;
     await outside;
-    await until(() => causes.includes('external') && causes.includes('own'));
+    // The outside route is reported as someone else's, or, when ip monitor's queue overflowed
+    // under the 6,000 notifications of ours (a loaded CI machine), as an overflow: both make the
+    // reconciler re-list, which is what matters; strict classification is tested unloaded above.
+    await until(() => (causes.includes('external') || causes.includes('overflow')) && causes.includes('own'), () => tally(causes));
+    if (causes.includes('overflow')) console.log(`ip monitor overflowed during the 6,000-operation apply (${tally(causes)})`);
     expect(added.filter((r) => r.error).map((r) => r.error?.message)).toEqual([]);
     const listed = await kernel.listEntries(d.index);
     // Ours and the outside one.
@@ -193,7 +223,8 @@ describe('NetlinkKernel against iproute2', () => {
     const delMs = performance.now() - t0;
     expect(removed.filter((r) => r.error)).toEqual([]);
     await new Promise((r) => setTimeout(r, 1000));
-    expect(causes.filter((c) => c !== 'own')).toEqual([]);
+    // An overflow is no verdict on whose notifications they were; 'external' would be a wrong one.
+    expect(causes.filter((c) => c === 'external')).toEqual([]);
     expect(await kernel.listEntries(d.index)).toEqual([{ kind: 'route', dst: parseCidr('10.98.0.0/24'), gateway: ip('10.98.0.0'), onlink: true }]);
     console.log(`6,000-operation apply: replace ${addMs.toFixed(0)} ms, delete ${delMs.toFixed(0)} ms`);
 
