@@ -222,9 +222,8 @@ export class Daemon {
   private leasesChanged(): void {
     this.generation++;
     if (!this.deps.observer) return;
-    const counts = { valid: 0, invalid: 0, ignored: 0 };
-    for (const r of this.view.all()) counts[r.kind === 'lease' ? 'valid' : r.kind]++;
-    this.deps.observer.leasesSeen(counts);
+    const { lease, invalid, ignored } = this.view.recordCounts();
+    this.deps.observer.leasesSeen({ valid: lease, invalid, ignored });
   }
 
   private onPass(result: PassResult): void {
@@ -262,6 +261,7 @@ export class Daemon {
         return { subnet: this.own.subnet, publicIP: this.publicIP };
       },
       leases: () => this.view.leases(),
+      leaseChanges: this.view,
       generation: () => this.generation,
       bumpGeneration: () => {
         this.generation++;

@@ -1,15 +1,37 @@
 /**
  * The daemon's view of `<prefix>/subnets/`: filled by a list, kept by watch
  * events. Invalid records are logged once per key and reason, then skipped.
+ *
+ * It also logs which leases changed (`changesSince`), so each family's desired
+ * state re-decides those alone (overlay/desired-book.ts, issue 10). The log is
+ * bounded: a reader more than CHANGE_LOG_LIMIT changes behind, or behind a
+ * reset, reads every lease again.
  */
 import { formatCidr } from '../net/ipv4';
 import { Logger } from '../util/log';
 import { Lease, LeaseRecord, LeaseV6 } from './lease';
 import { LeaseEvent } from './store';
 
+/** Changes kept for readers that are behind; each holds two lease objects at most. */
+export const CHANGE_LOG_LIMIT = 2048;
+
+/** A lease left (`before`), arrived (`after`), or was replaced: a new object, whether or not its value changed. */
+export interface LeaseChange {
+  readonly before: Lease | undefined;
+  readonly after: Lease | undefined;
+}
+
+export type RecordCounts = Record<LeaseRecord['kind'], number>;
+
 export class LeaseView {
   private readonly records = new Map<string, LeaseRecord>();
   private readonly reported = new Map<string, string>();
+  private readonly counts: RecordCounts = { lease: 0, invalid: 0, ignored: 0 };
+  private changeLog: LeaseChange[] = [];
+  /** The version before changeLog[0]. */
+  private logStart = 0;
+  private current = 0;
+  private resetting = false;
 
   constructor(private readonly log: Logger) {}
 
@@ -17,7 +39,14 @@ export class LeaseView {
   reset(records: readonly LeaseRecord[]): number {
     const before = new Map(this.records);
     this.records.clear();
+    this.counts.lease = this.counts.invalid = this.counts.ignored = 0;
+    this.resetting = true;
     for (const r of records) this.put(r);
+    this.resetting = false;
+    // Readers start over from leases().
+    this.current++;
+    this.changeLog = [];
+    this.logStart = this.current;
     let changed = 0;
     for (const [key, r] of this.records) if (!sameRecord(before.get(key), r)) changed++;
     for (const key of before.keys()) if (!this.records.has(key)) changed++;
@@ -37,11 +66,33 @@ export class LeaseView {
         if (!sameRecord(this.records.get(ev.record.key), ev.record)) changed++;
         this.put(ev.record);
       } else {
-        if (this.records.delete(ev.key)) changed++;
+        const was = this.records.get(ev.key);
+        if (was) {
+          changed++;
+          this.records.delete(ev.key);
+          this.counts[was.kind]--;
+          this.logChange(was, undefined);
+        }
         this.reported.delete(ev.key);
       }
     }
     return changed;
+  }
+
+  /** Grows with every change to the leases. */
+  get version(): number {
+    return this.current;
+  }
+
+  /** The changes after `version`, oldest first; undefined when they are no longer all kept (read leases() instead). */
+  changesSince(version: number): readonly LeaseChange[] | undefined {
+    if (version < this.logStart || version > this.current) return undefined;
+    return version === this.current ? [] : this.changeLog.slice(version - this.logStart);
+  }
+
+  /** How many records of each kind (kept as records come and go: no pass over 5,000 keys per event). */
+  recordCounts(): Readonly<RecordCounts> {
+    return this.counts;
   }
 
   get(key: string): LeaseRecord | undefined {
@@ -59,7 +110,11 @@ export class LeaseView {
   }
 
   private put(record: LeaseRecord): void {
+    const was = this.records.get(record.key);
     this.records.set(record.key, record);
+    if (was) this.counts[was.kind]--;
+    this.counts[record.kind]++;
+    this.logChange(was, record);
     const reason = record.kind === 'invalid' ? record.invalid.reason : record.kind === 'ignored' ? record.reason : undefined;
     if (reason === undefined) {
       this.reported.delete(record.key);
@@ -69,6 +124,18 @@ export class LeaseView {
     this.reported.set(record.key, reason);
     if (record.kind === 'invalid') this.log.warn({ key: record.key, reason }, `skipping invalid lease ${record.key}: ${reason}`);
     else this.log.info({ key: record.key, reason }, `ignoring lease ${record.key}: ${reason}`);
+  }
+
+  private logChange(was: LeaseRecord | undefined, now: LeaseRecord | undefined): void {
+    const before = was?.kind === 'lease' ? was.lease : undefined;
+    const after = now?.kind === 'lease' ? now.lease : undefined;
+    if (before === after || this.resetting) return;
+    this.current++;
+    this.changeLog.push({ before, after });
+    if (this.changeLog.length > 2 * CHANGE_LOG_LIMIT) {
+      this.changeLog = this.changeLog.slice(CHANGE_LOG_LIMIT);
+      this.logStart += CHANGE_LOG_LIMIT;
+    }
   }
 }
 

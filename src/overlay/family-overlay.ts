@@ -14,7 +14,9 @@ import { DaemonObserver } from '../metrics';
 import { AddressFamily, AnyCidr, IpAddr, formatAnyCidr } from '../net/family';
 import { Clock } from '../util/clock';
 import { Logger } from '../util/log';
-import { DesiredState, LeaseHalf, LeaseMemo, PeerMode, SelfInfo, desiredState, familyPool, halfSubnetText, leaseHalf } from './desired';
+import { LeaseChange } from '../lease/lease-view';
+import { DesiredState, LeaseHalf, LeaseMemo, PeerMode, SelfInfo, familyPool, halfSubnetText, leaseHalf } from './desired';
+import { BookInputs, DesiredBook } from './desired-book';
 import { DirectDecisions } from './direct-routing';
 import { HostSnapshot, PassResult, Reconciler } from './reconciler';
 import { RefusedLeases } from './refused';
@@ -32,6 +34,8 @@ export interface FamilyOverlayDeps {
   /** This node in this family (subnet, public IP), once it holds a lease. The MAC is the device's. */
   readonly own: () => { readonly subnet: AnyCidr; readonly publicIP: SelfInfo['publicIP'] } | undefined;
   readonly leases: () => readonly Lease[];
+  /** The lease view's change log: with it, a lease event re-decides the changed leases only (without, every lease). */
+  readonly leaseChanges?: { readonly version: number; changesSince(version: number): readonly LeaseChange[] | undefined } | undefined;
   /** Bumped by the daemon whenever the desired state may change. */
   readonly generation: () => number;
   /** Ask the daemon for a new generation (a refusal changed the desired state). */
@@ -53,7 +57,12 @@ export class FamilyOverlay {
   private acceptRaIndex: number | undefined;
   private readonly refused: RefusedLeases;
   private skippedLogged = new Map<string, string>();
-  private desiredCache: { generation: number; host: HostSnapshot | undefined; desired: DesiredState } | undefined;
+  /** This family's desired state, kept in place (desired-book.ts), and what it was last brought up to date with. */
+  private book: DesiredBook | undefined;
+  private bookAt: { generation: number; host: HostSnapshot | undefined; inputs: BookInputs; leaseVersion: number; refused: number } | undefined;
+  /** Bumped when the kernel refuses a lease: its peer must be re-decided. */
+  private refusedVersion = 0;
+  private lastSkipped: DesiredState['skipped'] | undefined;
   private host: HostSnapshot | undefined;
   /**
    * Per-lease checks kept between desired-state computations (issue 10: a lease
@@ -66,8 +75,6 @@ export class FamilyOverlay {
   /** DirectRouting's per-PublicIP decisions for this family (undefined when the config does not ask for it). */
   private readonly direct: DirectDecisions | undefined;
   private directHost: HostSnapshot | undefined;
-  /** DirectRouting: each peer's mode as last computed, so that a move is logged once. */
-  private modes = new Map<string, PeerMode>();
 
   constructor(private readonly deps: FamilyOverlayDeps) {
     this.refused = new RefusedLeases(deps.family);
@@ -117,10 +124,12 @@ export class FamilyOverlay {
   }
 
   /**
-   * Computed once per generation and host reading: every reconcile pass and
-   * every /readyz probe asks for it. Peers are checked against the host's own
-   * network as the last listing pass saw it (underlay.ts, either family), and leases the
-   * kernel refused stay out.
+   * Brought up to date once per generation and host reading: every reconcile
+   * pass and every /readyz probe asks for it. Lease events re-decide the leases
+   * they changed; new inputs (our own lease, the config, a different host
+   * reading, a refusal) re-decide every lease. Peers are checked against the
+   * host's own network as the last listing pass saw it (underlay.ts, either
+   * family), and leases the kernel refused stay out.
    */
   desired(host?: HostSnapshot): DesiredState | undefined {
     const own = this.deps.own();
@@ -128,18 +137,46 @@ export class FamilyOverlay {
     if (host) this.host = host;
     const seen = this.host;
     const generation = this.deps.generation();
-    if (this.desiredCache?.generation === generation && this.desiredCache.host === seen) return this.desiredCache.desired;
+    const at = this.bookAt;
+    if (this.book && at?.generation === generation && at.host === seen) return this.book;
+    const inputs = this.inputsFor(own, seen);
+    const feed = this.deps.leaseChanges;
+    const leaseVersion = feed?.version ?? -1;
+    const changes = feed && at && at.inputs === inputs && at.refused === this.refusedVersion ? feed.changesSince(at.leaseVersion) : undefined;
+    this.book ??= new DesiredBook(inputs);
+    if (changes) this.book.update(changes);
+    else {
+      const leases = this.deps.leases();
+      if (this.refused.size > 0) this.refused.forget(leases);
+      this.book.rebuild(leases, inputs);
+    }
+    this.bookAt = { generation, host: seen, inputs, leaseVersion, refused: this.refusedVersion };
+    if (this.direct) {
+      this.book.recheckModes();
+      this.logModes(this.book.takeMoves());
+    }
+    if (this.book.skipped !== this.lastSkipped) this.logSkipped(this.book.skipped);
+    return this.book;
+  }
+
+  // The book's inputs for this self, config and host reading: the same object while none of them changed.
+  private inputsFor(own: { readonly subnet: AnyCidr; readonly publicIP: IpAddr }, seen: HostSnapshot | undefined): BookInputs {
     const { family, config } = this.deps;
-    const leases = this.deps.leases();
-    if (this.refused.size > 0) this.refused.forget(leases);
     const self: SelfInfo = { subnet: own.subnet, publicIP: own.publicIP, vtepMAC: this.mac };
     const selfKey = `${formatAnyCidr(self.subnet)} ${self.publicIP} ${self.vtepMAC ?? ''}`;
-    if (this.leaseMemo?.self !== selfKey || this.leaseMemo.config !== config) this.leaseMemo = { self: selfKey, config, leases: new WeakMap() };
+    let fresh = false;
+    if (this.leaseMemo?.self !== selfKey || this.leaseMemo.config !== config) {
+      this.leaseMemo = { self: selfKey, config, leases: new WeakMap() };
+      fresh = true;
+    }
     const pool = familyPool(config, family);
     if (seen && pool && this.underlayMemo?.host !== seen) {
       const check = underlayChecker({ host: seen.network, overlayIndex: seen.overlayIndex, network: pool.network, etcdAddresses: this.deps.etcdAddresses });
       this.underlayMemo = { host: seen, check, results: new WeakMap() };
+      fresh = true;
     }
+    const previous = this.bookAt?.inputs;
+    if (!fresh && previous) return previous;
     const underlay = seen && pool ? this.underlayMemo : undefined;
     // Per lease value and host reading: the check of this family's half (subnet, PublicIP) against the underlay.
     const onUnderlay = (lease: Lease): string | undefined => {
@@ -151,12 +188,12 @@ export class FamilyOverlay {
       return reason;
     };
     const direct = this.direct;
-    const modeOf = direct && ((half: LeaseHalf): PeerMode => (half.publicIP !== undefined && direct.isDirect(half.publicIP) ? 'direct' : 'vxlan'));
-    const desired = desiredState(self, leases, config, (lease) => onUnderlay(lease) ?? this.refused.reason(lease), family, modeOf, this.leaseMemo.leases);
-    this.logSkipped(desired);
-    if (direct) this.logModes(desired, direct);
-    this.desiredCache = { generation, host: seen, desired };
-    return desired;
+    const modeOf = direct && ((half: LeaseHalf): PeerMode | undefined => {
+      if (half.publicIP === undefined) return 'vxlan';
+      const d = direct.isDirect(half.publicIP);
+      return d === undefined ? undefined : d ? 'direct' : 'vxlan';
+    });
+    return { self, config, family, extraSkip: (lease) => onUnderlay(lease) ?? this.refused.reason(lease), modeOf, memo: this.leaseMemo.leases };
   }
 
   /**
@@ -182,29 +219,20 @@ export class FamilyOverlay {
     if (changed || made > 0) this.deps.bumpGeneration();
   }
 
-  /** DirectRouting: one line per peer that changed mode (not for peers seen for the first time). */
-  private logModes(desired: DesiredState, direct: DirectDecisions): void {
-    const now = new Map<string, PeerMode>();
-    for (const [subnet, p] of desired.peers) {
-      // Not decided yet (a lease newer than the last lookups): its mode is a placeholder, not news.
-      const publicIP = p.mode === 'direct' ? p.route.gateway : p.fdb?.dst;
-      if (publicIP !== undefined && direct.isDirect(publicIP) !== undefined) now.set(subnet, p.mode);
-    }
-    for (const [subnet, mode] of now) {
-      const was = this.modes.get(subnet);
-      if (was !== undefined && was !== mode) this.deps.log.info({ subnet, mode, was }, `peer ${subnet} is now reached ${mode === 'direct' ? 'directly (DirectRouting)' : 'over VXLAN'}`);
-    }
-    this.modes = now;
+  /** DirectRouting: one line per peer that changed mode (not for peers decided for the first time). */
+  private logModes(moves: ReadonlyArray<{ readonly subnet: string; readonly mode: PeerMode; readonly was: PeerMode }>): void {
+    for (const { subnet, mode, was } of moves) this.deps.log.info({ subnet, mode, was }, `peer ${subnet} is now reached ${mode === 'direct' ? 'directly (DirectRouting)' : 'over VXLAN'}`);
   }
 
   /** Valid leases that are not programmed (wrong backend, outside the network, our own IP…): logged once each. */
-  private logSkipped(desired: DesiredState): void {
-    const now = new Map(desired.skipped.map((s) => [s.subnet, s.reason]));
+  private logSkipped(skipped: DesiredState['skipped']): void {
+    this.lastSkipped = skipped;
+    const now = new Map(skipped.map((s) => [s.subnet, s.reason]));
     for (const [subnet, reason] of now) {
       if (this.skippedLogged.get(subnet) !== reason) this.deps.log.warn({ subnet, reason }, `not programming lease ${subnet}: ${reason}`);
     }
     this.skippedLogged = now;
-    this.skippedCount = desired.skipped.length;
+    this.skippedCount = skipped.length;
     this.deps.onSkipped?.();
   }
 
@@ -225,6 +253,7 @@ export class FamilyOverlay {
       }
     }
     if (added === 0) return;
+    this.refusedVersion++;
     this.deps.bumpGeneration();
     this.reconciler?.markDirty();
   }

@@ -150,22 +150,32 @@ function samePeer(a: PeerEntries, b: PeerEntries): boolean {
  * unchanged peer is neither stale nor wrong now.
  */
 export function planChangesSince(prev: DesiredState, next: DesiredState, known: KernelIndex): PlannedOperation[] {
-  const changed = new Map<string, PeerEntries>();
-  const touched: PeerEntries[] = [];
+  const changed = new Map<string, PeerEntries | undefined>();
   for (const [subnet, was] of prev.peers) {
     const now = next.peers.get(subnet);
-    if (now && samePeer(was, now)) continue;
-    touched.push(was);
+    if (!now || !samePeer(was, now)) changed.set(subnet, was);
+  }
+  for (const subnet of next.peers.keys()) if (!prev.peers.has(subnet)) changed.set(subnet, undefined);
+  return planChangedPeers(changed, next, known);
+}
+
+/**
+ * The same for a desired state kept in place that logged its changes
+ * (desired-book.ts): `changed` holds each changed peer's entries as they were
+ * when the kernel matched (undefined: it had none); `desired` is the state now.
+ */
+export function planChangedPeers(changed: ReadonlyMap<string, PeerEntries | undefined>, desired: DesiredState, known: KernelIndex): PlannedOperation[] {
+  const peers = new Map<string, PeerEntries>();
+  const touched: PeerEntries[] = [];
+  for (const [subnet, was] of changed) {
+    const now = desired.peers.get(subnet);
+    if (was && now && samePeer(was, now)) continue;
+    if (was) touched.push(was);
     if (now) {
       touched.push(now);
-      changed.set(subnet, now);
+      peers.set(subnet, now);
     }
   }
-  for (const [subnet, now] of next.peers) {
-    if (prev.peers.has(subnet)) continue;
-    touched.push(now);
-    changed.set(subnet, now);
-  }
   if (touched.length === 0) return [];
-  return planChanges({ peers: changed, skipped: [] }, known.pick(touched));
+  return planChanges({ peers, skipped: [] }, known.pick(touched));
 }

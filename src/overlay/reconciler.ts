@@ -23,6 +23,7 @@
  * tick and start-up list the device again. Our own changes are not read back
  * at once: a verification listing follows `verifyMs` after the last of them.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { ChangeCause, DeviceState, HostNetwork, Kernel, isEntryOfFamily } from '../kernel/kernel';
 import { AddressFamily, IPV4 } from '../net/family';
 import { Clock, isAbortError } from '../util/clock';
@@ -30,8 +31,9 @@ import { errorMessage } from '../util/errors';
 import { Logger } from '../util/log';
 import { DEFAULT_BACKOFF, backoffDelay } from '../util/retry';
 import { DesiredState } from './desired';
+import { isLogged } from './desired-book';
 import { KernelIndex } from './kernel-index';
-import { PlannedOperation, describeEntry, planChanges, planChangesSince } from './plan';
+import { PlannedOperation, describeEntry, planChangedPeers, planChanges, planChangesSince } from './plan';
 
 /** Above this many operations in one pass, log a summary instead of one line each. */
 const LOG_EACH_LIMIT = 50;
@@ -108,8 +110,12 @@ export class Reconciler {
   /** The next pass must list the device instead of trusting `known`. */
   private fullNeeded = true;
   private known: KernelIndex | undefined;
-  /** The desired state `known` matched after the last pass that applied everything it planned, if that pass used `known`. */
-  private knownMatches: DesiredState | undefined;
+  /**
+   * The desired state `known` matched after the last pass that applied everything
+   * it planned: a state kept in place with the mark of its change log then, or a
+   * state that is not changed afterwards.
+   */
+  private knownMatches: { readonly state: DesiredState; readonly mark: number | undefined } | undefined;
   private knownDevice: DeviceState | undefined;
   private host: HostSnapshot | undefined;
   private lastMark = 0;
@@ -213,7 +219,9 @@ export class Reconciler {
       known = KernelIndex.of((await this.deps.kernel.listEntries(device.index)).filter((e) => isEntryOfFamily(e, family)));
       // Read once per listing pass: peers are checked against the host's own addresses and routes
       // (every listing: route changes on other devices are not notified, kernel/change-filter.ts).
-      this.host = { network: await this.deps.kernel.readHostNetwork(device.index), overlayIndex: device.index };
+      const network = await this.deps.kernel.readHostNetwork(device.index);
+      // The same reading keeps the same snapshot: the desired state is not re-decided for nothing (every verification pass reads it).
+      if (!this.host || this.host.overlayIndex !== device.index || !isDeepStrictEqual(this.host.network, network)) this.host = { network, overlayIndex: device.index };
       this.knownDevice = device;
       this.known = known;
       this.knownMatches = undefined;
@@ -224,7 +232,9 @@ export class Reconciler {
     }
     const desired = this.deps.desired(this.host) as DesiredState;
     // A lease event after a clean pass: only the peers that changed are planned.
-    const plan = this.knownMatches ? planChangesSince(this.knownMatches, desired, known) : planChanges(desired, known);
+    const plan = this.planFor(desired, known);
+    // Marked now, not after the apply: whatever changes the state from here on is planned by the next pass.
+    const matches = { state: desired, mark: isLogged(desired) ? desired.checkpoint() : undefined };
     this.knownMatches = undefined;
     let failed = 0;
     const applied: Record<string, number> = {};
@@ -251,11 +261,20 @@ export class Reconciler {
     const repairs = generation === this.syncedGeneration ? plan.length - failed : 0;
     const result = { planned: plan.length, failed, peers: desired.peers.size, durationMs: this.deps.clock.now() - started, applied, repairs, generation };
     this.inSync = failed === 0;
-    if (this.inSync) this.knownMatches = desired;
+    if (this.inSync) this.knownMatches = matches;
     if (this.inSync) this.syncedGeneration = generation;
     if (this.inSync) this.syncWaiters.splice(0).forEach((w) => w());
     this.deps.onPass?.(result);
     return result;
+  }
+
+  // The whole plan, or (after a clean pass on the same index) only the changed peers'.
+  private planFor(desired: DesiredState, known: KernelIndex): PlannedOperation[] {
+    const prev = this.knownMatches;
+    if (!prev) return planChanges(desired, known);
+    if (prev.mark === undefined) return planChangesSince(prev.state, desired, known);
+    const changed = prev.state === desired && isLogged(desired) ? desired.changedSince(prev.mark) : undefined;
+    return changed ? planChangedPeers(changed, desired, known) : planChanges(desired, known);
   }
 
   /** Logs each change (or a summary) and returns how many failed; `reported` failures were logged by the daemon. */

@@ -16,7 +16,7 @@ import { NetlinkKernel } from '../../src/kernel/netlink-kernel';
 import { Lease } from '../../src/lease/lease';
 import { formatIPv4, parseIPv4 } from '../../src/net/ipv4';
 import { IPV4 } from '../../src/net/family';
-import { desiredState } from '../../src/overlay/desired';
+import { desiredState } from '../../src/overlay/desired-book';
 import { DirectDecisions } from '../../src/overlay/direct-routing';
 import { PassResult, Reconciler } from '../../src/overlay/reconciler';
 import { underlayChecker } from '../../src/overlay/underlay';

@@ -3,7 +3,8 @@ import { parseNetworkConfig } from '../../src/config';
 import { Entry } from '../../src/kernel/kernel';
 import { Lease } from '../../src/lease/lease';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
-import { desiredState, peerEntries } from '../../src/overlay/desired';
+import { peerEntries } from '../../src/overlay/desired';
+import { desiredState } from '../../src/overlay/desired-book';
 import { describeEntry, planChanges } from '../../src/overlay/plan';
 
 const config = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');

@@ -9,7 +9,8 @@ import { Lease, LeaseV6 } from '../../src/lease/lease';
 import { IPV4, IPV6 } from '../../src/net/family';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { parseCidr6, parseIPv6 } from '../../src/net/ipv6';
-import { PeerEntries, desiredState, peerSkipReason } from '../../src/overlay/desired';
+import { PeerEntries, peerSkipReason } from '../../src/overlay/desired';
+import { desiredState } from '../../src/overlay/desired-book';
 import { describeEntry, planChanges } from '../../src/overlay/plan';
 import { RefusedLeases } from '../../src/overlay/refused';
 

@@ -3,7 +3,8 @@ import { parseNetworkConfig } from '../../src/config';
 import { Lease } from '../../src/lease/lease';
 import { publicIPProblem, vtepMacProblem } from '../../src/net/address-kind';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
-import { desiredState, peerSkipReason } from '../../src/overlay/desired';
+import { peerSkipReason } from '../../src/overlay/desired';
+import { desiredState } from '../../src/overlay/desired-book';
 
 const config = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
 const self = { subnet: parseCidr('10.7.5.0/24'), publicIP: parseIPv4('10.65.154.11'), vtepMAC: '02:00:00:00:00:05' };

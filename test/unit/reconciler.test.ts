@@ -5,7 +5,7 @@ import { Entry, Kernel } from '../../src/kernel/kernel';
 import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { Lease } from '../../src/lease/lease';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
-import { desiredState } from '../../src/overlay/desired';
+import { desiredState } from '../../src/overlay/desired-book';
 import { PassResult, Reconciler } from '../../src/overlay/reconciler';
 import { waitFor } from '../../src/testbed/scene';
 import { systemClock } from '../../src/util/clock';

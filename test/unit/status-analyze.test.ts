@@ -11,7 +11,7 @@ import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
 import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { Cidr, makeCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
-import { desiredState } from '../../src/overlay/desired';
+import { desiredState } from '../../src/overlay/desired-book';
 import { planChanges } from '../../src/overlay/plan';
 import { AnalyzeOptions, analyzeStatus } from '../../src/status/analyze';
 import { KernelReader, StatusStore, collectFacts } from '../../src/status/collect';
