@@ -80,9 +80,10 @@ export interface TraceOptions {
   readonly ifaceRegex: string[];
   readonly subnetFile: string;
   readonly renewMarginMinutes: number;
-  readonly dst: number;
-  /** undefined: this host is the source. */
-  readonly src: number | undefined;
+  /** The destination pod IP, IPv4 or IPv6: its family is the trace's. */
+  readonly dst: IpAddr;
+  /** undefined: this host is the source; else a pod IP of DST's family. */
+  readonly src: IpAddr | undefined;
   readonly format: 'text' | 'json';
   readonly color: boolean | undefined;
   /** ICMP echoes sent end to end (0 with --no-probe). */
@@ -386,15 +387,16 @@ function flagKinds(): Map<string, FlagKind> {
   return kinds;
 }
 
-function ipArg(value: unknown, what: string): number {
-  const ip = typeof value === 'string' ? tryParseIPv4(value) : undefined;
-  if (ip === undefined) throw new UsageError(`${what}: ${JSON.stringify(value ?? '')} is not an IPv4 address`);
+function ipArg(value: unknown, what: string): IpAddr {
+  const ip = typeof value === 'string' ? (tryParseIPv4(value) ?? tryParseIPv6(value)) : undefined;
+  if (ip === undefined) throw new UsageError(`${what}: ${JSON.stringify(value ?? '')} is not an IPv4 or IPv6 address`);
   return ip;
 }
 
 function traceOptionsFrom(argv: Record<string, unknown>, warnings: string[]): TraceOptions {
   const dst = ipArg(argv.dst === undefined ? undefined : String(argv.dst), 'trace DST');
   const src = argv.from === undefined ? undefined : ipArg(argv.from, '--from');
+  if (src !== undefined && typeof src !== typeof dst) throw new UsageError(`--from: ${String(argv.from)} and DST ${String(argv.dst)} are of different address families; a packet has one`);
   if (argv.capture === true && argv.probe === false) throw new UsageError('--capture and --no-probe: capture watches the probes, so it needs them');
   const count = Number(argv.count);
   if (!Number.isInteger(count) || count < 1 || count > 100) throw new UsageError(`--count: ${argv.count} is not a whole number from 1 to 100`);
