@@ -76,7 +76,11 @@ function ifaceMatches(pattern: string, name: string | undefined): boolean {
 
 function addressMatches(spec: string, ip: IpAddr): boolean | undefined {
   // iptables-save prints networks with a prefix ("10.7.0.0/16", "10.7.24.2/32", "fc00::/48"), in the packet's family.
-  const fam: AddressFamily = typeof ip === 'bigint' ? IPV6 : IPV4;
+  const v6 = typeof ip === 'bigint';
+  const fam: AddressFamily = v6 ? IPV6 : IPV4;
+  const other: AddressFamily = v6 ? IPV4 : IPV6;
+  // An address of the other family never matches the packet.
+  if (other.tryParse(spec.split('/')[0] ?? '') !== undefined) return false;
   const single = fam.tryParse(spec);
   if (single !== undefined) return single === ip;
   try {
