@@ -9,6 +9,12 @@ import { decodePcap, formatPacket, parsePcap } from '../../src/capture/pcap';
 import { ipv6ToBytes, parseIPv6 } from '../../src/net/ipv6';
 import { judgeCapture } from '../../src/trace/capture-verdict';
 import { capturePoints } from '../../src/trace/collect';
+import { listenReport } from '../../src/trace/listen-report';
+import { renderTrace } from '../../src/trace/render';
+import { JsonSchema, schemaErrors } from '../../src/status/json-schema';
+import { LINKS6, OPTS, healthyFacts6 } from '../helpers/trace-facts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const SRC = 'fc00:0:0:18::2';
 const DST = 'fc00:0:0:22::2';
@@ -102,5 +108,21 @@ describe('capture verdicts for ICMPv6 probes', () => {
     const wrong = frame(true, 1, false);
     wrong[14 + 40] = 8;
     expect(judgeCapture(POINTS.slice(0, 1), new Map([['veth', pcap([wrong])]]), EXPECT).points[0]?.requests).toBe(0);
+  });
+});
+
+describe('--listen for an IPv6 pod address (on its node)', () => {
+  it('reports eth0 → flannel-v6.1 → cni0 → veth with the ICMPv6 probes, IPv6 addresses on each hop', () => {
+    const points = capturePoints({ veth: 'vetha26954b2', bridge: 'cni0', device: 'flannel-v6.1', underlay: 'eth0', remote: parseIPv6(VTEP1), dst: parseIPv6(DST), port: 8472 }).reverse();
+    const files = new Map([['underlay', both(true)], ['vxlan', both(false)], ['bridge', both(false)], ['veth', both(false)]]);
+    const expect6 = { src: SRC, dst: DST, port: 8472, vni: 1, remote: VTEP1, listen: true };
+    const r = listenReport({ status: healthyFacts6().status, dst: parseIPv6(DST), src: parseIPv6(SRC), count: 1, timeoutMs: 30_000, links: LINKS6, setup: { points, expect: expect6 }, capture: { files, waitedMs: 800, timedOut: false } }, OPTS);
+    const schema = JSON.parse(readFileSync(join(__dirname, '../../docs/trace.schema.json'), 'utf8')) as JsonSchema;
+    expect(schemaErrors(schema, JSON.parse(JSON.stringify(r)))).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.hops.map((h) => [h.kind, h.interface?.name])).toEqual([['underlay', 'eth0'], ['vxlan', 'flannel-v6.1'], ['bridge', 'cni0'], ['veth', 'vetha26954b2']]);
+    expect(r.hops[0]?.interface?.addresses).toEqual(['2001:db8:154::11/64']);
+    expect(r.hops[1]?.commands).toEqual(["tcpdump -e -v -n -i flannel-v6.1 'icmp6 and host fc00:0:0:22::2'"]);
+    expect(renderTrace(r, false)).toContain(`trace --listen: echo requests from ${SRC} → ${DST} (lease fc00:0:0:22::/64 of node 2001:db8:154::12)`);
   });
 });
