@@ -6,6 +6,7 @@ import yargs from 'yargs';
 import { FlagKind, normalizeGoFlags, parseGoBool } from './go-flags';
 import { Cidr, makeCidr, parseCidr, parseIPv4, tryParseIPv4 } from './net/ipv4';
 import { tryParseIPv6 } from './net/ipv6';
+import { IpAddr } from './net/family';
 import { UsageError } from './util/errors';
 
 export const VERSION = '0.1.0';
@@ -26,8 +27,8 @@ export interface DaemonOptions {
   readonly etcd: EtcdOptions;
   readonly iface: string[];
   readonly ifaceRegex: string[];
-  /** `--iface-can-reach`: the interface (and source address) the kernel would use to reach this IPv4 address. */
-  readonly ifaceCanReach: number | undefined;
+  /** `--iface-can-reach`: the interface (and source address) the kernel would use to reach this address, IPv4 or IPv6. */
+  readonly ifaceCanReach: IpAddr | undefined;
   readonly publicIP: number | undefined;
   /** `--public-ipv6`: the lease's PublicIPv6 and flannel-v6's local when the config enables IPv6 (contract §11). */
   readonly publicIPv6: bigint | undefined;
@@ -79,9 +80,10 @@ export interface TraceOptions {
   readonly ifaceRegex: string[];
   readonly subnetFile: string;
   readonly renewMarginMinutes: number;
-  readonly dst: number;
-  /** undefined: this host is the source. */
-  readonly src: number | undefined;
+  /** The destination pod IP, IPv4 or IPv6: its family is the trace's. */
+  readonly dst: IpAddr;
+  /** undefined: this host is the source; else a pod IP of DST's family. */
+  readonly src: IpAddr | undefined;
   readonly format: 'text' | 'json';
   readonly color: boolean | undefined;
   /** ICMP echoes sent end to end (0 with --no-probe). */
@@ -125,7 +127,7 @@ const RUN_FLAGS = {
   'healthz-ip': { type: 'string', default: '0.0.0.0', describe: 'Address of the /healthz, /readyz and /metrics server' },
   'healthz-port': { type: 'number', default: 0, describe: 'Port of the /healthz, /readyz and /metrics server (0 = off)' },
   'log-level': { type: 'string', defaultDescription: 'info', describe: 'trace, debug, info, warn, error (wins over -v)' },
-  'iface-can-reach': { type: 'string', describe: 'Use the interface (and source address) the kernel routes this IPv4 address through; tried after --iface and --iface-regex' },
+  'iface-can-reach': { type: 'string', describe: 'Use the interface (and source address) the kernel routes this IPv4 or IPv6 address through; tried after --iface and --iface-regex' },
   'public-ipv6': { type: 'string', describe: 'IPv6 address other nodes reach this one at, when the network config enables IPv6 (default: the interface\'s IPv6 address)' },
   'allow-wide-network': { type: 'boolean', default: false, describe: 'Accept a Network prefix shorter than /8 in the network config' },
   'subnet-lease-ttl': { type: 'number', default: 86_400, hidden: true, describe: 'etcd lease TTL in seconds (tests)' },
@@ -303,7 +305,9 @@ function runOptionsFrom(argv: Record<string, unknown>, warnings: string[]): Daem
   const resync = Number(argv['kernel-resync']);
   if (!(resync > 0)) throw new UsageError(`--kernel-resync: ${argv['kernel-resync']} is not a positive number of seconds`);
   const publicIP = optionalIPv4(argv, 'public-ip');
-  const ifaceCanReach = optionalIPv4(argv, 'iface-can-reach');
+  const reach = argv['iface-can-reach'];
+  const ifaceCanReach = typeof reach === 'string' && reach !== '' ? (tryParseIPv4(reach) ?? tryParseIPv6(reach)) : undefined;
+  if (typeof reach === 'string' && reach !== '' && ifaceCanReach === undefined) throw new UsageError(`--iface-can-reach: ${JSON.stringify(reach)} is not an IPv4 or IPv6 address`);
   const pip6 = argv['public-ipv6'];
   const publicIPv6 = typeof pip6 === 'string' && pip6 !== '' ? tryParseIPv6(pip6) : undefined;
   if (typeof pip6 === 'string' && pip6 !== '' && publicIPv6 === undefined) throw new UsageError(`--public-ipv6: ${JSON.stringify(pip6)} is not an IPv6 address`);
@@ -383,15 +387,16 @@ function flagKinds(): Map<string, FlagKind> {
   return kinds;
 }
 
-function ipArg(value: unknown, what: string): number {
-  const ip = typeof value === 'string' ? tryParseIPv4(value) : undefined;
-  if (ip === undefined) throw new UsageError(`${what}: ${JSON.stringify(value ?? '')} is not an IPv4 address`);
+function ipArg(value: unknown, what: string): IpAddr {
+  const ip = typeof value === 'string' ? (tryParseIPv4(value) ?? tryParseIPv6(value)) : undefined;
+  if (ip === undefined) throw new UsageError(`${what}: ${JSON.stringify(value ?? '')} is not an IPv4 or IPv6 address`);
   return ip;
 }
 
 function traceOptionsFrom(argv: Record<string, unknown>, warnings: string[]): TraceOptions {
   const dst = ipArg(argv.dst === undefined ? undefined : String(argv.dst), 'trace DST');
   const src = argv.from === undefined ? undefined : ipArg(argv.from, '--from');
+  if (src !== undefined && typeof src !== typeof dst) throw new UsageError(`--from: ${String(argv.from)} and DST ${String(argv.dst)} are of different address families; a packet has one`);
   if (argv.capture === true && argv.probe === false) throw new UsageError('--capture and --no-probe: capture watches the probes, so it needs them');
   const count = Number(argv.count);
   if (!Number.isInteger(count) || count < 1 || count > 100) throw new UsageError(`--count: ${argv.count} is not a whole number from 1 to 100`);

@@ -23,7 +23,7 @@ import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
 import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4 } from './net/ipv4';
 import { Cidr6, formatCidr6, formatIPv6 } from './net/ipv6';
-import { AddressFamily, AnyCidr, IPV4, IPV6 } from './net/family';
+import { AddressFamily, AnyCidr, IPV4, IPV6, IpAddr } from './net/family';
 import { randomMac } from './net/mac';
 import { PassResult } from './overlay/reconciler';
 import { FamilyOverlay } from './overlay/family-overlay';
@@ -46,8 +46,8 @@ export interface DaemonDeps {
   readonly onReady?: (status: DaemonStatus) => void;
   /** Metrics; optional so tests and embedders need not care. */
   readonly observer?: DaemonObserver;
-  /** IPv4 addresses of the etcd endpoints (resolved by main): no peer subnet or Network may contain one. */
-  readonly etcdAddresses?: readonly number[];
+  /** Addresses of the etcd endpoints, either family (resolved by main): no peer subnet or Network may contain one. */
+  readonly etcdAddresses?: readonly IpAddr[];
   /** The firewall backends (default: iptables and nft); tests pass MemoryFirewall ones. */
   readonly firewalls?: FirewallBackends;
   /** --ip-blackhole-route's kernel access (default: iproute2). */

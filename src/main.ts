@@ -21,6 +21,9 @@ import { Logger, createLogger, silentLogger } from './util/log';
 import { notifySystemd } from './util/sd-notify';
 import { etcdPassword, plaintextCredentialsWarning } from './etcd-credentials';
 import { tryParseIPv4 } from './net/ipv4';
+import { tryParseIPv6 } from './net/ipv6';
+import { IpAddr } from './net/family';
+import { endpointHost } from './net/endpoint';
 import { startHealthServer } from './health';
 import { IdleCollector, collectingObserver, fullGc } from './idle-gc';
 import { Metrics } from './metrics';
@@ -50,25 +53,23 @@ async function openNetlink(log?: Logger): Promise<NetlinkKernel> {
 }
 
 /**
- * The IPv4 addresses of the etcd endpoints, looked up once at start: no peer
- * subnet or Network may contain one. A name that does not resolve now is left
- * out (etcd itself reports it as unreachable).
+ * The addresses of the etcd endpoints (either family: `https://[fd00::2]:2379`
+ * gives fd00::2), looked up once at start: no peer subnet or Network may
+ * contain one. A name is resolved to its IPv4 and IPv6 addresses; one that does
+ * not resolve now is left out (etcd itself reports it as unreachable).
  */
-export async function etcdAddresses(endpoints: readonly string[]): Promise<number[]> {
-  const out = new Set<number>();
+export async function etcdAddresses(endpoints: readonly string[]): Promise<IpAddr[]> {
+  const out: IpAddr[] = [];
+  const add = (ip: IpAddr | undefined): void => {
+    if (ip !== undefined && !out.includes(ip)) out.push(ip);
+  };
   for (const ep of endpoints) {
-    const host = new URL(ep).hostname.replace(/^\[|\]$/g, '');
-    const literal = tryParseIPv4(host);
-    if (literal !== undefined) out.add(literal);
-    else {
-      const found = await lookup(host, { all: true, family: 4 }).catch(() => []);
-      for (const a of found) {
-        const ip = tryParseIPv4(a.address);
-        if (ip !== undefined) out.add(ip);
-      }
-    }
+    const host = endpointHost(ep);
+    if (host === undefined) continue;
+    if (typeof host !== 'object') add(host);
+    else for (const a of await lookup(host.name, { all: true }).catch(() => [])) add(a.family === 6 ? tryParseIPv6(a.address) : tryParseIPv4(a.address));
   }
-  return [...out];
+  return out;
 }
 
 async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {

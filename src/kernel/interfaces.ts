@@ -34,8 +34,8 @@ export interface ExternalInterfaceOptions {
   readonly iface: readonly string[];
   /** `--iface-regex` values, tried on addresses, then names, after `--iface`. */
   readonly ifaceRegex?: readonly string[];
-  /** `--iface-can-reach` and the kernel's route to it, tried last. */
-  readonly canReach?: { readonly ip: number; readonly route: RouteLookup | undefined } | undefined;
+  /** `--iface-can-reach` (either family) and the kernel's route to it (`ip [-6] route get`), tried last. */
+  readonly canReach?: { readonly ip: IpAddr; readonly route: RouteLookup<IpAddr> | undefined } | undefined;
   /** `--public-ip`, if given. */
   readonly publicIP?: number | undefined;
   /** `--public-ipv6`, if given (used when the stack has IPv6). */
@@ -67,7 +67,7 @@ export function addressKey(index: number, ip: number): string {
  */
 export async function readInterfaceFacts(
   kernel: Pick<Kernel, 'listInterfaces' | 'addressFlags' | 'defaultRoute' | 'routeGet' | 'listAddresses6' | 'defaultRoute6'>,
-  canReach: number | undefined,
+  canReach: IpAddr | undefined,
   ipv6 = false,
 ): Promise<{ ifaces: InterfaceInfo[]; defaultRoute: DefaultRoute; defaultRoute6: DefaultRoute; canReach: ExternalInterfaceOptions['canReach'] }> {
   const [ifaces, flags, defaultRoute, route, addrs6, defaultRoute6] = await Promise.all([
@@ -167,9 +167,11 @@ function matchFlags(ifaces: readonly InterfaceInfo[], opts: ExternalInterfaceOpt
     const m = matchRegex(ifaces, re, stack);
     if (m) return m;
   }
+  // The route's preferred source pins the address of the target's family; the other family takes the interface's best.
   const route = opts.canReach?.route;
   const iface = route && ifaces.find((i) => i.index === route.index);
-  return iface && { iface, ip: route.src };
+  if (!iface) return undefined;
+  return typeof route.src === 'bigint' ? { iface, ip: undefined, ip6: stack.ipv6 ? route.src : undefined } : { iface, ip: route.src };
 }
 
 /** Throws unless `route` names one interface. */
@@ -204,7 +206,7 @@ export function chooseExternalInterface(
       const asked = [
         ...opts.iface.map((x) => `${JSON.stringify(x)} (--iface)`),
         ...regexes.map((x) => `/${x}/ (--iface-regex)`),
-        ...(opts.canReach ? [`${formatIPv4(opts.canReach.ip)} (--iface-can-reach${opts.canReach.route ? '' : ': no route'})`] : []),
+        ...(opts.canReach ? [`${formatIp(opts.canReach.ip)} (--iface-can-reach${opts.canReach.route ? '' : ': no route'})`] : []),
       ].join(', ');
       throw new HostError(`failed to find interface ${asked}: no such interface or address${stack.ipv4 && stack.ipv6 ? ' with both an IPv4 and an IPv6 address' : ''}`);
     }

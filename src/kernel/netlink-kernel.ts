@@ -23,9 +23,9 @@
  * window of an apply are `apply-order.ts`.
  */
 import { createRtNetlink, rt, RtNetlinkSocket } from 'netlink';
-import { formatIPv4, ipv4FromBytes } from '../net/ipv4';
+import { ipv4FromBytes } from '../net/ipv4';
 import { ipv6FromBytes } from '../net/ipv6';
-import { AnyCidr, IpAddr, ipToBytes, isCidr6 } from '../net/family';
+import { AnyCidr, IpAddr, formatIp, ipToBytes, isCidr6 } from '../net/family';
 import { macFromBytes, macToBytes } from '../net/mac';
 import { KernelError } from '../util/errors';
 import { ignoring, errnoName, kernelError } from './netlink-errors';
@@ -474,8 +474,8 @@ export class NetlinkKernel implements Kernel, RouteReader {
   }
 
   // Reads of `flanneld-ts trace` (src/kernel/route-query.ts has the messages).
-  routeQuery(query: RouteQuery): Promise<RouteAnswer> {
-    return this.exclusive(`get route to ${formatIPv4(query.dst)}`, () => queryRoute(this.socket, query));
+  routeQuery<A extends IpAddr>(query: RouteQuery<A>): Promise<RouteAnswer<A>> {
+    return this.exclusive(`get route to ${formatIp(query.dst)}`, () => queryRoute(this.socket, query));
   }
 
   listLinks(): Promise<LinkDetail[]> {

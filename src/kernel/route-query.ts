@@ -76,7 +76,7 @@ export interface LinkDetail {
 /** The host-side reads of `trace`, implemented by NetlinkKernel. */
 export interface RouteReader {
   /** `ip route get <dst> [from <src>] [iif <dev>]`; rejects with the kernel's errno (EXDEV: rp_filter, ENETUNREACH, …). */
-  routeQuery(query: RouteQuery): Promise<RouteLookup>;
+  routeQuery<A extends IpAddr>(query: RouteQuery<A>): Promise<RouteLookup<A>>;
   /** `ip -d link show` */
   listLinks(): Promise<LinkDetail[]>;
   /** `ip netns list-id` for the namespace file at `path`; undefined when this namespace gave it no id. */

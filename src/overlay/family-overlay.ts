@@ -40,7 +40,7 @@ export interface FamilyOverlayDeps {
   readonly generation: () => number;
   /** Ask the daemon for a new generation (a refusal changed the desired state). */
   readonly bumpGeneration: () => void;
-  readonly etcdAddresses: readonly number[];
+  readonly etcdAddresses: readonly IpAddr[];
   readonly observer?: DaemonObserver | undefined;
   readonly onPass?: (result: PassResult) => void;
   /** The number of skipped leases changed (the daemon reports the sum over families). */

@@ -42,8 +42,8 @@ export interface UnderlayContext {
   readonly overlayIndex: number | undefined;
   /** The family's network (Network or IPv6Network): it picks the family of the check. */
   readonly network: AnyCidr;
-  /** IPv4 addresses of the etcd endpoints. */
-  readonly etcdAddresses: readonly number[];
+  /** Addresses of the etcd endpoints, either family: each check uses those of its own. */
+  readonly etcdAddresses: readonly IpAddr[];
 }
 
 function deviceNames(ctx: UnderlayContext, r: HostRoute<AnyCidr>): string {
@@ -74,8 +74,8 @@ export function underlayChecker(ctx: UnderlayContext): (subnet: AnyCidr, publicI
   const routes: ReadonlyArray<HostRoute<AnyCidr>> = v6 ? (ctx.host.routes6 ?? []) : ctx.host.routes;
   const ours = (r: HostRoute<AnyCidr>): boolean => (r.devices.length > 0 && r.devices.every((i) => i === ctx.overlayIndex)) || (r.table === RT_TABLE_MAIN && r.protocol === RTPROT_FLANNELD_TS);
   const foreign = routes.filter((r) => r.table !== RT_TABLE_LOCAL && !ours(r));
-  // etcd endpoints are IPv4 addresses here.
-  const etcdAddresses: readonly IpAddr[] = v6 ? [] : ctx.etcdAddresses;
+  // An endpoint of the other family cannot be inside a subnet of this one.
+  const etcdAddresses = ctx.etcdAddresses.filter((ip) => (typeof ip === 'bigint') === v6);
   return (subnet, publicIP) => {
     // A subnet of the other family cannot overlap anything of this one.
     if (isCidr6(subnet) !== v6) return undefined;

@@ -5,9 +5,10 @@
 import { NetworkConfig, parseNetworkConfig } from '../config';
 import { configKey } from '../lease/codec';
 import { Lease } from '../lease/lease';
-import { Cidr, cidrOverlaps, formatCidr, formatIPv4, parseCidr, tryParseIPv4 } from '../net/ipv4';
+import { Cidr, cidrOverlaps, formatCidr, formatIPv4, parseCidr } from '../net/ipv4';
 import { formatCidr6, formatIPv6 } from '../net/ipv6';
 import { IPV4, IPV6 } from '../net/family';
+import { endpointLiterals } from '../net/endpoint';
 import { ConfigError } from '../util/errors';
 import { StatusFacts } from './collect';
 import { checkKernel } from './kernel-check';
@@ -125,10 +126,8 @@ export function analyzeStatus(facts: StatusFacts, opts: AnalyzeOptions): StatusR
     const ip = self.publicIP === undefined ? '' : ` ${formatIPv4(self.publicIP)}`;
     kernel = skipped(`not a flannel node: no flannel.${config.backend.vni} device and no lease for this host's public IP${ip}`);
   } else {
-    const etcdAddresses = opts.endpoints.flatMap((ep) => {
-      const ip = tryParseIPv4(/^https?:\/\/([^:/]+)/.exec(ep)?.[1] ?? '');
-      return ip === undefined ? [] : [ip];
-    });
+    // Literal endpoints of either family (`https://[fd00::2]:2379`); status resolves no names.
+    const etcdAddresses = endpointLiterals(opts.endpoints);
     const base = { config, interfaces: k.interfaces, own: self.own, iface: self.iface, leases, routes: k.routes, routes6: k.routes6, etcdAddresses, direct: k.direct };
     const checks = [
       ...(config.enableIPv4 ? [checkKernel({ ...base, device: k.device, entries: k.entries, publicIP: self.publicIP, family: IPV4 })] : []),

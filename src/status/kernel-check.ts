@@ -35,7 +35,7 @@ export interface KernelCheckFacts {
   readonly routes?: readonly HostRoute[];
   /** The host's IPv6 routes, for the IPv6 check. */
   readonly routes6?: readonly HostRoute<Cidr6>[];
-  readonly etcdAddresses?: readonly number[];
+  readonly etcdAddresses?: readonly IpAddr[];
   /** DirectRouting: the PublicIPs this host reaches directly; undefined when the config does not ask for it. */
   readonly direct?: ReadonlySet<IpAddr> | undefined;
 }

@@ -4,7 +4,8 @@
  * VXLAN datagram, the probe and the verdict. Pure.
  */
 import { NetworkConfig, parseNetworkConfig } from '../config';
-import { formatCidr, formatIPv4 } from '../net/ipv4';
+import { formatAnyCidr, formatIp } from '../net/family';
+import { familyPool } from '../overlay/desired';
 import { AnalyzeOptions, analyzeStatus } from '../status/analyze';
 import { TraceFacts, leaseFor } from './collect';
 import { CaptureReport, judgeCapture } from './capture-verdict';
@@ -13,6 +14,7 @@ import { remoteHop, underlayHop, vxlanHop } from './overlay-hops';
 import { Check, Encapsulation, Hop, TRACE_SCHEMA_VERSION, TraceProblem, TraceReport } from './report';
 import { routeHop } from './route-hop';
 import { HopDraft, sourceHops } from './source-hops';
+import { traceFamily } from './trace-family';
 
 export type TraceAnalyzeOptions = Omit<AnalyzeOptions, 'filter'>;
 
@@ -33,8 +35,8 @@ function captureReport(facts: TraceFacts, drafts: HopDraft[], config: NetworkCon
   if (!c) return null;
   if ('unavailable' in c) return { available: false, reason: c.unavailable, points: [], lost: null };
   const report = judgeCapture(c.points, c.files, {
-    src: facts.src === undefined ? undefined : formatIPv4(facts.src),
-    dst: formatIPv4(facts.dst),
+    src: facts.src === undefined ? undefined : formatIp(facts.src),
+    dst: formatIp(facts.dst),
     port: config.backend.port,
     vni: config.backend.vni,
     remote: encapsulation?.outerDst,
@@ -62,6 +64,8 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
   } catch {
     config = undefined;
   }
+  const tf = traceFamily(facts.dst);
+  const pool = config && familyPool(config, tf.fam);
   const dstLease = leaseFor(facts.status, facts.dst);
   const drafts: HopDraft[] = [];
   let encapsulation: Encapsulation | null = null;
@@ -69,22 +73,26 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
   if (!config) {
     const message = status.problems.find((p) => p.kind === 'config')?.message ?? 'no usable network config';
     drafts.push({ kind: 'host', title: 'network config', predicted: false, interface: null, lookup: null, facts: [], commands: [`etcdctl get ${opts.prefix}/config`], checks: [problem(message, `etcdctl put ${opts.prefix}/config '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}'`)] });
-  } else if (!config.enableIPv4) {
-    // trace follows IPv4 pod traffic; an IPv6-only network has no IPv4 pool to judge it against.
-    const check = problem('the network config is IPv6-only (EnableIPv4 false): trace follows IPv4 pod traffic only', 'use `flanneld-ts status` for the IPv6 leases and entries, and ping6 between pods');
+  } else if (!pool) {
+    // The destination's family has no pool: no lease can hold it and no device carries it.
+    const flag = tf.fam.family === 6 ? 'EnableIPv6' : 'EnableIPv4';
+    const check = problem(`the network config does not enable ${tf.fam.name} (${flag} false): ${formatIp(facts.dst)} is no pod address of this overlay`, `trace a pod address of the family the network uses (flanneld-ts status shows its config)`);
     drafts.push({ kind: 'host', title: 'network config', predicted: false, interface: null, lookup: null, facts: [], commands: [`etcdctl get ${opts.prefix}/config`], checks: [check] });
   } else {
-    const deviceName = `flannel.${config.backend.vni}`;
+    const v6 = tf.fam.family === 6;
+    const ownSubnet = v6 ? status.self.subnet6 : status.self.subnet;
     const ctx: TraceContext = {
       facts,
       status,
       config,
-      deviceName,
-      device: k?.kind === 'read' ? k.device : undefined,
-      entries: k?.kind === 'read' ? k.entries : [],
+      tf,
+      deviceName: tf.device(config.backend.vni),
+      device: k?.kind === 'read' ? (v6 ? k.device6 : k.device) : undefined,
+      entries: k?.kind === 'read' ? (v6 ? (k.entries6 ?? []) : k.entries) : [],
       interfaces: k?.kind === 'read' ? k.interfaces : [],
       dstLease,
-      local: dstLease !== undefined && status.self.subnet === formatCidr(dstLease.subnet),
+      ownSubnet,
+      local: dstLease !== undefined && ownSubnet === formatAnyCidr(dstLease.subnet),
       enter: facts.pod && 'enter' in facts.pod ? facts.pod.enter : '',
     };
     const source = sourceHops(ctx);
@@ -94,8 +102,8 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
       drafts.push(route.hop);
       const innerSrc = route.rewrittenSrc ?? facts.src ?? (facts.forward && 'answer' in facts.forward ? facts.forward.answer.prefsrc : undefined);
       if (ctx.local) {
-        drafts.push({ kind: 'local', title: `delivered on this node by ${source.bridge?.name ?? 'cni0'}`, predicted: false, interface: null, lookup: null, facts: [], commands: [`ip neigh show ${formatIPv4(facts.dst)}`], checks: [] });
-      } else if (dstLease && route.oif !== undefined && !isDirectPeer(ctx.status.kernel.peers, formatCidr(dstLease.subnet))) {
+        drafts.push({ kind: 'local', title: `delivered on this node by ${source.bridge?.name ?? 'cni0'}`, predicted: false, interface: null, lookup: null, facts: [], commands: [`ip ${tf.ipFlag}neigh show ${formatIp(facts.dst)}`], checks: [] });
+      } else if (dstLease && route.oif !== undefined && !isDirectPeer(ctx.status.kernel.peers, formatAnyCidr(dstLease.subnet))) {
         const vx = vxlanHop(ctx, route.gateway, innerSrc);
         drafts.push(vx.hop);
         const under = underlayHop(ctx, vx.remote);
@@ -106,15 +114,15 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
       if (remote) drafts.push(remote);
     }
     const localProblems = drafts.some((d) => d.checks.some((c) => c.state === 'problem'));
-    const pc = probeCheck(facts, localProblems, dstLease && !ctx.local ? formatIPv4(dstLease.publicIP) : undefined, config.backend.port);
+    const pc = probeCheck(facts, localProblems, dstLease?.publicIP !== undefined && !ctx.local ? formatIp(dstLease.publicIP) : undefined, config.backend.port);
     const last = drafts[drafts.length - 1];
     if (pc && last) drafts[drafts.length - 1] = { ...last, checks: [...last.checks, pc] };
     capture = captureReport(facts, drafts, config, encapsulation);
   }
   const hops = numbered(drafts);
   const problems: TraceProblem[] = hops.flatMap((h) => h.checks.filter((c) => c.state === 'problem').map((c) => ({ step: h.step, kind: h.kind, message: c.message, fix: c.fix })));
-  const src = facts.src === undefined ? 'this host' : formatIPv4(facts.src);
-  const dst = formatIPv4(facts.dst);
+  const src = facts.src === undefined ? 'this host' : formatIp(facts.src);
+  const dst = formatIp(facts.dst);
   const first = problems[0];
   const warnings = hops.reduce((n, h) => n + h.checks.filter((c) => c.state === 'warning').length, 0);
   const verdict = first
@@ -126,7 +134,7 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
     generatedAt: new Date(facts.status.now).toISOString(),
     ok: first === undefined,
     exitCode: first === undefined ? 0 : 1,
-    source: { ip: facts.src === undefined ? status.self.publicIP : formatIPv4(facts.src), kind: facts.src === undefined ? 'host' : 'pod', netns: podNetns },
+    source: { ip: facts.src === undefined ? (tf.fam.family === 6 ? status.self.publicIPv6 : status.self.publicIP) : formatIp(facts.src), kind: facts.src === undefined ? 'host' : 'pod', netns: podNetns },
     destination: describeDestination(dst, dstLease, status),
     etcd: status.etcd,
     hops,
@@ -140,12 +148,13 @@ export function analyzeTrace(facts: TraceFacts, opts: TraceAnalyzeOptions): Trac
 
 /** The report's `destination`: the pod IP and the lease that holds it, as trace and trace --listen show it. */
 export function describeDestination(dst: string, lease: ReturnType<typeof leaseFor>, status: ReturnType<typeof analyzeStatus>): TraceReport['destination'] {
+  const subnet = lease ? formatAnyCidr(lease.subnet) : null;
   return {
     ip: dst,
-    subnet: lease ? formatCidr(lease.subnet) : null,
-    publicIP: lease ? formatIPv4(lease.publicIP) : null,
+    subnet,
+    publicIP: lease?.publicIP === undefined ? null : formatIp(lease.publicIP),
     vtepMAC: lease?.vtepMAC ?? null,
-    local: lease !== undefined && status.self.subnet === formatCidr(lease.subnet),
+    local: subnet !== null && (status.self.subnet === subnet || status.self.subnet6 === subnet),
   };
 }
 

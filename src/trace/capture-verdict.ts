@@ -5,7 +5,7 @@
  * (from tcpdump, or replayed by a fake) and the trace's own facts.
  */
 import { CapturePoint } from '../capture/capture';
-import { Frame, decodePcap, formatPacket, parsePcap } from '../capture/pcap';
+import { ECHO_TYPES, Frame, decodePcap, formatPacket, parsePcap } from '../capture/pcap';
 import { HopKind } from './report';
 
 export interface CapturedHop {
@@ -59,8 +59,9 @@ function judgePoint(point: CapturePoint & { name: HopKind }, bytes: Buffer | und
   for (const { timeUs, frame } of decodePcap(parsePcap(bytes), e.port)) {
     const inner: Frame = frame.vxlan ? frame.vxlan.inner : frame;
     if (!inner.icmp || !inner.ip) continue;
-    const request = inner.icmp.type === 8 && inner.ip.dst === e.dst;
-    const reply = inner.icmp.type === 0 && inner.ip.src === e.dst;
+    const echo = ECHO_TYPES[inner.ip.version ?? 4];
+    const request = inner.icmp.type === echo.request && inner.ip.dst === e.dst;
+    const reply = inner.icmp.type === echo.reply && inner.ip.src === e.dst;
     if (!request && !reply) continue;
     packets.push(formatPacket(timeUs, frame));
     if (request) requests++;

@@ -6,7 +6,7 @@ import { TraceOptions } from '../cli';
 import { StatusStore } from '../status/collect';
 import { ETCD_BUDGET_MS } from '../status/command';
 import { Capture } from '../capture/capture';
-import { formatIPv4 } from '../net/ipv4';
+import { formatIp } from '../net/family';
 import { Clock } from '../util/clock';
 import { analyzeTrace } from './analyze';
 import { TraceKernel, collectTraceFacts } from './collect';
@@ -41,7 +41,7 @@ export async function runTrace(opts: TraceOptions, deps: TraceDeps): Promise<num
   let report: TraceReport;
   if (opts.listen) {
     const listening = (points: ReadonlyArray<{ iface: string }>): void =>
-      deps.stderr(`listening on ${points.map((p) => p.iface).join(', ')} for ${opts.count} echo request${opts.count === 1 ? '' : 's'} to ${formatIPv4(opts.dst)}${opts.src === undefined ? '' : ` from ${formatIPv4(opts.src)}`} (timeout ${opts.timeoutSeconds} s): start the probes\n`);
+      deps.stderr(`listening on ${points.map((p) => p.iface).join(', ')} for ${opts.count} echo request${opts.count === 1 ? '' : 's'} to ${formatIp(opts.dst)}${opts.src === undefined ? '' : ` from ${formatIp(opts.src)}`} (timeout ${opts.timeoutSeconds} s): start the probes\n`);
     const facts = await collectListenFacts({ ...collect, listening }, { ...where, count: opts.count, timeoutMs: opts.timeoutSeconds * 1000 }, analyze);
     report = listenReport(facts, analyze);
   } else {

@@ -1,21 +1,23 @@
 /**
- * What the firewall does to one packet, read from `iptables-save` output: which
+ * What the firewall does to one packet, read from `iptables-save` (or
+ * `ip6tables-save`: the same format, IPv6 addresses) output: which
  * rule of a built-in chain decides it (ACCEPT, DROP, MASQUERADE, …) or the chain's
  * policy. Only the matches a path question needs are understood (-s, -d, -i, -o,
  * -p, comments); a rule with any other match "may" apply, and a verdict that
  * depends on such a rule is reported as uncertain rather than guessed. Pure.
  */
-import { cidrContains, parseCidr, tryParseIPv4 } from '../net/ipv4';
+import { AddressFamily, IPV4, IPV6, IpAddr } from '../net/family';
 
 /** The packet a trace asks about. */
 export interface FirewallPacket {
-  readonly src: number;
-  readonly dst: number;
+  /** Addresses of one family: ip6tables-save's rules for IPv6, iptables-save's for IPv4. */
+  readonly src: IpAddr;
+  readonly dst: IpAddr;
   /** Input and output interface names; undefined where the chain has none (POSTROUTING has no input). */
   readonly in?: string | undefined;
   readonly out?: string | undefined;
-  /** "icmp", "udp", … */
-  readonly protocol: string;
+  /** "icmp", "udp", …, or every name `-p` may give it (ICMPv6: "ipv6-icmp", "icmpv6", "58"). */
+  readonly protocol: string | readonly string[];
 }
 
 export interface FirewallVerdict {
@@ -72,12 +74,17 @@ function ifaceMatches(pattern: string, name: string | undefined): boolean {
   return pattern.endsWith('+') ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
 }
 
-function addressMatches(spec: string, ip: number): boolean | undefined {
-  // iptables-save prints networks with a prefix ("10.7.0.0/16", "10.7.24.2/32").
-  const single = tryParseIPv4(spec);
+function addressMatches(spec: string, ip: IpAddr): boolean | undefined {
+  // iptables-save prints networks with a prefix ("10.7.0.0/16", "10.7.24.2/32", "fc00::/48"), in the packet's family.
+  const v6 = typeof ip === 'bigint';
+  const fam: AddressFamily = v6 ? IPV6 : IPV4;
+  const other: AddressFamily = v6 ? IPV4 : IPV6;
+  // An address of the other family never matches the packet.
+  if (other.tryParse(spec.split('/')[0] ?? '') !== undefined) return false;
+  const single = fam.tryParse(spec);
   if (single !== undefined) return single === ip;
   try {
-    return cidrContains(parseCidr(spec), ip);
+    return fam.contains(fam.parseCidr(spec), ip);
   } catch {
     return undefined;
   }
@@ -118,7 +125,7 @@ function matchRule(args: readonly string[], p: FirewallPacket): { match: Match; 
         i++;
         break;
       case '-p':
-        test(value === 'all' || value === p.protocol);
+        test(value === 'all' || (typeof p.protocol === 'string' ? value === p.protocol : p.protocol.includes(value ?? '')));
         i++;
         break;
       case '-m':

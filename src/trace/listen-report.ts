@@ -5,7 +5,8 @@
  * or the replies disappear marked as the problem. Same document as `trace`
  * (docs/trace.schema.json), with `listen` set. Pure.
  */
-import { formatIPv4 } from '../net/ipv4';
+import { formatIp } from '../net/family';
+import { traceFamily } from './trace-family';
 import { analyzeStatus } from '../status/analyze';
 import { TraceAnalyzeOptions, describeDestination } from './analyze';
 import { CaptureReport, CapturedHop, judgeCapture } from './capture-verdict';
@@ -61,8 +62,9 @@ export function listenReport(facts: ListenFacts, opts: TraceAnalyzeOptions): Tra
   const status = analyzeStatus(facts.status, { ...opts, filter: {} });
   const k = facts.status.kernel;
   const interfaces = k?.kind === 'read' ? k.interfaces : [];
-  const dst = formatIPv4(facts.dst);
-  const src = facts.src === undefined ? 'any source' : formatIPv4(facts.src);
+  const dst = formatIp(facts.dst);
+  const src = facts.src === undefined ? 'any source' : formatIp(facts.src);
+  const tf = traceFamily(facts.dst);
   const dstLease = leaseFor(facts.status, facts.dst);
   let hops: Hop[] = [];
   let capture: CaptureReport | null = null;
@@ -85,7 +87,7 @@ export function listenReport(facts: ListenFacts, opts: TraceAnalyzeOptions): Tra
         kind: p.kind,
         title: title(p, ctx),
         predicted: false,
-        interface: link ? hostInterface({ interfaces }, link) : null,
+        interface: link ? hostInterface({ interfaces, tf }, link) : null,
         lookup: null,
         facts: p.notes.filter((n) => n.startsWith('VXLAN ')),
         commands: [`tcpdump -e -v -n -i ${p.iface} '${p.filter}'`],
@@ -105,7 +107,7 @@ export function listenReport(facts: ListenFacts, opts: TraceAnalyzeOptions): Tra
     generatedAt: new Date(facts.status.now).toISOString(),
     ok: first === undefined,
     exitCode: first === undefined ? 0 : 1,
-    source: { ip: facts.src === undefined ? null : formatIPv4(facts.src), kind: 'pod', netns: null },
+    source: { ip: facts.src === undefined ? null : formatIp(facts.src), kind: 'pod', netns: null },
     destination: describeDestination(dst, dstLease, status),
     etcd: status.etcd,
     hops,

@@ -8,7 +8,7 @@
  */
 import { CapturePoint, CaptureSession, CaptureUnavailableError } from '../capture/capture';
 import { LinkDetail } from '../kernel/route-query';
-import { formatIPv4 } from '../net/ipv4';
+import { IpAddr, formatIp } from '../net/family';
 import { analyzeStatus } from '../status/analyze';
 import { StatusFacts, collectFacts } from '../status/collect';
 import { Clock } from '../util/clock';
@@ -17,6 +17,8 @@ import { TraceAnalyzeOptions } from './analyze';
 import { CaptureExpectation, judgeCapture } from './capture-verdict';
 import { TraceCollectDeps, TraceCollectOptions, TraceKernel, backendOf, capturePoints, leaseFor, podHostSide, vethPeerNetns } from './collect';
 import { findPod } from './pod-netns';
+import { traceFamily } from './trace-family';
+import { publicText } from './hop-context';
 
 /** How often the running capture is read to see whether the probes are all through. */
 const POLL_MS = 250;
@@ -35,8 +37,8 @@ export interface ListenSetupProblem {
 
 export interface ListenFacts {
   readonly status: StatusFacts;
-  readonly dst: number;
-  readonly src: number | undefined;
+  readonly dst: IpAddr;
+  readonly src: IpAddr | undefined;
   readonly count: number;
   readonly timeoutMs: number;
   /** The links of this namespace (for the hops' interfaces). */
@@ -55,16 +57,17 @@ export interface ListenDeps extends TraceCollectDeps {
 async function listenPoints(deps: ListenDeps, opts: ListenCollectOptions, status: StatusFacts, analyze: TraceAnalyzeOptions, kernel: TraceKernel, links: readonly LinkDetail[]): Promise<ListenFacts['setup']> {
   const backend = backendOf(status);
   if (!backend) return { message: 'no usable network config in etcd: the VXLAN port and VNI are unknown', fix: 'flanneld-ts status says what is wrong with the config' };
-  const dst = formatIPv4(opts.dst);
+  const dst = formatIp(opts.dst);
+  const tf = traceFamily(opts.dst);
   const pod = await findPod(deps.exec, (p) => kernel.netnsId(p), vethPeerNetns(links), opts.dst, opts.src ?? opts.dst);
   if (!('iface' in pod)) {
     const lease = leaseFor(status, opts.dst);
-    const elsewhere = lease ? `; ${dst} is in the lease of node ${formatIPv4(lease.publicIP)}: run --listen there` : '';
+    const elsewhere = lease ? `; ${dst} is in the lease of node ${publicText(lease.publicIP)}: run --listen there` : '';
     return { message: `${pod.notFound}${elsewhere}`, fix: `--listen runs on the node of the destination pod; DST names a pod there` };
   }
   const { veth, bridge } = podHostSide(links, pod);
-  const device = links.find((l) => l.name === `flannel.${backend.vni}`);
-  if (!device) return { message: `flannel.${backend.vni} does not exist on this host: nothing can be decapsulated here`, fix: 'start flanneld-ts; flanneld-ts status shows the device' };
+  const device = links.find((l) => l.name === tf.device(backend.vni));
+  if (!device) return { message: `${tf.device(backend.vni)} does not exist on this host: nothing can be decapsulated here`, fix: 'start flanneld-ts; flanneld-ts status shows the device' };
   const remote = opts.src === undefined ? undefined : leaseFor(status, opts.src)?.publicIP;
   let underlay: string | undefined;
   if (remote !== undefined) {
@@ -73,7 +76,7 @@ async function listenPoints(deps: ListenDeps, opts: ListenCollectOptions, status
   }
   underlay ??= analyzeStatus(status, { ...analyze, filter: {} }).self.interface ?? undefined;
   const points = capturePoints({ veth: veth?.name, bridge: bridge?.name, device: device.name, underlay, remote, dst: opts.dst, port: backend.port }).reverse();
-  const expect: CaptureExpectation = { src: opts.src === undefined ? undefined : formatIPv4(opts.src), dst, port: backend.port, vni: backend.vni, remote: remote === undefined ? undefined : formatIPv4(remote), listen: true };
+  const expect: CaptureExpectation = { src: opts.src === undefined ? undefined : formatIp(opts.src), dst, port: backend.port, vni: backend.vni, remote: remote === undefined ? undefined : formatIp(remote), listen: true };
   return { points, expect };
 }
 

@@ -11,7 +11,9 @@
  * through `nsenter --net=<file>` with `-j` (JSON) output. The parsers are pure.
  */
 import { readdir, stat } from 'node:fs/promises';
-import { Cidr, formatIPv4, tryParseIPv4 } from '../net/ipv4';
+import { AnyCidr, IpAddr, formatIp } from '../net/family';
+import { tryParseIPv4 } from '../net/ipv4';
+import { tryParseIPv6 } from '../net/ipv6';
 
 /** Runs a program to completion (src/testbed/exec.ts `run` in production). */
 export type Exec = (cmd: string, args: readonly string[]) => Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }>;
@@ -32,14 +34,14 @@ export interface NsInterface {
   readonly mac: string;
   readonly mtu: number;
   readonly up: boolean;
-  /** Addresses with their prefix length (host bits kept: 10.7.24.2/24). */
-  readonly addresses: readonly Cidr[];
+  /** Addresses of both families with their prefix length (host bits kept: 10.7.24.2/24, fc00:0:0:18::2/64). */
+  readonly addresses: readonly AnyCidr[];
   /** `eth0@if5`: the veth peer's ifindex, in the namespace link-netnsid names. */
   readonly peerIndex: number | undefined;
 }
 
 /** `ip -j route get` inside the pod. */
-export type NsRoute = { readonly dev: string; readonly gateway: number | undefined } | { readonly error: string };
+export type NsRoute = { readonly dev: string; readonly gateway: IpAddr | undefined } | { readonly error: string };
 
 export interface PodFacts extends NetnsFile {
   /** The id the host gives this namespace (a host veth's link-netnsid). */
@@ -60,7 +62,7 @@ interface AddrJson {
   addr_info?: Array<{ family?: string; local?: string; prefixlen?: number }>;
 }
 
-/** `ip -j addr show` → interfaces with their IPv4 addresses. */
+/** `ip -j addr show` → interfaces with their IPv4 and IPv6 addresses. */
 export function parseIpAddrJson(text: string): NsInterface[] {
   const links = JSON.parse(text) as AddrJson[];
   return links.map((l) => ({
@@ -71,8 +73,8 @@ export function parseIpAddrJson(text: string): NsInterface[] {
     up: (l.flags ?? []).includes('UP'),
     peerIndex: l.link_index,
     addresses: (l.addr_info ?? []).flatMap((a) => {
-      const ip = a.family === 'inet' && a.local ? tryParseIPv4(a.local) : undefined;
-      return ip === undefined ? [] : [{ ip, prefixLen: a.prefixlen ?? 32 }];
+      const ip = !a.local ? undefined : a.family === 'inet' ? tryParseIPv4(a.local) : a.family === 'inet6' ? tryParseIPv6(a.local) : undefined;
+      return ip === undefined ? [] : [{ ip, prefixLen: a.prefixlen ?? (typeof ip === 'bigint' ? 128 : 32) } as AnyCidr];
     }),
   }));
 }
@@ -81,7 +83,7 @@ export function parseIpAddrJson(text: string): NsInterface[] {
 export function parseIpRouteGetJson(text: string): NsRoute {
   const [r] = JSON.parse(text) as Array<{ dev?: string; gateway?: string }>;
   if (!r?.dev) return { error: 'no route in the answer' };
-  return { dev: r.dev, gateway: r.gateway === undefined ? undefined : tryParseIPv4(r.gateway) };
+  return { dev: r.dev, gateway: r.gateway === undefined ? undefined : (tryParseIPv4(r.gateway) ?? tryParseIPv6(r.gateway)) };
 }
 
 /** The namespace files on this machine, one per namespace, not counting this process's own. */
@@ -126,7 +128,7 @@ export async function ipJsonIn(exec: Exec, file: NetnsFile, args: readonly strin
  * (`wanted`: nsid → the veths), with its interface and its route lookup for `dst`.
  * Returns a reason instead when none holds it.
  */
-export async function findPod(exec: Exec, nsidOf: (path: string) => Promise<number | undefined>, wanted: ReadonlySet<number>, ip: number, dst: number): Promise<PodFacts | { notFound: string }> {
+export async function findPod(exec: Exec, nsidOf: (path: string) => Promise<number | undefined>, wanted: ReadonlySet<number>, ip: IpAddr, dst: IpAddr): Promise<PodFacts | { notFound: string }> {
   const files = await netnsFiles();
   let looked = 0;
   for (const file of files) {
@@ -143,13 +145,13 @@ export async function findPod(exec: Exec, nsidOf: (path: string) => Promise<numb
     if (!iface) continue;
     let route: NsRoute;
     try {
-      route = parseIpRouteGetJson(await ipJsonIn(exec, file, ['route', 'get', formatIPv4(dst), 'from', formatIPv4(ip)]));
+      route = parseIpRouteGetJson(await ipJsonIn(exec, file, ['route', 'get', formatIp(dst), 'from', formatIp(ip)]));
     } catch (err) {
       route = { error: (err as Error).message.replace(/^.*?: /, '') };
     }
     return { ...file, nsid, iface, route };
   }
   return {
-    notFound: `no namespace behind this host's veths has ${formatIPv4(ip)} (${looked} of ${files.length} namespaces in ${NETNS_DIRS.join(', ')} and /proc/*/ns/net are attached here)`,
+    notFound: `no namespace behind this host's veths has ${formatIp(ip)} (${looked} of ${files.length} namespaces in ${NETNS_DIRS.join(', ')} and /proc/*/ns/net are attached here)`,
   };
 }

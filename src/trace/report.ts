@@ -28,7 +28,7 @@ export interface HopInterface {
   readonly index: number;
   readonly mac: string;
   readonly mtu: number;
-  /** IPv4 addresses with prefix ("10.7.24.1/24"). */
+  /** Addresses of the traced family with prefix ("10.7.24.1/24", "fc00:0:0:18::1/64"). */
   readonly addresses: readonly string[];
   readonly up: boolean;
   /** The namespace the interface is in: "host" or the pod namespace's name or path. */

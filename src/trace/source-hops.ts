@@ -4,10 +4,10 @@
  * host itself when no --from is given. Pure.
  */
 import { LinkDetail } from '../kernel/route-query';
-import { cidrContains, formatCidr, formatIPv4, parseCidr } from '../net/ipv4';
+import { IpAddr, formatAnyCidr, formatIp } from '../net/family';
 import { PodFacts } from './pod-netns';
 import { Check, Hop } from './report';
-import { TraceContext, hostInterface, ok, problem, warning } from './hop-context';
+import { TraceContext, familyAddresses, hostInterface, ok, problem, warning } from './hop-context';
 
 export type HopDraft = Omit<Hop, 'step'>;
 
@@ -15,20 +15,21 @@ export type HopDraft = Omit<Hop, 'step'>;
 export function sourceHops(ctx: TraceContext): { hops: HopDraft[]; bridge: LinkDetail | undefined; stop: boolean } {
   const { facts, status } = ctx;
   if (facts.src === undefined) {
-    const checks: Check[] = facts.kernelError ? [problem(facts.kernelError, 'run trace on a Linux node of the overlay, as root')] : [ok(`this host is ${status.self.publicIP ?? 'unknown'} on ${status.self.interface ?? 'no interface'}`)];
+    const publicIP = ctx.tf.fam.family === 6 ? status.self.publicIPv6 : status.self.publicIP;
+    const checks: Check[] = facts.kernelError ? [problem(facts.kernelError, 'run trace on a Linux node of the overlay, as root')] : [ok(`this host is ${publicIP ?? 'unknown'} on ${status.self.interface ?? 'no interface'}`)];
     const hop: HopDraft = {
       kind: 'host',
-      title: `this host ${status.self.publicIP ?? ''}${status.self.subnet ? ` (lease ${status.self.subnet})` : ''}`.trim(),
+      title: `this host ${publicIP ?? ''}${ctx.ownSubnet ? ` (lease ${ctx.ownSubnet})` : ''}`.trim(),
       predicted: false,
       interface: null,
       lookup: null,
       facts: status.self.note ? [status.self.note] : [],
-      commands: ['ip -4 addr show', 'ip route show default'],
+      commands: [`ip -${ctx.tf.fam.family} addr show`, `ip ${ctx.tf.ipFlag}route show default`],
       checks,
     };
     return { hops: [hop], bridge: undefined, stop: facts.kernelError !== undefined };
   }
-  const src = formatIPv4(facts.src);
+  const src = formatIp(facts.src);
   const pod = facts.pod;
   if (facts.kernelError || !pod || !('iface' in pod)) {
     const why = facts.kernelError ?? (pod && 'notFound' in pod ? pod.notFound : 'not looked for');
@@ -71,24 +72,31 @@ export function sourceHops(ctx: TraceContext): { hops: HopDraft[]; bridge: LinkD
 
 function podHop(ctx: TraceContext, pod: PodFacts): HopDraft {
   const { iface, route } = pod;
-  const dst = formatIPv4(ctx.facts.dst);
+  const dst = formatIp(ctx.facts.dst);
+  const ip = `ip ${ctx.tf.ipFlag}`;
   const checks: Check[] = [iface.up ? ok(`${iface.name} is up`) : problem(`the pod's ${iface.name} is down`, `${pod.enter} ip link set ${iface.name} up`)];
   if ('error' in route) checks.push(problem(`the pod has no route to ${dst}: ${route.error}`, 'recreate the pod: the CNI plugin installs its routes'));
-  else checks.push(ok(`the pod routes ${dst} via ${route.gateway === undefined ? 'no gateway' : formatIPv4(route.gateway)} dev ${route.dev}`));
+  else checks.push(ok(`the pod routes ${dst} via ${route.gateway === undefined ? 'no gateway' : formatIp(route.gateway)} dev ${route.dev}`));
   const fl = ctx.device;
-  if (fl && iface.mtu > fl.mtu) {
+  // FLANNEL_MTU is flannel.<VNI>'s (underlay − 50); flannel-v6.<VNI> is 20 bytes lower (IPv6's longer outer header), so an
+  // IPv6 pod is expected to be that much above it: the host answers with ICMPv6 Packet Too Big and the pod sends smaller.
+  const slack = ctx.tf.vxlanOverhead - 50;
+  if (fl && iface.mtu > fl.mtu + slack) {
     checks.push(problem(`pod ${iface.name} MTU ${iface.mtu} is above ${fl.name}'s ${fl.mtu}: packets over ${fl.mtu} bytes cannot cross the overlay`, `${pod.enter} ip link set ${iface.name} mtu ${fl.mtu} (pods get FLANNEL_MTU from subnet.env when created)`));
+  } else if (fl && iface.mtu > fl.mtu) {
+    checks.push(warning(`pod ${iface.name} MTU ${iface.mtu} is above ${fl.name}'s ${fl.mtu}: IPv6 packets over ${fl.mtu} bytes get ICMPv6 Packet Too Big from this host and are sent again smaller`, `FLANNEL_MTU is flannel.${ctx.config.backend.vni}'s MTU, shared by both families; ${pod.enter} ip link set ${iface.name} mtu ${fl.mtu} avoids the round trip`));
   } else if (fl) {
     checks.push(ok(`MTU ${iface.mtu} fits ${fl.name}'s ${fl.mtu}`));
   }
   return {
     kind: 'pod',
-    title: `pod ${formatIPv4(ctx.facts.src as number)} ${iface.name}@if${iface.peerIndex ?? '?'} in netns ${pod.display}`,
+    title: `pod ${formatIp(ctx.facts.src as IpAddr)} ${iface.name}@if${iface.peerIndex ?? '?'} in netns ${pod.display}`,
     predicted: false,
-    interface: { name: iface.name, index: iface.index, mac: iface.mac, mtu: iface.mtu, addresses: iface.addresses.map(formatCidr), up: iface.up, netns: pod.display },
-    lookup: 'error' in route ? `ip route get ${dst} → error ${route.error}` : `ip route get ${dst} → ${route.gateway === undefined ? '' : `via ${formatIPv4(route.gateway)} `}dev ${route.dev}`,
+    // The addresses of the traced family: a dual-stack pod has both, and IPv6 a link-local one besides.
+    interface: { name: iface.name, index: iface.index, mac: iface.mac, mtu: iface.mtu, addresses: iface.addresses.filter((a) => typeof a.ip === typeof ctx.facts.dst).map(formatAnyCidr), up: iface.up, netns: pod.display },
+    lookup: 'error' in route ? `${ip}route get ${dst} → error ${route.error}` : `${ip}route get ${dst} → ${route.gateway === undefined ? '' : `via ${formatIp(route.gateway)} `}dev ${route.dev}`,
     facts: [],
-    commands: [`${pod.enter} ip -d addr show ${iface.name}`, `${pod.enter} ip route get ${dst}`],
+    commands: [`${pod.enter} ip -d addr show ${iface.name}`, `${pod.enter} ${ip}route get ${dst}`],
     checks,
   };
 }
@@ -96,28 +104,31 @@ function podHop(ctx: TraceContext, pod: PodFacts): HopDraft {
 function bridgeHop(ctx: TraceContext, pod: PodFacts, bridge: LinkDetail): HopDraft {
   const iface = hostInterface(ctx, bridge);
   const info = ctx.interfaces.find((i) => i.index === bridge.index);
+  const addrs = familyAddresses(ctx, info);
   const checks: Check[] = [bridge.up ? ok(`${bridge.name} is up`) : problem(`${bridge.name} is down`, `ip link set ${bridge.name} up`)];
   const gw = 'error' in pod.route ? undefined : pod.route.gateway;
   if (gw !== undefined) {
-    const owns = (info?.addresses ?? []).some((a) => a.ip === gw);
-    if (owns) checks.push(ok(`the pod's gateway ${formatIPv4(gw)} is ${bridge.name}'s address`));
-    else checks.push(problem(`the pod's gateway ${formatIPv4(gw)} is not an address of ${bridge.name} (${iface.addresses.join(' ') || 'none'})`, `ip addr add ${formatIPv4(gw)}/${ctx.config.subnetLen} dev ${bridge.name} (the CNI bridge plugin adds it)`));
+    const owns = addrs.some((a) => a.ip === gw);
+    const len = ctx.dstLease?.subnet.prefixLen ?? ctx.config.subnetLen;
+    if (owns) checks.push(ok(`the pod's gateway ${formatIp(gw)} is ${bridge.name}'s address`));
+    else checks.push(problem(`the pod's gateway ${formatIp(gw)} is not an address of ${bridge.name} (${iface.addresses.join(' ') || 'none'})`, `ip addr add ${formatIp(gw)}/${len} dev ${bridge.name} (the CNI bridge plugin adds it)`));
   }
-  const own = ctx.status.self.subnet;
-  if (own && info && !info.addresses.some((a) => cidrContains(parseCidr(own), a.ip))) {
+  const own = ctx.ownSubnet;
+  const { fam } = ctx.tf;
+  if (own && info && !addrs.some((a) => fam.contains(fam.parseCidr(own), a.ip))) {
     checks.push(warning(`${bridge.name} has no address in this host's lease ${own}`, 'the CNI config may use another subnet than subnet.env'));
   }
   const fl = ctx.device;
-  if (fl && bridge.mtu > fl.mtu) checks.push(warning(`${bridge.name} MTU ${bridge.mtu} is above ${fl.name}'s ${fl.mtu}`, `ip link set ${bridge.name} mtu ${fl.mtu}`));
-  const nf = ctx.facts.sysctls.get('net.bridge.bridge-nf-call-iptables');
+  if (fl && bridge.mtu > fl.mtu + ctx.tf.vxlanOverhead - 50) checks.push(warning(`${bridge.name} MTU ${bridge.mtu} is above ${fl.name}'s ${fl.mtu}`, `ip link set ${bridge.name} mtu ${fl.mtu}`));
+  const nf = ctx.facts.sysctls.get(ctx.tf.bridgeNfSysctl);
   return {
     kind: 'bridge',
     title: `bridge ${bridge.name}`,
     predicted: false,
     interface: iface,
     lookup: null,
-    facts: nf === undefined ? ['br_netfilter not loaded: bridged frames skip iptables'] : [`br_netfilter loaded, bridge-nf-call-iptables=${nf}${nf === '1' ? ': frames bridged between pods pass iptables' : ''}`],
-    commands: [`ip -d link show ${bridge.name}`, `ip -4 addr show dev ${bridge.name}`, `bridge link show master ${bridge.name}`],
+    facts: nf === undefined ? [`br_netfilter not loaded: bridged frames skip ${ctx.tf.iptables}`] : [`br_netfilter loaded, ${ctx.tf.bridgeNfSysctl.replace('net.bridge.', '')}=${nf}${nf === '1' ? `: frames bridged between pods pass ${ctx.tf.iptables}` : ''}`],
+    commands: [`ip -d link show ${bridge.name}`, `ip -${ctx.tf.fam.family} addr show dev ${bridge.name}`, `bridge link show master ${bridge.name}`],
     checks,
   };
 }

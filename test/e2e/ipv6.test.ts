@@ -8,12 +8,16 @@
  *     pods, subnet.env holding both families in flanneld's order.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addPod, Pod } from '../../src/testbed/netns-cluster';
 import { BIN, createScene, DaemonHandle, PREFIX, Scene, waitFor, waitReady } from '../../src/testbed/scene';
+import { JsonSchema, schemaErrors } from '../../src/status/json-schema';
+import { TraceReport } from '../../src/trace/report';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
 const UNDERLAY6 = '2001:db8:154::/64';
+const TRACE_SCHEMA = JSON.parse(readFileSync(join(__dirname, '../../docs/trace.schema.json'), 'utf8')) as JsonSchema;
 const HOSTS = ['h1', 'h2'] as const;
 
 interface Setup {
@@ -199,6 +203,55 @@ describe('dual-stack cluster', () => {
       throw err;
     }
   }, 30_000);
+
+  it('trace follows an IPv6 pod address from pod to pod: flannel-v6.1, the IPv6 lease half, ping -6 answered, ICMPv6 and UDP 8472 over IPv6 captured at each hop', async () => {
+    try {
+      const setup = s as Setup;
+      const [p1, p2] = [setup.pods.get('h1') as Pod, setup.pods.get('h2') as Pod];
+      const ns = setup.scene.cluster.member('h1').netns;
+      const h2 = setup.scene.cluster.member('h2');
+      const args = [BIN, 'trace', p2.ip6 as string, '--from', p1.ip6 as string, '--json', '--count', '2', '--capture', '--iface', 'eth0', '--etcd-endpoints', setup.scene.endpoint, '--subnet-file', (setup.daemons.get('h1') as DaemonHandle).subnetFile];
+      const run = await setup.scene.cluster.exec(ns, process.execPath, args, { timeoutMs: 60_000 });
+      let r: TraceReport;
+      try {
+        r = JSON.parse(run.stdout) as TraceReport;
+      } catch {
+        throw new Error(`trace printed no JSON (exit ${run.code}): ${run.stdout}${run.stderr}`);
+      }
+      expect(schemaErrors(TRACE_SCHEMA, r)).toEqual([]);
+      expect(r.problems).toEqual([]);
+      expect(run.code).toBe(0);
+      expect(r.hops.map((h) => h.kind)).toEqual(['pod', 'veth', 'bridge', 'route', 'vxlan', 'underlay', 'remote']);
+      const peer6 = subnet6Of(readFileSync((setup.daemons.get('h2') as DaemonHandle).subnetFile, 'utf8'));
+      expect(r.destination).toMatchObject({ ip: p2.ip6, subnet: peer6, publicIP: h2.ip6, local: false });
+      const [pod, , bridge, route, vxlan, underlay] = r.hops;
+      expect(pod?.interface?.addresses).toContain(`${p1.ip6}/64`);
+      expect(bridge?.interface?.name).toBe('cni0');
+      expect(route?.lookup).toMatch(new RegExp(`^ip -6 route get ${p2.ip6} from ${p1.ip6} iif cni0 → via ${peer6.split('/')[0]} dev flannel-v6\\.1`));
+      expect(route?.commands).toContain('ip6tables-save -t filter');
+      // The objects trace names are the ones iproute2 reports.
+      const k = await kernel6(setup, 'h1');
+      const mac6 = /link\/ether ([0-9a-f:]+)/.exec(k.link)?.[1];
+      expect(vxlan?.interface).toMatchObject({ name: 'flannel-v6.1', mac: mac6 });
+      expect(k.fdb.join('\n')).toContain(`dst ${h2.ip6} `);
+      expect(vxlan?.lookup).toContain(`dst ${h2.ip6}`);
+      expect(underlay?.lookup).toBe(`ip -6 route get ${h2.ip6} → dev eth0 src ${setup.scene.cluster.member('h1').ip6}`);
+      expect(r.encapsulation).toMatchObject({ outerSrc: setup.scene.cluster.member('h1').ip6, outerDst: h2.ip6, udpPort: 8472, vni: 1, innerSrcMAC: mac6, innerDst: p2.ip6, egress: 'eth0' });
+      // The probe: ping -6 from the pod, answered.
+      expect(r.probe?.command).toMatch(/ping -6 .* fc00:/);
+      expect(r.probe).toMatchObject({ sent: 2, received: 2 });
+      // tcpdump at each local hop: ICMPv6 echoes, and VXLAN over IPv6 on eth0.
+      expect(r.capture?.available).toBe(true);
+      expect(r.capture?.lost).toBeNull();
+      expect(r.capture?.points.map((p) => [p.kind, p.requests >= 2, p.replies >= 2])).toEqual([['veth', true, true], ['bridge', true, true], ['vxlan', true, true], ['underlay', true, true]]);
+      expect(r.capture?.points[3]?.filter).toBe(`udp and port 8472 and host ${h2.ip6}`);
+      expect(r.capture?.points[3]?.packets.join('\n')).toContain(`${setup.scene.cluster.member('h1').ip6}.`);
+      expect(r.capture?.points[3]?.notes.join('\n')).toContain('VXLAN UDP dport 8472, VNI 1');
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  }, 90_000);
 
   it('status checks both devices: a dual-stack peer has a row per family; a deleted IPv6 route is drift, repaired by a restarted daemon that keeps flannel-v6.1', async () => {
     try {

@@ -319,6 +319,6 @@ describe('trace names the hop and the cause of each fault', () => {
     expect(r.stderr).toMatch(/^flanneld-ts trace: etcd unreachable: .*10\.65\.154\.2:1/);
     const u = await trace(['not-an-ip']);
     expect(u.code).toBe(2);
-    expect(u.stderr).toContain('trace DST: "not-an-ip" is not an IPv4 address');
+    expect(u.stderr).toContain('trace DST: "not-an-ip" is not an IPv4 or IPv6 address');
   });
 });

@@ -101,6 +101,12 @@ describe('route lookup and address flags over netlink', () => {
       expect(routed).toMatchObject({ index, gateway: parseIPv6('2001:db8:167::1'), type: 'unicast' });
       expect(isDirectRoute(routed)).toBe(false);
       expect(await kernel.routeGet(parseIPv6('2001:db8:300::1'))).toBeUndefined();
+      // --iface-can-reach with an IPv6 target: the routed lookup's device and preferred source.
+      const facts = await readInterfaceFacts(kernel, parseIPv6('2001:db8:200::13'), true);
+      const got = chooseExternalInterface(facts.ifaces, facts.defaultRoute, { iface: [], canReach: facts.canReach }, { ipv4: true, ipv6: true, defaultRoute6: facts.defaultRoute6 });
+      const src6 = /src (\S+)/.exec(sh('ip', '-6', 'route', 'get', '2001:db8:200::13'))?.[1];
+      expect([got.iface.name, formatIPv6(got.publicIPv6 as bigint)]).toEqual([NAME, src6]);
+      expect(formatIPv4(got.publicIP)).toBe('10.66.160.9');
     } finally {
       sh('ip', '-6', 'route', 'del', 'unreachable', '2001:db8:300::/64');
       sh('ip', '-6', 'route', 'del', '2001:db8:200::/64', 'via', '2001:db8:167::1', 'dev', NAME);

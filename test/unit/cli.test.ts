@@ -88,6 +88,11 @@ describe('command line', () => {
     const o = run(['--iface-can-reach', '10.65.154.1', '--public-ipv6', 'FC00::5']);
     expect([formatIPv4(o.ifaceCanReach as number), o.publicIPv6]).toEqual(['10.65.154.1', 0xfc00n << 112n | 5n]);
   });
+  it('takes an IPv6 --iface-can-reach (flanneld accepts either family) and names the flag for neither', () => {
+    expect(run(['--iface-can-reach', 'FD00:7::77']).ifaceCanReach).toBe(0xfd00n << 112n | 7n << 96n | 0x77n);
+    expect(run([], { FLANNELD_IFACE_CAN_REACH: '2001:db8::1' }).ifaceCanReach).toBe(0x20010db8n << 96n | 1n);
+    expect(() => run(['--iface-can-reach', 'fd00::7::1'])).toThrow('--iface-can-reach: "fd00::7::1" is not an IPv4 or IPv6 address');
+  });
   it('prints complete help and the version', () => {
     const help = parseCommandLine(['--help'], {});
     expect(help.command).toBe('help');

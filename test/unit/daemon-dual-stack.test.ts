@@ -10,12 +10,13 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonOptions, parseCommandLine } from '../../src/cli';
 import { Daemon } from '../../src/daemon';
+import { etcdAddresses } from '../../src/main';
 import { FirewallBackends } from '../../src/firewall/firewall-keeper';
 import { MemoryFirewall } from '../../src/firewall/memory-firewall';
 import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
 import { MemoryLeaseStore } from '../../src/lease/memory-store';
-import { AddressFamily } from '../../src/net/family';
+import { AddressFamily, IpAddr } from '../../src/net/family';
 import { parseIPv4 } from '../../src/net/ipv4';
 import { parseIPv6 } from '../../src/net/ipv6';
 import { describeEntry } from '../../src/overlay/plan';
@@ -32,7 +33,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-function start(config: string, args: string[] = []) {
+function start(config: string, args: string[] = [], etcdAddresses: readonly IpAddr[] = []) {
   const dir = mkdtempSync(join(tmpdir(), 'flts-daemon6-'));
   const sysctlRoot = join(dir, 'sys');
   for (const d of ['net/ipv6/conf/flannel.1', 'net/ipv6/conf/flannel-v6.1', 'net/bridge']) mkdirSync(join(sysctlRoot, d), { recursive: true });
@@ -55,7 +56,7 @@ function start(config: string, args: string[] = []) {
   if (cmd.command !== 'run') throw new Error('not run');
   const logs: string[] = [];
   const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
-  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink), firewalls, sysctlRoot });
+  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink), firewalls, sysctlRoot, etcdAddresses });
   const ctl = new AbortController();
   const done = daemon.run(ctl.signal).catch((err: unknown) => err);
   cleanups.push(async () => {
@@ -120,5 +121,19 @@ describe('Daemon, IPv6-only', () => {
     expect(h.rules.get(6)?.size).toBeGreaterThan(0);
     h.store.putRaw(`${PFX}0.0.0.0-0&fc00:0:0:c9::-64`, peer(undefined, 0xc9, '2001:db8::21', '02:00:00:00:06:c9'));
     await waitFor('the IPv6-only peer', async () => (await h.entries('flannel-v6.1')).length === 3 || undefined, 5000, 20);
+  });
+});
+
+describe('Daemon, an IPv6 etcd endpoint', () => {
+  it('refuses an IPv6Network holding the etcd endpoint https://[fc00:0:0:e7::2]:2379 as an invalid config, as a Network holding an IPv4 one', async () => {
+    const addresses = await etcdAddresses(['https://[fc00:0:0:e7::2]:2379', 'http://10.99.0.2:2379']);
+    expect(addresses).toEqual([parseIPv6('fc00:0:0:e7::2'), parseIPv4('10.99.0.2')]);
+    const h = start(DUAL, [], addresses);
+    await waitFor('the refusal', () => h.logs.some((l) => l.includes('IPv6Network fc00::/48 contains etcd endpoint fc00:0:0:e7::2')) || undefined, 5000, 20);
+    expect(h.daemon.status().phase).not.toBe('ready');
+    expect(await h.kernel.getDevice('flannel-v6.1')).toBeUndefined();
+    // The same endpoint outside IPv6Network: the daemon starts.
+    const ok = start(DUAL.replace('fc00::/48', 'fd07::/48'), [], addresses);
+    await waitFor('ready', () => ok.daemon.status().phase === 'ready', 5000, 20);
   });
 });

@@ -95,3 +95,28 @@ describe('readInterfaceFacts with IPv6', () => {
     expect(without.defaultRoute6).toBeUndefined();
   });
 });
+
+describe('--iface-can-reach with an IPv6 target (`ip -6 route get`)', () => {
+  const route6 = (index: number, src: string | undefined) => ({ ip: ip6('fd00:7::77'), route: { index, src: src === undefined ? undefined : ip6(src) } });
+  it('takes the route\'s device; its preferred source is the public IPv6, the IPv4 address the interface\'s best', () => {
+    expect(pick(chooseExternalInterface(all, 2, { iface: [], canReach: route6(3, 'fd00:7::2') }, DUAL()))).toEqual(['eth1', parseIPv4('192.168.7.2'), 'fd00:7::2']);
+    expect(pick(chooseExternalInterface(all, 2, { iface: [], canReach: route6(2, '2001:db8::99') }, V6()))).toEqual(['eth0', 0, '2001:db8::99']);
+    // An IPv4-only stack takes only the interface from an IPv6 target.
+    expect(pick(chooseExternalInterface(all, 2, { iface: [], canReach: route6(3, 'fd00:7::2') }))).toEqual(['eth1', parseIPv4('192.168.7.2'), undefined]);
+    // No preferred source: the interface's best IPv6 address.
+    expect(pick(chooseExternalInterface(all, 2, { iface: [], canReach: route6(2, undefined) }, DUAL()))).toEqual(['eth0', parseIPv4('10.65.154.19'), '2001:db8::10']);
+  });
+  it('exits (HostError) naming the IPv6 target when no route reaches it', () => {
+    expect(() => chooseExternalInterface(all, 2, { iface: [], canReach: { ip: ip6('2001:db8:dead::1'), route: undefined } }, DUAL())).toThrow(
+      new HostError('failed to find interface 2001:db8:dead::1 (--iface-can-reach: no route): no such interface or address with both an IPv4 and an IPv6 address'),
+    );
+  });
+  it('reads the route to an IPv6 target through the Kernel', async () => {
+    const k = new MemoryKernel();
+    k.addInterface(eth0);
+    k.addInterface(eth1);
+    k.setDefaultRoute(2);
+    const facts = await readInterfaceFacts(k, ip6('fd00:7::77'), true);
+    expect(facts.canReach).toEqual({ ip: ip6('fd00:7::77'), route: { index: 3, src: ip6('fd00:7::2'), gateway: undefined, type: 'unicast' } });
+  });
+});

@@ -215,12 +215,12 @@ describe('trace: a DirectRouting peer', () => {
   });
 });
 
-describe('trace: an IPv6-only network', () => {
-  it('says trace follows IPv4 only, naming the config, instead of judging the pod IP against 0.0.0.0/0', () => {
+describe('trace: an IPv4 pod address on an IPv6-only network', () => {
+  it('says the config does not enable IPv4, naming the config, instead of judging the pod IP against 0.0.0.0/0', () => {
     const f = healthyFacts();
     const facts: TraceFacts = { ...f, status: { ...f.status, store: { ...f.status.store, configText: '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}' } } };
     const r = trace(facts);
     expect(r.exitCode).toBe(1);
-    expect(r.problems.map((p) => p.message)).toContain('the network config is IPv6-only (EnableIPv4 false): trace follows IPv4 pod traffic only');
+    expect(r.problems.map((p) => p.message)).toEqual(['the network config does not enable IPv4 (EnableIPv4 false): 10.7.34.2 is no pod address of this overlay']);
   });
 });

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../../src/cli';
 import { decodeNsid, decodeRouteLookup, encodeNsidQuery, encodeRouteQuery } from '../../src/kernel/route-query';
 import { parseIPv4 } from '../../src/net/ipv4';
+import { parseIPv6 } from '../../src/net/ipv6';
 import { firewallVerdict, parseIptablesSave } from '../../src/trace/iptables-path';
 import { boundUdpPorts } from '../../src/trace/overlay-hops';
 import { parseIpAddrJson, parseIpRouteGetJson } from '../../src/trace/pod-netns';
@@ -90,18 +91,22 @@ describe('iproute2 JSON and /proc/net/udp', () => {
       { ifindex: 1, ifname: 'lo', flags: ['LOOPBACK', 'UP'], mtu: 65536, address: '00:00:00:00:00:00', addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8 }] },
       { ifindex: 2, link_index: 5, ifname: 'eth0', flags: ['BROADCAST', 'UP', 'LOWER_UP'], mtu: 1450, address: '62:51:44:3a:bd:70', link_netnsid: 0, addr_info: [{ family: 'inet', local: '10.7.24.2', prefixlen: 24 }, { family: 'inet6', local: 'fe80::1', prefixlen: 64 }] },
     ]);
-    expect(parseIpAddrJson(text)[1]).toEqual({ index: 2, name: 'eth0', mac: '62:51:44:3a:bd:70', mtu: 1450, up: true, peerIndex: 5, addresses: [{ ip: parseIPv4('10.7.24.2'), prefixLen: 24 }] });
+    expect(parseIpAddrJson(text)[1]).toEqual({ index: 2, name: 'eth0', mac: '62:51:44:3a:bd:70', mtu: 1450, up: true, peerIndex: 5, addresses: [{ ip: parseIPv4('10.7.24.2'), prefixLen: 24 }, { ip: parseIPv6('fe80::1'), prefixLen: 64 }] });
   });
 
   it('reads `ip -j route get`', () => {
     expect(parseIpRouteGetJson('[{"dst":"10.7.34.2","from":"10.7.24.2","gateway":"10.7.24.1","dev":"eth0","flags":[],"uid":0,"cache":[]}]')).toEqual({ dev: 'eth0', gateway: parseIPv4('10.7.24.1') });
     expect(parseIpRouteGetJson('[{"dst":"10.7.24.3","dev":"eth0"}]')).toEqual({ dev: 'eth0', gateway: undefined });
     expect(parseIpRouteGetJson('[]')).toEqual({ error: 'no route in the answer' });
+    expect(parseIpRouteGetJson('[{"dst":"fc00:0:0:22::2","from":"fc00:0:0:18::2","gateway":"fc00:0:0:18::1","dev":"eth0"}]')).toEqual({ dev: 'eth0', gateway: parseIPv6('fc00:0:0:18::1') });
   });
 
   it('lists the bound local UDP ports', () => {
     expect([...boundUdpPorts(PROC_NET_UDP)]).toEqual([8472]);
     expect(boundUdpPorts('header only\n').size).toBe(0);
+    // /proc/net/udp6: a VXLAN device over IPv6 binds [::]:8472.
+    const udp6 = '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n 1003: 00000000000000000000000000000000:2118 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 0 2 0000000000000000 0\n';
+    expect([...boundUdpPorts(udp6)]).toEqual([8472]);
   });
 });
 
@@ -118,11 +123,13 @@ describe('command line: trace', () => {
     expect(o.etcd.endpoints).toEqual(['http://10.65.154.2:2379']);
     expect(trace(['10.7.34.2', '--no-probe'])).toMatchObject({ src: undefined, count: 0, format: 'text' });
     expect(trace(['10.7.34.2'], { FLANNELD_ETCD_ENDPOINTS: 'http://10.0.0.5:2379' }).etcd.endpoints).toEqual(['http://10.0.0.5:2379']);
+    expect(trace(['FC00:0:0:22::2', '--from', 'fc00:0:0:18::2'])).toMatchObject({ dst: parseIPv6('fc00:0:0:22::2'), src: parseIPv6('fc00:0:0:18::2') });
   });
 
   it.each([
-    [['10.7.34'], 'trace DST: "10.7.34" is not an IPv4 address'],
-    [['10.7.34.2', '--from', 'pod1'], '--from: "pod1" is not an IPv4 address'],
+    [['10.7.34'], 'trace DST: "10.7.34" is not an IPv4 or IPv6 address'],
+    [['10.7.34.2', '--from', 'pod1'], '--from: "pod1" is not an IPv4 or IPv6 address'],
+    [['fc00:0:0:22::2', '--from', '10.7.24.2'], '--from: 10.7.24.2 and DST fc00:0:0:22::2 are of different address families'],
     [['10.7.34.2', '--count', '0'], '--count: 0 is not a whole number from 1 to 100'],
     [[], 'Missing required argument: dst'],
     [['10.7.34.2', '10.7.34.3'], 'Unknown argument'],

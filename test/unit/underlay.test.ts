@@ -112,6 +112,17 @@ describe('underlayProblem for IPv6 peer subnets (flannel-v6.<VNI>)', () => {
     expect(underlayProblem(parseCidr6('2001:db8:154::/64'), wide)).toBe('subnet 2001:db8:154::/64 contains address 2001:db8:154::11 of eth0 on this host');
     // An IPv4 subnet is none of the IPv6 check's business, and the other way round.
     expect(underlayProblem(parseCidr('10.65.154.0/24'), ctx6)).toBeUndefined();
+    // The IPv4 etcd endpoint of ctx6 is no IPv6 subnet's business either.
+    expect(underlayProblem(parseCidr6('::a63:0/112'), ctx6)).toBeUndefined();
     expect(underlayProblem(parseCidr6('fc00:0:0:99::/64'), ctx)).toBeUndefined();
+  });
+
+  it('refuses an IPv6 subnet that contains an IPv6 etcd endpoint, as the IPv4 case; the IPv4 check ignores it', () => {
+    const both = { ...ctx6, etcdAddresses: [parseIPv4('10.99.0.2'), parseIPv6('fc00:0:0:e7::2')] };
+    expect(underlayProblem(parseCidr6('fc00:0:0:e7::/64'), both)).toBe('subnet fc00:0:0:e7::/64 contains etcd endpoint fc00:0:0:e7::2');
+    expect(underlayProblem(parseCidr6('fc00:0:0:e8::/64'), both)).toBeUndefined();
+    // Without the IPv6 endpoint the same subnet passes: the refusal is the endpoint's.
+    expect(underlayProblem(parseCidr6('fc00:0:0:e7::/64'), ctx6)).toBeUndefined();
+    expect(underlayProblem(parseCidr('10.99.0.0/24'), { ...ctx, etcdAddresses: both.etcdAddresses })).toBe('subnet 10.99.0.0/24 contains etcd endpoint 10.99.0.2');
   });
 });
