@@ -25,7 +25,7 @@ import { tryParseIPv6 } from './net/ipv6';
 import { IpAddr } from './net/family';
 import { endpointHost } from './net/endpoint';
 import { startHealthServer } from './health';
-import { IdleCollector, collectingObserver, fullGc } from './idle-gc';
+import { AFTER_BURST_GC, IdleCollector, collectingObserver, fullGc } from './idle-gc';
 import { Metrics } from './metrics';
 
 export const EXIT_OK = 0;
@@ -92,7 +92,7 @@ async function runDaemon(options: DaemonOptions, log: Logger): Promise<number> {
   const collector = gc
     ? new IdleCollector(() => {
         const before = process.memoryUsage();
-        gc();
+        gc(AFTER_BURST_GC);
         const after = process.memoryUsage();
         const mb = (n: number): number => Math.round(n / 2 ** 20);
         log.debug({ heapUsedMB: [mb(before.heapUsed), mb(after.heapUsed)], rssMB: [mb(before.rss), mb(after.rss)] }, 'collected garbage after a burst of kernel changes');

@@ -8,8 +8,9 @@
 import { EtcdAgent } from './etcd-agent-client';
 import { verifyDevice, Verification } from './kernel-view';
 import { BenchPeer, leaseItem, peerKey } from './peers';
+import { readFileSync } from 'node:fs';
 import { waitQuiescent } from './probes';
-import { monotonicMs, readCpuMs, readRssKb } from './proc';
+import { monotonicMs, parseRssKinds, readCpuMs, readRssKb } from './proc';
 import { round1 } from './stats';
 
 export interface ChurnResult {
@@ -31,6 +32,13 @@ export interface ChurnResult {
   /** V8 heap in use before and after (the daemon's nodejs_heap_size_used_bytes): growth here is a leak, growth in RSS alone is the allocator keeping pages. */
   readonly heapUsedBeforeMB: number;
   readonly heapUsedAfterMB: number;
+  /** V8's committed heap, its external memory and the anonymous resident set, settled before and after: where a growth sits. */
+  readonly heapTotalBeforeMB?: number;
+  readonly heapTotalAfterMB?: number;
+  readonly externalBeforeMB?: number;
+  readonly externalAfterMB?: number;
+  readonly anonBeforeMB?: number;
+  readonly anonAfterMB?: number;
 }
 
 /** After a burst V8 keeps collecting for several seconds (its memory reducer): RSS is read once that has run. */
@@ -59,7 +67,13 @@ export function gaugeValue(text: string, name: string): number {
   return Number(m[1]);
 }
 
-const heapUsedMB = async (o: ChurnOptions): Promise<number> => round1(gaugeValue(await o.metrics(), 'nodejs_heap_size_used_bytes') / 2 ** 20);
+/** V8's heap (used, committed), the memory it tracks outside the heap, and the resident set that is not file-backed. */
+async function memoryOf(o: ChurnOptions): Promise<{ heapUsedMB: number; heapTotalMB: number; externalMB: number; anonMB: number }> {
+  const text = await o.metrics();
+  const g = (name: string): number => round1(gaugeValue(text, name) / 2 ** 20);
+  const { anonKb } = parseRssKinds(readFileSync(`/proc/${o.pid}/status`, 'utf8'));
+  return { heapUsedMB: g('nodejs_heap_size_used_bytes'), heapTotalMB: g('nodejs_heap_size_total_bytes'), externalMB: g('nodejs_external_memory_bytes'), anonMB: round1(anonKb / 1024) };
+}
 
 async function settledRssKb(pid: number): Promise<number> {
   await sleep(SETTLE_MS);
@@ -69,7 +83,7 @@ async function settledRssKb(pid: number): Promise<number> {
 
 export async function runChurn(o: ChurnOptions): Promise<{ result: ChurnResult; verification: Verification }> {
   const before = await settledRssKb(o.pid);
-  const heapBefore = await heapUsedMB(o);
+  const memBefore = await memoryOf(o);
   let peak = before;
   const sampler = setInterval(() => {
     try {
@@ -99,7 +113,7 @@ export async function runChurn(o: ChurnOptions): Promise<{ result: ChurnResult; 
     const elapsedS = (monotonicMs() - t0) / 1000;
     const cpuMs = readCpuMs(o.pid) - cpu0;
     const after = await settledRssKb(o.pid);
-    const heapAfter = await heapUsedMB(o);
+    const memAfter = await memoryOf(o);
     peak = Math.max(peak, after);
     const verification = await verifyDevice(o.netns, o.peers);
     return {
@@ -112,8 +126,14 @@ export async function runChurn(o: ChurnOptions): Promise<{ result: ChurnResult; 
         rssAfterMB: mb(after),
         rssGrowthPct: round1((after / before - 1) * 100),
         cpuMs: Math.round(cpuMs),
-        heapUsedBeforeMB: heapBefore,
-        heapUsedAfterMB: heapAfter,
+        heapUsedBeforeMB: memBefore.heapUsedMB,
+        heapUsedAfterMB: memAfter.heapUsedMB,
+        heapTotalBeforeMB: memBefore.heapTotalMB,
+        heapTotalAfterMB: memAfter.heapTotalMB,
+        externalBeforeMB: memBefore.externalMB,
+        externalAfterMB: memAfter.externalMB,
+        anonBeforeMB: memBefore.anonMB,
+        anonAfterMB: memAfter.anonMB,
       },
       verification,
     };

@@ -30,6 +30,16 @@ export function parseProcStat(text: string): CpuTicks {
   return { utime: at(14), stime: at(15), cutime: at(16), cstime: at(17) };
 }
 
+/** RssAnon (V8's heap, malloc, buffers) and RssFile (the binary and libraries) in kB from /proc/<pid>/status. */
+export function parseRssKinds(status: string): { anonKb: number; fileKb: number } {
+  const field = (name: string): number => {
+    const m = new RegExp(`^${name}:\\s+(\\d+)\\s+kB$`, 'm').exec(status);
+    if (!m) throw new Error(`no ${name} line in /proc/<pid>/status`);
+    return Number(m[1]);
+  };
+  return { anonKb: field('RssAnon'), fileKb: field('RssFile') };
+}
+
 /** VmHWM (peak resident set) in kB from /proc/<pid>/status. */
 export function parseVmHWM(status: string): number {
   const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);

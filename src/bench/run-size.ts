@@ -44,6 +44,7 @@ import { daemonOptionsFor, Phase } from './options';
 import { measurePassCost } from './pass-cost';
 import { BENCH_CONFIG, JOIN_BASE_INDEX, leaseItem, peerRange } from './peers';
 import { tail, waitProgrammed, waitQuiescent } from './probes';
+import { sampleMemory } from './memory-sampler';
 import { monotonicMs, readCpuLine, readCpuMs, readPeakRssKb, readRoutePrefixes } from './proc';
 import { SizeResult } from './results';
 import { median, round1 } from './stats';
@@ -152,11 +153,15 @@ export async function runSize(opts: SizeOptions): Promise<SizeResult> {
     // 2. Join storm, with the etcd request counter's positive control.
     const wanted = { targetPrefixes: baseline + n, anchorPid, netns: host.netns, peers, timeoutMs: waitTimeoutMs };
     const before = parseGrpcCounter(await etcd.metrics());
+    const stormMemory = sampleMemory(pid1, () => etcd.fetch(metricsUrl));
     const { storm, written } = await phase('storm', pid1, async () => {
       const programmed = waitProgrammed({ ...wanted, daemon: d1 });
       const w = await etcd.put(peers.map((p) => leaseItem(PREFIX, p)));
       return { storm: await programmed, written: w };
     });
+    // The peak comes with the storm's last passes; a second more takes in what they leave behind.
+    await sleep(1000);
+    const stormPeak = await stormMemory.stop();
     const stormMs = storm.at - written.sentMs;
     check(`join storm of ${n}`, storm.verification, checks);
     const etcdTxns = diffCounts(before, parseGrpcCounter(await etcd.metrics())).get('etcdserverpb.KV/Txn') ?? 0;
@@ -166,6 +171,7 @@ export async function runSize(opts: SizeOptions): Promise<SizeResult> {
     checks.push(`etcd request counter moved during the storm: ${etcdTxns} Txn messages for ${Math.ceil(n / TXN_OPS)} transactions sent`);
     const afterStormMB = mb(readPeakRssKb(pid1));
     say(`[${n}] join storm: ${Math.round(stormMs)} ms (etcd took ${Math.round(written.doneMs - written.sentMs)} ms to accept the writes); RSS peak ${afterStormMB} MB`);
+    say(`[${n}] storm memory at its sampled peak: RSS ${stormPeak.rssMB} MB = anon ${stormPeak.anonMB} + file ${stormPeak.fileMB}; V8 heap ${stormPeak.heapUsedMB ?? '?'} used of ${stormPeak.heapTotalMB ?? '?'} MB, external ${stormPeak.externalMB ?? '?'} MB`);
 
     // 3. Single joins, `repeat` series back to back (the first join of each warms up and is not counted).
     let joins: Awaited<ReturnType<typeof runJoinSeries>> | undefined;
@@ -201,7 +207,7 @@ export async function runSize(opts: SizeOptions): Promise<SizeResult> {
       const c = await phase('churn', pid1, () => runChurn({ agent: etcd, prefix: PREFIX, pid: pid1, netns: host.netns, peers, seconds: opts.churnSeconds, rate: opts.churnRate, metrics: () => etcd.fetch(metricsUrl) }));
       check(`after ${c.result.writes} churn writes`, c.verification, checks);
       churn = c.result;
-      say(`[${n}] churn: ${churn.writes} writes in ${churn.seconds} s; RSS ${churn.rssBeforeMB} MB before, ${churn.rssPeakMB} MB peak, ${churn.rssAfterMB} MB after (${churn.rssGrowthPct} %); V8 heap used ${churn.heapUsedBeforeMB} → ${churn.heapUsedAfterMB} MB`);
+      say(`[${n}] churn: ${churn.writes} writes in ${churn.seconds} s; RSS ${churn.rssBeforeMB} MB before, ${churn.rssPeakMB} MB peak, ${churn.rssAfterMB} MB after (${churn.rssGrowthPct} %); V8 heap used ${churn.heapUsedBeforeMB} → ${churn.heapUsedAfterMB} MB of ${churn.heapTotalBeforeMB} → ${churn.heapTotalAfterMB} MB, external ${churn.externalBeforeMB} → ${churn.externalAfterMB} MB, anonymous RSS ${churn.anonBeforeMB} → ${churn.anonAfterMB} MB`);
     }
     const firstDaemonPeakMB = mb(readPeakRssKb(pid1));
     await stopCleanly(d1);

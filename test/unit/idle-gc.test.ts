@@ -1,6 +1,6 @@
 /** src/idle-gc.ts: one full collection after a burst of kernel changes, once quiet; none while idle. */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { IdleCollector, collectingObserver, fullGc } from '../../src/idle-gc';
+import { AFTER_BURST_GC, IdleCollector, collectingObserver, fullGc } from '../../src/idle-gc';
 import { PassResult } from '../../src/overlay/reconciler';
 
 const pass = (planned: number): PassResult => ({ planned, failed: 0, peers: 3, durationMs: 1, applied: {}, repairs: 0, generation: 1 });
@@ -65,5 +65,18 @@ describe('fullGc', () => {
     gc?.();
     expect(junk).toBeUndefined();
     expect(process.memoryUsage().heapUsed).toBeLessThan(withJunk - 5 * 2 ** 20);
+  });
+
+  it('the after-burst flavour also gives the emptied pages back (heap committed, not only in use)', () => {
+    const gc = fullGc();
+    let junk: unknown[] | undefined = Array.from({ length: 300_000 }, (_, i) => ({ i, s: `x${i}` }));
+    junk = undefined;
+    gc?.();
+    const committedAfterPlain = process.memoryUsage().heapTotal;
+    junk = Array.from({ length: 300_000 }, (_, i) => ({ i, s: `y${i}` }));
+    junk = undefined;
+    gc?.(AFTER_BURST_GC);
+    expect(junk).toBeUndefined();
+    expect(process.memoryUsage().heapTotal).toBeLessThan(committedAfterPlain - 5 * 2 ** 20);
   });
 });
