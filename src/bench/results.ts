@@ -1,4 +1,5 @@
 /** The shape of one benchmark run, as written to the JSON file (times in ms, sizes in MB). */
+import { MemoryPeak } from './memory-sampler';
 import { ChurnResult } from './churn';
 import { ProfileSummary } from './cpu-profile';
 import { PassCostResult } from './pass-cost';
@@ -42,6 +43,8 @@ export interface SizeResult {
   readonly rss: {
     /** D1 once the storm is programmed. */
     readonly afterStormMB: number;
+    /** The storm's sampled peak split into anonymous and file-backed RSS, with V8's heap then. */
+    readonly stormPeak?: MemoryPeak;
     /** D1 at the end of all its phases (storm, joins, idle, full passes, churn). */
     readonly firstDaemonPeakMB: number;
     /** D2 after its cold start. */

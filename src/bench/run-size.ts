@@ -285,7 +285,7 @@ export async function runSize(opts: SizeOptions): Promise<SizeResult> {
       peers: n,
       daemon: { periodicPassS: defaults.resyncMs / 1000, iptablesCheckS: defaults.iptablesResyncMs / 1000 },
       storm: { ms: round1(stormMs), etcdWriteMs: round1(written.doneMs - written.sentMs), etcdTxns },
-      rss: { afterStormMB, firstDaemonPeakMB, ...(coldStartPeakMB !== undefined && { coldStartPeakMB }), peakMB: Math.max(firstDaemonPeakMB, coldStartPeakMB ?? 0) },
+      rss: { afterStormMB, stormPeak, firstDaemonPeakMB, ...(coldStartPeakMB !== undefined && { coldStartPeakMB }), peakMB: Math.max(firstDaemonPeakMB, coldStartPeakMB ?? 0) },
       cpuByPhaseMs,
       ...(limit && { limit }),
       ...(coldStart && { coldStart }),

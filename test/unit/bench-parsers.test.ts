@@ -6,7 +6,7 @@ import { expectedLines, parseDeviceDump, verifyDump } from '../../src/bench/kern
 import { diffCounts, isKeepAlive, parseGrpcCounter, total } from '../../src/bench/metrics';
 import { idleSecondsFor, parseBenchArgs, daemonOptionsFor } from '../../src/bench/options';
 import { BENCH_CONFIG, benchPeer, JOIN_BASE_INDEX, leaseItem, MAX_INDEX, peerIndexOf, peerRange } from '../../src/bench/peers';
-import { parseCpuLine, parseFibPrefixes, parseProcStat, parseVmHWM } from '../../src/bench/proc';
+import { parseCpuLine, parseFibPrefixes, parseProcStat, parseRssKinds, parseVmHWM } from '../../src/bench/proc';
 import { parseNetworkConfig } from '../../src/config';
 import { decodeLease } from '../../src/lease/codec';
 import { formatCidr, parseCidr } from '../../src/net/ipv4';
@@ -60,6 +60,8 @@ describe('bench /proc and metrics parsers', () => {
 
   it('reads VmHWM and the main trie prefix count', () => {
     expect(parseVmHWM('Name:\tnode\nVmPeak:\t 1 kB\nVmHWM:\t  123456 kB\nVmRSS:\t 1 kB\n')).toBe(123456);
+    expect(parseRssKinds('VmRSS:\t  100 kB\nRssAnon:\t   60 kB\nRssFile:\t   40 kB\nRssShmem:\t 0 kB\n')).toEqual({ anonKb: 60, fileKb: 40 });
+    expect(() => parseRssKinds('VmRSS:\t 1 kB\n')).toThrow(/RssAnon/);
     const trie = 'Basic info: size of leaf: 48 bytes, size of tnode: 40 bytes.\nMain:\n\tAver depth:     2.42\n\tMax depth:      3\n\tLeaves:         7\n\tPrefixes:       5008\n\tInternal nodes: 5\nLocal:\n\tPrefixes:       9\n';
     expect(parseFibPrefixes(trie)).toBe(5008);
     expect(() => parseFibPrefixes('Local:\n\tPrefixes: 3\n')).toThrow();
