@@ -8,13 +8,13 @@
  * checked against the contract verbatim (not against src/iptables.ts), and rules
  * deleted or altered by hand must come back within the resync period.
  */
-import { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addPod, Pod } from '../../src/testbed/netns-cluster';
 import { createScene, DaemonHandle, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
 import { sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
+import { UdpListener, udpListener } from '../helpers/udp-listener';
 
 const NETWORK = '10.7.0.0/16';
 const CONFIG = `{"Network":"${NETWORK}","Backend":{"Type":"vxlan"}}`;
@@ -25,8 +25,8 @@ let daemon: DaemonHandle;
 let pod: Pod;
 let peerPod: Pod;
 let subnet: string;
-const outsideSources: string[] = [];
-const peerSources: string[] = [];
+let outsideListener: UdpListener;
+let peerListener: UdpListener;
 
 const host = () => scene.cluster.member('h1');
 const outside = () => scene.cluster.member('out');
@@ -67,30 +67,7 @@ function contractFilter(cn = NETWORK): string[] {
   return ['-P INPUT ACCEPT', '-P FORWARD ACCEPT', '-P OUTPUT ACCEPT', '-N FLANNEL-FWD', `-A FORWARD ${c} -j FLANNEL-FWD`, `-A FLANNEL-FWD -s ${cn} ${c} -j ACCEPT`, `-A FLANNEL-FWD -d ${cn} ${c} -j ACCEPT`];
 }
 
-/** A UDP listener in `netns` that pushes each datagram's source address onto `sources`. */
-async function listen(netns: string, sources: string[]): Promise<void> {
-  const recv = 'require("dgram").createSocket("udp4").on("message", (m, r) => process.stdout.write(r.address + "\\n")).bind(Number(process.argv[1]), () => process.stdout.write("listening\\n"));';
-  const child: ChildProcess = scene.cluster.spawn(netns, process.execPath, ['-e', recv, String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let ready = false;
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    for (const line of d.split('\n').filter((l) => l !== '')) {
-      if (line === 'listening') ready = true;
-      else sources.push(line);
-    }
-  });
-  await waitFor(`a UDP listener in ${netns}`, () => ready);
-}
-
-/** Sends one datagram from the h1 pod to `target`'s listener; resolves with the source address it saw. */
-async function sourceSeen(target: string, sources: string[]): Promise<string> {
-  const before = sources.length;
-  const send = 'const s = require("dgram").createSocket("udp4"); s.send("hi", Number(process.argv[2]), process.argv[1], (e) => { s.close(); if (e) throw e; });';
-  const r = await scene.cluster.exec(pod.netns, process.execPath, ['-e', send, target, String(PORT)]);
-  if (r.code !== 0) throw new Error(`sending from the pod failed: ${r.stderr}`);
-  return waitFor(`the listener at ${target} to receive the datagram`, () => sources[before], 5000, 20);
-}
-
-const sourceSeenOutside = (): Promise<string> => sourceSeen(outside().ip, outsideSources);
+const sourceSeenOutside = (): Promise<string> => outsideListener.sourceFrom(pod.netns, outside().ip);
 
 /** How often the daemon has logged writing `table/chain`. */
 const installs = (chain: string): number => daemon.log().split('\n').filter((l) => l.includes(`"msg":"installed iptables rules ${chain}"`)).length;
@@ -109,8 +86,8 @@ beforeAll(async () => {
   const cniDataDir = `${scene.workDir}/cni`;
   pod = await addPod(scene.cluster, 'h1', { name: 'web', subnetEnvPath: daemon.subnetFile, cniDataDir });
   peerPod = await addPod(scene.cluster, 'h2', { name: 'db', subnetEnvPath: peer.subnetFile, cniDataDir });
-  await listen(outside().netns, outsideSources);
-  await listen(peerPod.netns, peerSources);
+  outsideListener = await udpListener(scene, outside().netns, PORT);
+  peerListener = await udpListener(scene, peerPod.netns, PORT);
 }, 90_000);
 
 sceneLifecycle(() => scene, async () => {
@@ -146,7 +123,7 @@ describe('--ip-masq on a namespace host', () => {
   });
 
   it('keeps the pod\'s own address on traffic to a pod on another host', async () => {
-    expect(await sourceSeen(peerPod.ip, peerSources)).toBe(pod.ip);
+    expect(await peerListener.sourceFrom(pod.netns, peerPod.ip)).toBe(pod.ip);
   });
 
   it('restores the whole rule set within the resync period after it is deleted by hand', async () => {

@@ -7,13 +7,13 @@
  * the wire; tables deleted or flushed by hand come back; iptables chains a
  * previous flanneld left behind are gone; flannel.1 has accept_ra=0.
  */
-import { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addPod, Pod } from '../../src/testbed/netns-cluster';
 import { createScene, DaemonHandle, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
 import { sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
+import { UdpListener, udpListener } from '../helpers/udp-listener';
 
 const NETWORK = '10.7.0.0/16';
 const CONFIG = `{"Network":"${NETWORK}","Backend":{"Type":"vxlan"},"EnableNFTables":true}`;
@@ -24,8 +24,8 @@ let daemon: DaemonHandle;
 let pod: Pod;
 let peerPod: Pod;
 let subnet: string;
-const outsideSources: string[] = [];
-const peerSources: string[] = [];
+let outsideListener: UdpListener;
+let peerListener: UdpListener;
 
 const host = () => scene.cluster.member('h1');
 const outside = () => scene.cluster.member('out');
@@ -70,29 +70,6 @@ function contractRuleset(pn: string, cn = NETWORK): string {
   ].join('\n');
 }
 
-/** A UDP listener in `netns` that pushes each datagram's source address onto `sources`. */
-async function listen(netns: string, sources: string[]): Promise<void> {
-  const recv = 'require("dgram").createSocket("udp4").on("message", (m, r) => process.stdout.write(r.address + "\\n")).bind(Number(process.argv[1]), () => process.stdout.write("listening\\n"));';
-  const child: ChildProcess = scene.cluster.spawn(netns, process.execPath, ['-e', recv, String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let ready = false;
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    for (const line of d.split('\n').filter((l) => l !== '')) {
-      if (line === 'listening') ready = true;
-      else sources.push(line);
-    }
-  });
-  await waitFor(`a UDP listener in ${netns}`, () => ready);
-}
-
-/** Sends one datagram from `fromNetns` to `target`'s listener; resolves with the source address it saw. */
-async function sourceSeen(fromNetns: string, target: string, sources: string[]): Promise<string> {
-  const before = sources.length;
-  const send = 'const s = require("dgram").createSocket("udp4"); s.send("hi", Number(process.argv[2]), process.argv[1], (e) => { s.close(); if (e) throw e; });';
-  const r = await scene.cluster.exec(fromNetns, process.execPath, ['-e', send, target, String(PORT)]);
-  if (r.code !== 0) throw new Error(`sending from ${fromNetns} failed: ${r.stderr}`);
-  return waitFor(`the listener at ${target} to receive the datagram`, () => sources[before], 5000, 20);
-}
-
 const installs = (): number => daemon.log().split('\n').filter((l) => l.includes('"msg":"installed nftables rules ip flannel-ipv4/')).length;
 
 beforeAll(async () => {
@@ -113,8 +90,8 @@ beforeAll(async () => {
   const cniDataDir = `${scene.workDir}/cni`;
   pod = await addPod(scene.cluster, 'h1', { name: 'web', subnetEnvPath: daemon.subnetFile, cniDataDir });
   peerPod = await addPod(scene.cluster, 'h2', { name: 'db', subnetEnvPath: peer.subnetFile, cniDataDir });
-  await listen(outside().netns, outsideSources);
-  await listen(peerPod.netns, peerSources);
+  outsideListener = await udpListener(scene, outside().netns, PORT);
+  peerListener = await udpListener(scene, peerPod.netns, PORT);
 }, 90_000);
 
 sceneLifecycle(() => scene, async () => `nft list ruleset (h1):\n${await inHost('nft', ['list', 'ruleset'])}\niptables-save (h1):\n${await inHost('iptables-save', [])}`);
@@ -133,15 +110,15 @@ describe('EnableNFTables on a namespace host', () => {
   });
 
   it('masquerades a pod\'s traffic leaving the overlay, and keeps the pod\'s address towards another pod', async () => {
-    expect(await sourceSeen(pod.netns, outside().ip, outsideSources)).toBe(host().ip);
-    expect(await sourceSeen(pod.netns, peerPod.ip, peerSources)).toBe(pod.ip);
+    expect(await outsideListener.sourceFrom(pod.netns, outside().ip)).toBe(host().ip);
+    expect(await peerListener.sourceFrom(pod.netns, peerPod.ip)).toBe(pod.ip);
   });
 
   it('masquerades traffic from outside the network forwarded to another host\'s pod (the iptables rule 6 flanneld\'s nft rules never reach)', async () => {
     const r = await scene.cluster.exec(outside().netns, 'ip', ['route', 'replace', NETWORK, 'via', host().ip]);
     expect(r.code, r.stderr).toBe(0);
     // Through h1 and its flannel.1: the source becomes flannel.1's address, the first of h1's subnet.
-    expect(await sourceSeen(outside().netns, peerPod.ip, peerSources)).toBe(subnet.replace(/\/\d+$/, ''));
+    expect(await peerListener.sourceFrom(outside().netns, peerPod.ip)).toBe(subnet.replace(/\/\d+$/, ''));
   });
 
   it('puts back a table deleted by hand and a chain flushed by hand within the resync period', async () => {
@@ -151,7 +128,7 @@ describe('EnableNFTables on a namespace host', () => {
     await inHost('nft', ['flush', 'chain', 'ip', 'flannel-ipv4', 'postrtg']);
     await waitFor('the chain to be refilled', async () => (await ourRuleset()) === contractRuleset(subnet), 10_000, 50);
     expect(installs()).toBeGreaterThanOrEqual(before + 2);
-    expect(await sourceSeen(pod.netns, outside().ip, outsideSources)).toBe(host().ip);
+    expect(await outsideListener.sourceFrom(pod.netns, outside().ip)).toBe(host().ip);
   });
 
   it('leaves the tables in place on SIGTERM', async () => {
