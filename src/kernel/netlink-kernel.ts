@@ -4,9 +4,10 @@
  *
  * One socket carries requests; notifications for `watch` are read by an
  * `ip monitor` child process (`kernel-watch.ts` says why: an overflowing socket
- * of the package aborts the process; `change-watch.ts` wires it). Public calls are serialised: a dump must
- * not overlap other requests on its socket (the package groups multipart replies
- * per socket, and the kernel runs one dump per socket at a time). Within
+ * of the package aborts the process; `change-watch.ts` wires it to listeners).
+ * Public calls are serialised: a dump must not overlap other requests on its
+ * socket (the package groups multipart replies per socket, and the kernel runs
+ * one dump per socket at a time). Within
  * `apply`, requests are pipelined with at most MAX_IN_FLIGHT outstanding: the
  * same overflow on the request socket (too many acks at once) would abort too.
  * Measured: 300 requests in flight on a default 208 KiB receive buffer abort;
