@@ -51,6 +51,8 @@ RUN apt-get update -q \
  && cp /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback /usr/lib/cni/portmap /cni/
 
 # ---- runtime: production dependencies only --------------------------------------
+# setpriv, which makes the kernel watch's `ip monitor` die with the daemon, is in
+# util-linux: essential, so already in the base image.
 FROM node:24-trixie-slim AS runtime
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iptables nftables iproute2 \

@@ -30,9 +30,20 @@
  * "Listening" is known, not guessed: the child's netlink socket shows up in
  * /proc/net/netlink (this namespace's sockets) with its pid as port and a
  * non-zero group mask once `ip monitor` has bound it.
+ *
+ * The child dies with us: it runs under util-linux `setpriv --pdeathsig KILL`
+ * (prctl PR_SET_PDEATHSIG, kept across the exec of `ip`, so the pid is still
+ * the one /proc/net/netlink shows), and the kernel kills it when the daemon
+ * dies, SIGKILL included. Without it, an orphaned `ip monitor` lives on until
+ * its next write to the closed pipe fails, which on a quiet node may be never.
+ * Node cannot set the signal on a child itself. setpriv is in util-linux,
+ * essential in Debian 12 and 13 (node:24-trixie-slim has /usr/bin/setpriv);
+ * where it is missing, `ip` runs directly and that is logged once. (A daemon
+ * killed in the instant between fork and setpriv's prctl still leaves one.)
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Logger } from '../util/log';
 import { MonitorChange, isOverflowLine, parseMonitorLine } from './monitor-lines';
@@ -42,6 +53,8 @@ const READY_POLL_MS = 10;
 const READY_TIMEOUT_MS = 3_000;
 const RESTART_MIN_MS = 250;
 const RESTART_MAX_MS = 30_000;
+/** setpriv's exit codes when it cannot exec the program (util-linux EX_EXEC_FAILED, EX_EXEC_ENOENT). */
+const SETPRIV_EXEC_FAILED = new Set([126, 127]);
 
 export interface KernelWatchEvents {
   /** A line that may concern us. */
@@ -62,6 +75,21 @@ export function listensIn(procNetNetlink: string, pid: number): boolean {
   });
 }
 
+/** The first executable `name` in the directories of `path` (a PATH value), or undefined. */
+export function findOnPath(name: string, path: string): string | undefined {
+  for (const dir of path.split(':')) {
+    if (dir === '') continue;
+    const file = join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // Not here: the next directory.
+    }
+  }
+  return undefined;
+}
+
 export class KernelWatch {
   private child: ChildProcess | undefined;
   private closed = false;
@@ -69,12 +97,15 @@ export class KernelWatch {
   private restartTimer: NodeJS.Timeout | undefined;
   private readyTimer: NodeJS.Timeout | undefined;
   private deathLogged = false;
+  /** util-linux setpriv, to make the child die with us; undefined: run `ip` directly. */
+  private readonly setpriv = findOnPath('setpriv', process.env.PATH ?? '');
 
   constructor(
     private readonly events: KernelWatchEvents,
     private readonly log: Logger | undefined,
     private readonly command = 'ip',
   ) {
+    if (!this.setpriv) this.log?.warn(`setpriv (util-linux) not found on PATH; ${command} monitor runs without a parent-death signal and may outlive a killed daemon`);
     this.start();
   }
 
@@ -89,7 +120,8 @@ export class KernelWatch {
 
   private start(): void {
     if (this.closed) return;
-    const child = spawn(this.command, MONITOR_ARGS, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const [file, args] = this.setpriv ? [this.setpriv, ['--pdeathsig', 'KILL', this.command, ...MONITOR_ARGS]] : [this.command, MONITOR_ARGS];
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
     this.child = child;
     createInterface({ input: child.stdout! }).on('line', (line) => {
       const change = parseMonitorLine(line);
@@ -99,7 +131,10 @@ export class KernelWatch {
       if (isOverflowLine(line)) this.events.onOverflow();
     });
     child.on('error', (err) => this.died(child, `failed to run ${this.command} monitor: ${err.message}`));
-    child.on('exit', (code, signal) => this.died(child, `${this.command} monitor exited (${signal ?? `code ${code}`})`));
+    child.on('exit', (code, signal) => {
+      const unrun = this.setpriv !== undefined && code !== null && SETPRIV_EXEC_FAILED.has(code);
+      this.died(child, unrun ? `failed to run ${this.command} monitor: setpriv could not execute ${this.command} (exit ${code})` : `${this.command} monitor exited (${signal ?? `code ${code}`})`);
+    });
     this.waitListening(child, Date.now());
   }
 

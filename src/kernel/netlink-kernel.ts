@@ -4,9 +4,10 @@
  *
  * One socket carries requests; notifications for `watch` are read by an
  * `ip monitor` child process (`kernel-watch.ts` says why: an overflowing socket
- * of the package aborts the process). Public calls are serialised: a dump must
- * not overlap other requests on its socket (the package groups multipart replies
- * per socket, and the kernel runs one dump per socket at a time). Within
+ * of the package aborts the process; `change-watch.ts` wires it to listeners).
+ * Public calls are serialised: a dump must not overlap other requests on its
+ * socket (the package groups multipart replies per socket, and the kernel runs
+ * one dump per socket at a time). Within
  * `apply`, requests are pipelined with at most MAX_IN_FLIGHT outstanding: the
  * same overflow on the request socket (too many acks at once) would abort too.
  * Measured: 300 requests in flight on a default 208 KiB receive buffer abort;
@@ -14,7 +15,8 @@
  *
  * The watch keeps listening while we change things: `change-filter.ts` tells our
  * own notifications from someone else's, so an outside change made during one
- * of our applies is reported at once.
+ * of our applies is reported at once. Link and address reads are
+ * `read-interfaces.ts` and `read-device.ts`.
  *
  * Route, neighbour and FDB messages — the thousands of requests of a storm and
  * the dumps of every reconcile pass — are built and read by hand in
@@ -22,16 +24,12 @@
  * addresses, a handful per pass, keep the package's typed calls. The order and
  * window of an apply are `apply-order.ts`.
  */
-import { createRtNetlink, rt, RtNetlinkSocket } from 'netlink';
-import { ipv4FromBytes } from '../net/ipv4';
-import { ipv6FromBytes } from '../net/ipv6';
+import { createRtNetlink, RtNetlinkSocket } from 'netlink';
 import { AnyCidr, IpAddr, formatIp, ipToBytes, isCidr6 } from '../net/family';
-import { macFromBytes, macToBytes } from '../net/mac';
+import { macToBytes } from '../net/mac';
 import { KernelError } from '../util/errors';
-import { ignoring, errnoName, kernelError } from './netlink-errors';
-import { Logger } from '../util/log';
-import { ChangeFilter } from './change-filter';
-import { KernelWatch } from './kernel-watch';
+import { ignoring, kernelError } from './netlink-errors';
+import { ChangeWatch, ChangeWatchOptions } from './change-watch';
 import {
   DeviceState,
   Entry,
@@ -43,7 +41,9 @@ import {
   OperationResult,
   VxlanSpec,
 } from './kernel';
-import { decodeLinkInfo, encodeVxlanLinkInfo } from './vxlan-linkinfo';
+import { encodeVxlanLinkInfo } from './vxlan-linkinfo';
+import { readDevice } from './read-device';
+import { readInterfaces } from './read-interfaces';
 import { runInOrder } from './apply-order';
 import {
   AF_INET,
@@ -77,38 +77,22 @@ const MAX_IN_FLIGHT = 64;
 const REQUEST_TIMEOUT_MS = 10_000;
 const REQUEST_RCVBUF = 1 << 20;
 
-function ipOf(b: Buffer | undefined): number | undefined {
-  return b && b.length === 4 ? ipv4FromBytes(b) : undefined;
-}
-
-function macOf(b: Buffer | undefined): string | undefined {
-  return b && b.length === 6 ? macFromBytes(b) : undefined;
-}
-
 // Port 0 in the header: the kernel answers the sending socket whatever it says, and without it the
 // package asks the socket for its address (a getsockname and an object) on every request.
 const opts = (flags: number) => ({ flags, timeout: REQUEST_TIMEOUT_MS, localPort: 0 });
 
-export interface NetlinkKernelOptions {
-  /** Where the watch logs that its `ip monitor` died or came back. */
-  readonly log?: Logger;
-  /** The iproute2 `ip` to run for the watch (tests point it elsewhere). */
-  readonly ipCommand?: string;
-}
+/** Where the watch logs that its `ip monitor` died or came back, and which `ip` it runs. */
+export type NetlinkKernelOptions = ChangeWatchOptions;
 
 export class NetlinkKernel implements Kernel, RouteReader {
   private readonly socket: RtNetlinkSocket;
-  private watcher: KernelWatch | undefined;
-  /** True once the watch's child listens; a listing made before then may have missed a change. */
-  private listening = false;
-  private listedDeaf = false;
-  private readonly listeners = new Set<(cause: ChangeCause) => void>();
-  /** Devices whose entries we list or change, and the changes we are making. */
-  private readonly filter = new ChangeFilter();
+  /** The watch's listeners and child; its filter knows the devices we manage and the changes we make. */
+  private readonly changes: ChangeWatch;
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
 
-  constructor(private readonly options: NetlinkKernelOptions = {}) {
+  constructor(options: NetlinkKernelOptions = {}) {
+    this.changes = new ChangeWatch(options);
     this.socket = createRtNetlink({ recvBufferSize: REQUEST_RCVBUF, sendBufferSize: 0 });
     // An unheard 'error' event would throw inside the package's native callback.
     this.socket.socket.on('error', () => undefined);
@@ -116,22 +100,7 @@ export class NetlinkKernel implements Kernel, RouteReader {
 
   /** `ip -4 addr` */
   listInterfaces(): Promise<InterfaceInfo[]> {
-    return this.exclusive('list interfaces', async () => {
-      const links = await this.socket.getLinks({}, {}, opts(0));
-      const addrs = await this.socket.getAddresses({ family: AF_INET }, {}, opts(0));
-      return links.map(({ data, attrs }) => ({
-        index: data.index ?? 0,
-        name: attrs.ifname ?? '',
-        mtu: attrs.mtu ?? 0,
-        up: data.flags?.up === true,
-        addresses: addrs
-          .filter((a) => a.data.index === data.index)
-          .flatMap((a) => {
-            const ip = ipOf(a.attrs.local ?? a.attrs.address);
-            return ip === undefined ? [] : [{ ip, prefixLen: a.data.prefixlen ?? 32, scope: a.data.scope ?? 0 }];
-          }),
-      }));
-    });
+    return this.exclusive('list interfaces', () => readInterfaces(this.socket));
   }
 
   /** `ip route show default` (main table; the lowest metric wins) */
@@ -154,7 +123,7 @@ export class NetlinkKernel implements Kernel, RouteReader {
 
   /** `ip -d link show <name>` + `ip -4 addr show dev <name>` */
   getDevice(name: string): Promise<DeviceState | undefined> {
-    return this.exclusive(`get link ${name}`, () => this.readDevice(name));
+    return this.exclusive(`get link ${name}`, () => readDevice(this.socket, name));
   }
 
   /** `ip link add <name> address <mac> mtu <mtu> type vxlan id <vni> local <ip> dev <underlay> dstport <port> nolearning [gbp]` */
@@ -163,7 +132,7 @@ export class NetlinkKernel implements Kernel, RouteReader {
       const linkinfo = encodeVxlanLinkInfo(spec);
       const attrs = { ifname: spec.name, linkinfo, mtu: spec.mtu, address: macToBytes(mac) };
       await this.socket.newLink({}, attrs, opts(NLM_F_CREATE | NLM_F_EXCL));
-      const device = await this.readDevice(spec.name);
+      const device = await readDevice(this.socket, spec.name);
       if (!device) throw new KernelError(`failed to create VXLAN device ${spec.name}: gone right after creation`, 'ENODEV', true);
       return device;
     });
@@ -173,7 +142,7 @@ export class NetlinkKernel implements Kernel, RouteReader {
   deleteLink(index: number): Promise<void> {
     return this.mutate(`delete link ifindex ${index}`, index, async () => {
       await ignoring(['ENODEV'], () => this.socket.delLink({ index }, {}, opts(0)));
-      this.filter.forget(index);
+      this.changes.filter.forget(index);
     });
   }
 
@@ -207,7 +176,7 @@ export class NetlinkKernel implements Kernel, RouteReader {
   listEntries(index: number): Promise<Entry[]> {
     return this.exclusive(`list entries of ifindex ${index}`, async () => {
       await this.manage(index);
-      if (this.watcher && !this.listening) this.listedDeaf = true;
+      this.changes.listed();
       const out: Entry[] = [];
       // Both families: flannel.<VNI> holds IPv4 entries, flannel-v6.<VNI> IPv6 ones; anything on our device is ours.
       for (const family of [AF_INET, AF_INET6]) {
@@ -268,32 +237,19 @@ export class NetlinkKernel implements Kernel, RouteReader {
    * after each change), everyone else's 'external', lost ones 'overflow'.
    */
   watch(onChange: (cause: ChangeCause) => void): () => void {
-    if (this.closed) return () => undefined;
-    if (!this.watcher) this.openWatcher();
-    const listener = (cause: ChangeCause): void => onChange(cause);
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-      if (this.listeners.size === 0 && this.watcher) {
-        this.watcher.close();
-        this.watcher = undefined;
-        this.listening = false;
-      }
-    };
+    return this.changes.subscribe(onChange);
   }
 
   /** True while the watch's `ip monitor` child has joined its groups: changes from now on are heard. */
   watchListening(): boolean {
-    return this.watcher !== undefined && this.listening;
+    return this.changes.isListening();
   }
 
   /** Closes the socket and stops the watch; nothing keeps the event loop alive afterwards. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.listeners.clear();
-    this.watcher?.close();
-    this.watcher = undefined;
+    this.changes.close();
     this.socket.socket.close();
   }
 
@@ -313,40 +269,6 @@ export class NetlinkKernel implements Kernel, RouteReader {
     return messages;
   }
 
-  // `ip -d link show <name>` + `ip -4 addr show dev <name>`, unlocked.
-  private async readDevice(name: string): Promise<DeviceState | undefined> {
-    let link: rt.LinkMessage | undefined;
-    try {
-      [link] = await this.socket.getLink({}, { ifname: name }, opts(0));
-    } catch (err) {
-      if (errnoName(err) === 'ENODEV') return undefined;
-      throw err;
-    }
-    if (!link) return undefined;
-    const { data, attrs } = link;
-    const index = data.index ?? 0;
-    const info = decodeLinkInfo(attrs.linkinfo);
-    const addrs = await this.socket.getAddresses({ family: AF_INET }, {}, opts(0));
-    const addrs6 = await this.socket.getAddresses({ family: AF_INET6 }, {}, opts(0));
-    return {
-      index,
-      name: attrs.ifname ?? name,
-      kind: info.kind,
-      mac: macOf(attrs.address) ?? '',
-      mtu: attrs.mtu ?? 0,
-      up: data.flags?.up === true,
-      ...info.vxlan,
-      addresses: addrs.flatMap((a) => {
-        const ip = ipOf(a.attrs.local ?? a.attrs.address);
-        return a.data.index === index && ip !== undefined ? [{ ip, prefixLen: a.data.prefixlen ?? 32 }] : [];
-      }),
-      addresses6: addrs6.flatMap((a) => {
-        const b = a.attrs.local ?? a.attrs.address;
-        return a.data.index === index && b && b.length === 16 ? [{ ip: ipv6FromBytes(b), prefixLen: a.data.prefixlen ?? 128 }] : [];
-      }),
-    };
-  }
-
   // `ip link show dev <index>`, for the device's name in messages; never fails.
   private async linkName(index: number): Promise<string> {
     try {
@@ -357,50 +279,11 @@ export class NetlinkKernel implements Kernel, RouteReader {
     }
   }
 
-  // `ip monitor link address route neigh` in a child process, each line judged by the filter.
-  private openWatcher(): void {
-    this.listening = false;
-    this.listedDeaf = false;
-    let restarted = false;
-    this.watcher = new KernelWatch(
-      {
-        onChange: (change) => {
-          const verdict = this.filter.classify(change, Date.now());
-          if (verdict === 'external') this.notify('external');
-        },
-        onOverflow: () => this.notify('overflow'),
-        onReady: () => {
-          // Whatever happened while it was starting (or dead) may have been missed: re-list.
-          if (restarted || this.listedDeaf) this.notify('external');
-          restarted = true;
-          this.listening = true;
-          this.listedDeaf = false;
-        },
-        onDown: () => {
-          this.listening = false;
-        },
-      },
-      this.options.log,
-      this.options.ipCommand,
-    );
-  }
-
   // Starts counting `index`'s route and neighbour notifications (its name is what `ip monitor` prints).
   private async manage(index: number): Promise<string | undefined> {
     const name = await this.lookupName(index);
-    if (name !== undefined) this.filter.manage(index, name);
+    if (name !== undefined) this.changes.filter.manage(index, name);
     return name;
-  }
-
-  // Listener exceptions must not reach the package's native callback (that aborts).
-  private notify(cause: ChangeCause): void {
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(cause);
-      } catch {
-        // A watcher's own failure is its business; the socket must keep reading.
-      }
-    }
   }
 
   // Runs one request sequence at a time; failures become KernelError("failed to <what>: <errno>").
@@ -422,19 +305,19 @@ export class NetlinkKernel implements Kernel, RouteReader {
   private mutate<T>(what: string, device: string | number, fn: () => Promise<T>, operations?: readonly Operation[]): Promise<T> {
     return this.exclusive(what, async () => {
       const name = typeof device === 'string' ? device : operations ? await this.manage(device) : await this.lookupName(device);
-      const keys = name === undefined ? [] : this.filter.expect(name, operations, Date.now());
+      const keys = name === undefined ? [] : this.changes.filter.expect(name, operations, Date.now());
       try {
         return await fn();
       } finally {
-        this.filter.done(keys, Date.now());
-        if (this.watcher) setImmediate(() => this.notify('own'));
+        this.changes.filter.done(keys, Date.now());
+        this.changes.changed();
       }
     });
   }
 
   // The device's name, known or asked for; undefined when it does not exist.
   private async lookupName(index: number): Promise<string | undefined> {
-    const known = this.filter.nameOf(index);
+    const known = this.changes.filter.nameOf(index);
     if (known !== undefined) return known;
     const [link] = await this.socket.getLink({ index }, {}, opts(0)).catch(() => []);
     return link?.attrs.ifname;

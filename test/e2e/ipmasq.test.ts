@@ -8,38 +8,28 @@
  * checked against the contract verbatim (not against src/iptables.ts), and rules
  * deleted or altered by hand must come back within the resync period.
  */
-import { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { addPod, Pod } from '../../src/testbed/netns-cluster';
-import { createScene, DaemonHandle, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
+import { waitFor } from '../../src/testbed/scene';
 import { sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
+import { MasqScene, startMasqScene } from '../helpers/masq-scene';
 
 const NETWORK = '10.7.0.0/16';
 const CONFIG = `{"Network":"${NETWORK}","Backend":{"Type":"vxlan"}}`;
-const PORT = 9999;
 
-let scene: Scene;
-let daemon: DaemonHandle;
-let pod: Pod;
-let peerPod: Pod;
-let subnet: string;
-const outsideSources: string[] = [];
-const peerSources: string[] = [];
-
-const host = () => scene.cluster.member('h1');
-const outside = () => scene.cluster.member('out');
+/** The scene (helpers/masq-scene.ts), set by beforeAll. */
+let m: MasqScene;
 
 /** `iptables -t <table> -S` in the host's namespace, as lines. */
 async function listing(table: 'nat' | 'filter'): Promise<string[]> {
-  const r = await scene.cluster.exec(host().netns, 'iptables', ['-w', '5', '-t', table, '-S']);
+  const r = await m.scene.cluster.exec(m.host.netns, 'iptables', ['-w', '5', '-t', table, '-S']);
   if (r.code !== 0) throw new Error(`iptables -t ${table} -S failed: ${r.stderr}`);
   return r.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '');
 }
 
 async function iptables(args: readonly string[]): Promise<void> {
-  const r = await scene.cluster.exec(host().netns, 'iptables', ['-w', '5', ...args]);
+  const r = await m.scene.cluster.exec(m.host.netns, 'iptables', ['-w', '5', ...args]);
   if (r.code !== 0) throw new Error(`iptables ${args.join(' ')} failed: ${r.stderr}`);
 }
 
@@ -67,53 +57,21 @@ function contractFilter(cn = NETWORK): string[] {
   return ['-P INPUT ACCEPT', '-P FORWARD ACCEPT', '-P OUTPUT ACCEPT', '-N FLANNEL-FWD', `-A FORWARD ${c} -j FLANNEL-FWD`, `-A FLANNEL-FWD -s ${cn} ${c} -j ACCEPT`, `-A FLANNEL-FWD -d ${cn} ${c} -j ACCEPT`];
 }
 
-/** A UDP listener in `netns` that pushes each datagram's source address onto `sources`. */
-async function listen(netns: string, sources: string[]): Promise<void> {
-  const recv = 'require("dgram").createSocket("udp4").on("message", (m, r) => process.stdout.write(r.address + "\\n")).bind(Number(process.argv[1]), () => process.stdout.write("listening\\n"));';
-  const child: ChildProcess = scene.cluster.spawn(netns, process.execPath, ['-e', recv, String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let ready = false;
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    for (const line of d.split('\n').filter((l) => l !== '')) {
-      if (line === 'listening') ready = true;
-      else sources.push(line);
-    }
-  });
-  await waitFor(`a UDP listener in ${netns}`, () => ready);
-}
-
-/** Sends one datagram from the h1 pod to `target`'s listener; resolves with the source address it saw. */
-async function sourceSeen(target: string, sources: string[]): Promise<string> {
-  const before = sources.length;
-  const send = 'const s = require("dgram").createSocket("udp4"); s.send("hi", Number(process.argv[2]), process.argv[1], (e) => { s.close(); if (e) throw e; });';
-  const r = await scene.cluster.exec(pod.netns, process.execPath, ['-e', send, target, String(PORT)]);
-  if (r.code !== 0) throw new Error(`sending from the pod failed: ${r.stderr}`);
-  return waitFor(`the listener at ${target} to receive the datagram`, () => sources[before], 5000, 20);
-}
-
-const sourceSeenOutside = (): Promise<string> => sourceSeen(outside().ip, outsideSources);
+const sourceSeenOutside = (): Promise<string> => m.outsideListener.sourceFrom(m.pod.netns, m.outside.ip);
 
 /** How often the daemon has logged writing `table/chain`. */
-const installs = (chain: string): number => daemon.log().split('\n').filter((l) => l.includes(`"msg":"installed iptables rules ${chain}"`)).length;
+const installs = (chain: string): number => m.daemon.log().split('\n').filter((l) => l.includes(`"msg":"installed iptables rules ${chain}"`)).length;
 
 beforeAll(async () => {
   assertPrivateNetns();
-  scene = await createScene({ hosts: ['h1', 'h2'], extraNamespaces: ['out'] });
-  await scene.putConfig(CONFIG);
-  // What a flanneld run with EnableNFTables leaves behind: iptables mode deletes it at start (contract §16).
-  const seeded = await scene.cluster.exec(host().netns, 'nft', ['-f', '-'], { input: 'add table ip flannel-ipv4\nadd table ip6 flannel-ipv6\nadd table ip flts-other\n' });
-  if (seeded.code !== 0) throw new Error(`seeding nft tables failed: ${seeded.stderr}`);
-  daemon = scene.startDaemon('h1', ['--ip-masq', '--iptables-resync', '1']);
-  const peer = scene.startDaemon('h2', ['--ip-masq']);
-  await Promise.all([waitReady(daemon), waitReady(peer)]);
-  subnet = subnetOf(readFileSync(daemon.subnetFile, 'utf8'));
-  const cniDataDir = `${scene.workDir}/cni`;
-  pod = await addPod(scene.cluster, 'h1', { name: 'web', subnetEnvPath: daemon.subnetFile, cniDataDir });
-  peerPod = await addPod(scene.cluster, 'h2', { name: 'db', subnetEnvPath: peer.subnetFile, cniDataDir });
-  await listen(outside().netns, outsideSources);
-  await listen(peerPod.netns, peerSources);
+  m = await startMasqScene(CONFIG, async (scene, host) => {
+    // What a flanneld run with EnableNFTables leaves behind: iptables mode deletes it at start (contract §16).
+    const seeded = await scene.cluster.exec(host.netns, 'nft', ['-f', '-'], { input: 'add table ip flannel-ipv4\nadd table ip6 flannel-ipv6\nadd table ip flts-other\n' });
+    if (seeded.code !== 0) throw new Error(`seeding nft tables failed: ${seeded.stderr}`);
+  });
 }, 90_000);
 
-sceneLifecycle(() => scene, async () => {
+sceneLifecycle(() => m?.scene, async () => {
   const tables = await Promise.all((['nat', 'filter'] as const).map(async (t) => `iptables -t ${t} -S:\n${(await listing(t)).join('\n')}`));
   return tables.join('\n');
 });
@@ -121,16 +79,16 @@ sceneLifecycle(() => scene, async () => {
 
 describe('--ip-masq on a namespace host', () => {
   it('says so in subnet.env, so the CNI bridge plugin leaves masquerading to flanneld', async () => {
-    expect(readFileSync(daemon.subnetFile, 'utf8')).toContain('FLANNEL_IPMASQ=true\n');
+    expect(readFileSync(m.daemon.subnetFile, 'utf8')).toContain('FLANNEL_IPMASQ=true\n');
   });
 
   it('installs exactly the contract §8 rules: nat FLANNEL-POSTRTG and filter FLANNEL-FWD', async () => {
-    expect(await listing('nat')).toEqual(contractNat(subnet));
+    expect(await listing('nat')).toEqual(contractNat(m.subnet));
     expect(await listing('filter')).toEqual(contractFilter());
   });
 
   it('deletes the nftables tables of an earlier EnableNFTables run, and only those', async () => {
-    const r = await scene.cluster.exec(host().netns, 'nft', ['list', 'tables']);
+    const r = await m.scene.cluster.exec(m.host.netns, 'nft', ['list', 'tables']);
     expect(r.code, r.stderr).toBe(0);
     const tables = r.stdout.trim().split('\n');
     expect(tables).toContain('table ip flts-other');
@@ -138,15 +96,15 @@ describe('--ip-masq on a namespace host', () => {
   });
 
   it('makes a pod\'s traffic to an address outside the overlay arrive from the host\'s address', async () => {
-    expect(pod.config.ipMasq).toBe(false); // the CNI bridge plugin adds no masquerade of its own
-    expect(await sourceSeenOutside()).toBe(host().ip);
+    expect(m.pod.config.ipMasq).toBe(false); // the CNI bridge plugin adds no masquerade of its own
+    expect(await sourceSeenOutside()).toBe(m.host.ip);
     // Replies come back too, though "out" has no route to the pod network: they go to the host's address.
-    const r = await pod.ping(outside().ip, { count: 2, timeoutSec: 5 });
+    const r = await m.pod.ping(m.outside.ip, { count: 2, timeoutSec: 5 });
     expect(r.ok, r.output).toBe(true);
   });
 
   it('keeps the pod\'s own address on traffic to a pod on another host', async () => {
-    expect(await sourceSeen(peerPod.ip, peerSources)).toBe(pod.ip);
+    expect(await m.peerListener.sourceFrom(m.pod.netns, m.peerPod.ip)).toBe(m.pod.ip);
   });
 
   it('restores the whole rule set within the resync period after it is deleted by hand', async () => {
@@ -166,16 +124,16 @@ describe('--ip-masq on a namespace host', () => {
       'COMMIT',
       '',
     ].join('\n');
-    const r = await scene.cluster.exec(host().netns, 'iptables-restore', ['-w', '5', '--noflush'], { input: removal });
+    const r = await m.scene.cluster.exec(m.host.netns, 'iptables-restore', ['-w', '5', '--noflush'], { input: removal });
     expect(r.code, r.stderr).toBe(0);
     // (No look at the empty tables here: the daemon may already be putting the rules back.)
     const t0 = Date.now();
-    await waitFor('the nat and filter rules to come back', async () => JSON.stringify(await listing('nat')) === JSON.stringify(contractNat(subnet)) && JSON.stringify(await listing('filter')) === JSON.stringify(contractFilter()), 5000, 50);
+    await waitFor('the nat and filter rules to come back', async () => JSON.stringify(await listing('nat')) === JSON.stringify(contractNat(m.subnet)) && JSON.stringify(await listing('filter')) === JSON.stringify(contractFilter()), 5000, 50);
     expect(Date.now() - t0).toBeLessThan(3000); // --iptables-resync 1
     // Restored by the daemon, each chain rewritten once more.
     expect(installs('nat/FLANNEL-POSTRTG')).toBe(writes.nat + 1);
     expect(installs('filter/FLANNEL-FWD')).toBe(writes.filter + 1);
-    expect(await sourceSeenOutside()).toBe(host().ip);
+    expect(await sourceSeenOutside()).toBe(m.host.ip);
   });
 
   it('repairs a chain whose rules were changed by hand, without duplicating the jump', async () => {
@@ -183,16 +141,16 @@ describe('--ip-masq on a namespace host', () => {
     await iptables(['-t', 'nat', '-D', 'FLANNEL-POSTRTG', '-s', NETWORK, '!', '-d', '224.0.0.0/4', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'MASQUERADE', '--random-fully']);
     await iptables(['-A', 'FLANNEL-FWD', '-s', '192.0.2.0/24', '-j', 'ACCEPT']);
     await waitFor('the chains to be rewritten', async () => installs('nat/FLANNEL-POSTRTG') > writes.nat && installs('filter/FLANNEL-FWD') > writes.filter, 5000, 50);
-    expect(await listing('nat')).toEqual(contractNat(subnet));
+    expect(await listing('nat')).toEqual(contractNat(m.subnet));
     expect(await listing('filter')).toEqual(contractFilter());
   });
 
   it('leaves the rules in place on SIGTERM; without them the pod\'s own address shows', async () => {
-    expect(await daemon.stop('SIGTERM')).toBe(0);
-    expect(await listing('nat')).toEqual(contractNat(subnet));
+    expect(await m.daemon.stop('SIGTERM')).toBe(0);
+    expect(await listing('nat')).toEqual(contractNat(m.subnet));
     expect(await listing('filter')).toEqual(contractFilter());
     // The control: with the jump gone (and no daemon to restore it) the source is the pod's.
     await iptables(['-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG']);
-    expect(await sourceSeenOutside()).toBe(pod.ip);
+    expect(await sourceSeenOutside()).toBe(m.pod.ip);
   });
 });

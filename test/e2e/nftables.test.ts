@@ -7,31 +7,20 @@
  * the wire; tables deleted or flushed by hand come back; iptables chains a
  * previous flanneld left behind are gone; flannel.1 has accept_ra=0.
  */
-import { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { addPod, Pod } from '../../src/testbed/netns-cluster';
-import { createScene, DaemonHandle, Scene, subnetOf, waitFor, waitReady } from '../../src/testbed/scene';
+import { waitFor } from '../../src/testbed/scene';
 import { sceneLifecycle } from '../helpers/overlay';
 import { assertPrivateNetns } from '../helpers/private-netns';
+import { MasqScene, startMasqScene } from '../helpers/masq-scene';
 
 const NETWORK = '10.7.0.0/16';
 const CONFIG = `{"Network":"${NETWORK}","Backend":{"Type":"vxlan"},"EnableNFTables":true}`;
-const PORT = 9999;
 
-let scene: Scene;
-let daemon: DaemonHandle;
-let pod: Pod;
-let peerPod: Pod;
-let subnet: string;
-const outsideSources: string[] = [];
-const peerSources: string[] = [];
-
-const host = () => scene.cluster.member('h1');
-const outside = () => scene.cluster.member('out');
+/** The scene (helpers/masq-scene.ts), set by beforeAll. */
+let m: MasqScene;
 
 async function inHost(cmd: string, args: readonly string[]): Promise<string> {
-  const r = await scene.cluster.exec(host().netns, cmd, args);
+  const r = await m.scene.cluster.exec(m.host.netns, cmd, args);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout;
 }
@@ -70,58 +59,26 @@ function contractRuleset(pn: string, cn = NETWORK): string {
   ].join('\n');
 }
 
-/** A UDP listener in `netns` that pushes each datagram's source address onto `sources`. */
-async function listen(netns: string, sources: string[]): Promise<void> {
-  const recv = 'require("dgram").createSocket("udp4").on("message", (m, r) => process.stdout.write(r.address + "\\n")).bind(Number(process.argv[1]), () => process.stdout.write("listening\\n"));';
-  const child: ChildProcess = scene.cluster.spawn(netns, process.execPath, ['-e', recv, String(PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let ready = false;
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    for (const line of d.split('\n').filter((l) => l !== '')) {
-      if (line === 'listening') ready = true;
-      else sources.push(line);
-    }
-  });
-  await waitFor(`a UDP listener in ${netns}`, () => ready);
-}
-
-/** Sends one datagram from `fromNetns` to `target`'s listener; resolves with the source address it saw. */
-async function sourceSeen(fromNetns: string, target: string, sources: string[]): Promise<string> {
-  const before = sources.length;
-  const send = 'const s = require("dgram").createSocket("udp4"); s.send("hi", Number(process.argv[2]), process.argv[1], (e) => { s.close(); if (e) throw e; });';
-  const r = await scene.cluster.exec(fromNetns, process.execPath, ['-e', send, target, String(PORT)]);
-  if (r.code !== 0) throw new Error(`sending from ${fromNetns} failed: ${r.stderr}`);
-  return waitFor(`the listener at ${target} to receive the datagram`, () => sources[before], 5000, 20);
-}
-
-const installs = (): number => daemon.log().split('\n').filter((l) => l.includes('"msg":"installed nftables rules ip flannel-ipv4/')).length;
+const installs = (): number => m.daemon.log().split('\n').filter((l) => l.includes('"msg":"installed nftables rules ip flannel-ipv4/')).length;
 
 beforeAll(async () => {
   assertPrivateNetns();
-  scene = await createScene({ hosts: ['h1', 'h2'], extraNamespaces: ['out'] });
-  await scene.putConfig(CONFIG);
-  // What a flanneld in iptables mode leaves behind: our chains and jumps in nat and filter.
-  const leftover = [
-    '*nat', ':FLANNEL-POSTRTG - [0:0]', '-A FLANNEL-POSTRTG -s 10.7.0.0/16 -j MASQUERADE', '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG', 'COMMIT',
-    '*filter', ':FLANNEL-FWD - [0:0]', '-A FLANNEL-FWD -s 10.7.0.0/16 -j ACCEPT', '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD', 'COMMIT', '',
-  ].join('\n');
-  const seeded = await scene.cluster.exec(host().netns, 'iptables-restore', ['--noflush'], { input: leftover });
-  if (seeded.code !== 0) throw new Error(`seeding old iptables chains failed: ${seeded.stderr}`);
-  daemon = scene.startDaemon('h1', ['--ip-masq', '--iptables-resync', '1']);
-  const peer = scene.startDaemon('h2', ['--ip-masq']);
-  await Promise.all([waitReady(daemon), waitReady(peer)]);
-  subnet = subnetOf(readFileSync(daemon.subnetFile, 'utf8'));
-  const cniDataDir = `${scene.workDir}/cni`;
-  pod = await addPod(scene.cluster, 'h1', { name: 'web', subnetEnvPath: daemon.subnetFile, cniDataDir });
-  peerPod = await addPod(scene.cluster, 'h2', { name: 'db', subnetEnvPath: peer.subnetFile, cniDataDir });
-  await listen(outside().netns, outsideSources);
-  await listen(peerPod.netns, peerSources);
+  m = await startMasqScene(CONFIG, async (scene, host) => {
+    // What a flanneld in iptables mode leaves behind: our chains and jumps in nat and filter.
+    const leftover = [
+      '*nat', ':FLANNEL-POSTRTG - [0:0]', '-A FLANNEL-POSTRTG -s 10.7.0.0/16 -j MASQUERADE', '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG', 'COMMIT',
+      '*filter', ':FLANNEL-FWD - [0:0]', '-A FLANNEL-FWD -s 10.7.0.0/16 -j ACCEPT', '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD', 'COMMIT', '',
+    ].join('\n');
+    const seeded = await scene.cluster.exec(host.netns, 'iptables-restore', ['--noflush'], { input: leftover });
+    if (seeded.code !== 0) throw new Error(`seeding old iptables chains failed: ${seeded.stderr}`);
+  });
 }, 90_000);
 
-sceneLifecycle(() => scene, async () => `nft list ruleset (h1):\n${await inHost('nft', ['list', 'ruleset'])}\niptables-save (h1):\n${await inHost('iptables-save', [])}`);
+sceneLifecycle(() => m?.scene, async () => `nft list ruleset (h1):\n${await inHost('nft', ['list', 'ruleset'])}\niptables-save (h1):\n${await inHost('iptables-save', [])}`);
 
 describe('EnableNFTables on a namespace host', () => {
   it('makes flanneld\'s nftables tables and chains, as nft list ruleset shows them', async () => {
-    expect(await ourRuleset()).toBe(contractRuleset(subnet));
+    expect(await ourRuleset()).toBe(contractRuleset(m.subnet));
   });
 
   it('removes the FLANNEL-* iptables chains and jumps a previous run left, in nat and filter', async () => {
@@ -133,29 +90,29 @@ describe('EnableNFTables on a namespace host', () => {
   });
 
   it('masquerades a pod\'s traffic leaving the overlay, and keeps the pod\'s address towards another pod', async () => {
-    expect(await sourceSeen(pod.netns, outside().ip, outsideSources)).toBe(host().ip);
-    expect(await sourceSeen(pod.netns, peerPod.ip, peerSources)).toBe(pod.ip);
+    expect(await m.outsideListener.sourceFrom(m.pod.netns, m.outside.ip)).toBe(m.host.ip);
+    expect(await m.peerListener.sourceFrom(m.pod.netns, m.peerPod.ip)).toBe(m.pod.ip);
   });
 
   it('masquerades traffic from outside the network forwarded to another host\'s pod (the iptables rule 6 flanneld\'s nft rules never reach)', async () => {
-    const r = await scene.cluster.exec(outside().netns, 'ip', ['route', 'replace', NETWORK, 'via', host().ip]);
+    const r = await m.scene.cluster.exec(m.outside.netns, 'ip', ['route', 'replace', NETWORK, 'via', m.host.ip]);
     expect(r.code, r.stderr).toBe(0);
     // Through h1 and its flannel.1: the source becomes flannel.1's address, the first of h1's subnet.
-    expect(await sourceSeen(outside().netns, peerPod.ip, peerSources)).toBe(subnet.replace(/\/\d+$/, ''));
+    expect(await m.peerListener.sourceFrom(m.outside.netns, m.peerPod.ip)).toBe(m.subnet.replace(/\/\d+$/, ''));
   });
 
   it('puts back a table deleted by hand and a chain flushed by hand within the resync period', async () => {
     const before = installs();
     await inHost('nft', ['delete', 'table', 'ip', 'flannel-ipv4']);
-    await waitFor('the table to come back', async () => (await ourRuleset()) === contractRuleset(subnet), 10_000, 50);
+    await waitFor('the table to come back', async () => (await ourRuleset()) === contractRuleset(m.subnet), 10_000, 50);
     await inHost('nft', ['flush', 'chain', 'ip', 'flannel-ipv4', 'postrtg']);
-    await waitFor('the chain to be refilled', async () => (await ourRuleset()) === contractRuleset(subnet), 10_000, 50);
+    await waitFor('the chain to be refilled', async () => (await ourRuleset()) === contractRuleset(m.subnet), 10_000, 50);
     expect(installs()).toBeGreaterThanOrEqual(before + 2);
-    expect(await sourceSeen(pod.netns, outside().ip, outsideSources)).toBe(host().ip);
+    expect(await m.outsideListener.sourceFrom(m.pod.netns, m.outside.ip)).toBe(m.host.ip);
   });
 
   it('leaves the tables in place on SIGTERM', async () => {
-    expect(await daemon.stop('SIGTERM')).toBe(0);
-    expect(await ourRuleset()).toBe(contractRuleset(subnet));
+    expect(await m.daemon.stop('SIGTERM')).toBe(0);
+    expect(await ourRuleset()).toBe(contractRuleset(m.subnet));
   });
 });

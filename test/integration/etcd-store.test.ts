@@ -9,20 +9,10 @@ import { EtcdProcess, startEtcd } from '../../src/testbed/etcd-process';
 import { StoreUnavailableError, UsageError } from '../../src/util/errors';
 import { silentLogger } from '../../src/util/log';
 import { leaseStoreContract } from '../helpers/lease-store-contract';
+import { sharedEtcd } from '../helpers/shared-etcd';
 
-let etcd: EtcdProcess | undefined;
-let admin: Etcd3 | undefined;
+const shared = sharedEtcd();
 let prefixSeq = 0;
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-  admin = new Etcd3({ hosts: etcd.endpoint });
-});
-
-afterAll(async () => {
-  admin?.close();
-  await etcd?.cleanup();
-});
 
 function need<T>(v: T | undefined): T {
   if (v === undefined) throw new Error('etcd did not start');
@@ -40,9 +30,9 @@ async function until(what: string, cond: () => boolean, timeoutMs = 15_000): Pro
 }
 
 leaseStoreContract('EtcdLeaseStore', async () => {
-  const client = need(admin);
+  const client = shared.admin();
   const prefix = `/t${++prefixSeq}/coreos.com/network`;
-  const store = new EtcdLeaseStore({ endpoints: [need(etcd).endpoint], prefix, log: silentLogger() });
+  const store = new EtcdLeaseStore({ endpoints: [shared.etcd().endpoint], prefix, log: silentLogger() });
   return {
     store,
     prefix,
@@ -64,7 +54,7 @@ leaseStoreContract('EtcdLeaseStore', async () => {
 
 describe('EtcdLeaseStore against a real etcd', () => {
   it('keeps watching across an etcd restart, reporting one outage and one recovery, and loses no event', async () => {
-    const proc = need(etcd);
+    const proc = shared.etcd();
     const prefix = '/restart/coreos.com/network';
     const dir = subnetsPrefix(prefix);
     const store = new EtcdLeaseStore({ endpoints: [proc.endpoint], prefix, log: silentLogger() });
@@ -79,7 +69,7 @@ describe('EtcdLeaseStore against a real etcd', () => {
         onDisconnected: () => down++,
         onReconnected: () => up++,
       }, ac.signal);
-      await need(admin).put(`${dir}10.7.1.0-24`).value(value('10.65.0.1'));
+      await shared.admin().put(`${dir}10.7.1.0-24`).value(value('10.65.0.1'));
       await until('the first event', () => events.length === 1);
       await proc.stop();
       await until('onDisconnected', () => down === 1);
@@ -134,8 +124,8 @@ describe('EtcdLeaseStore against a real etcd', () => {
   });
 
   it('revokes the granted etcd lease when the create transaction fails', async () => {
-    const client = need(admin);
-    const store = new EtcdLeaseStore({ endpoints: [need(etcd).endpoint], prefix: '/oversize/coreos.com/network', log: silentLogger() });
+    const client = shared.admin();
+    const store = new EtcdLeaseStore({ endpoints: [shared.etcd().endpoint], prefix: '/oversize/coreos.com/network', log: silentLogger() });
     try {
       const before = (await client.leaseClient.leaseLeases()).leases.map((l) => l.ID).sort();
       // Over etcd's 1.5 MiB request limit: the grant succeeds, the transaction is refused.

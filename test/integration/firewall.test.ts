@@ -16,8 +16,8 @@ import { IprouteBlackholeRoutes } from '../../src/kernel/blackhole-route';
 import { parseCidr } from '../../src/net/ipv4';
 import { systemClock } from '../../src/util/clock';
 import { createLogger } from '../../src/util/log';
-import { V6_TARGETS, firewallContract } from '../helpers/firewall-contract';
-import { IPV6 } from '../../src/net/family';
+import { FirewallFixture, V6_TARGETS, firewallContract } from '../helpers/firewall-contract';
+import { AddressFamily, IPV6 } from '../../src/net/family';
 import { parseCidr6 } from '../../src/net/ipv6';
 import { assertPrivateNetns } from '../helpers/private-netns';
 
@@ -49,56 +49,45 @@ async function cleanAll(): Promise<void> {
   }
 }
 
-firewallContract('IptablesFirewall', () => ({
-  open: (opts) => IptablesFirewall.create(opts, log),
-  names: { masq: 'nat/FLANNEL-POSTRTG', forward: 'filter/FLANNEL-FWD' },
-  flush: async (set) => {
-    sh('iptables', set === 'masq' ? ['-t', 'nat', '-F', 'FLANNEL-POSTRTG'] : ['-F', 'FLANNEL-FWD']);
-  },
-  addForeignRule: async (set) => {
-    sh('iptables', set === 'masq' ? ['-t', 'nat', '-A', 'FLANNEL-POSTRTG', '-s', '192.0.2.0/24', '-j', 'RETURN'] : ['-A', 'FLANNEL-FWD', '-s', '192.0.2.0/24', '-j', 'ACCEPT']);
-  },
-  cleanup: cleanAll,
-}));
+/** The contract's fixture for the iptables backend of a family: `tool` is iptables or ip6tables, `foreign` a source CIDR of that family. */
+function iptablesFixture(family: AddressFamily | undefined, tool: 'iptables' | 'ip6tables', foreign: string): FirewallFixture {
+  return {
+    open: (opts) => IptablesFirewall.create(opts, log, family),
+    names: { masq: 'nat/FLANNEL-POSTRTG', forward: 'filter/FLANNEL-FWD' },
+    flush: async (set) => {
+      sh(tool, set === 'masq' ? ['-t', 'nat', '-F', 'FLANNEL-POSTRTG'] : ['-F', 'FLANNEL-FWD']);
+    },
+    addForeignRule: async (set) => {
+      sh(tool, set === 'masq' ? ['-t', 'nat', '-A', 'FLANNEL-POSTRTG', '-s', foreign, '-j', 'RETURN'] : ['-A', 'FLANNEL-FWD', '-s', foreign, '-j', 'ACCEPT']);
+    },
+    foreignSource: foreign,
+    cleanup: cleanAll,
+    ...(family === IPV6 && { targets: V6_TARGETS }),
+  };
+}
 
-firewallContract('NftablesFirewall', () => ({
-  open: (opts) => NftablesFirewall.create(opts, log),
-  names: { masq: 'ip flannel-ipv4/postrtg', forward: 'ip flannel-ipv4/forward' },
-  flush: async (set) => {
-    sh('nft', ['flush', 'chain', 'ip', 'flannel-ipv4', set === 'masq' ? 'postrtg' : 'forward']);
-  },
-  addForeignRule: async (set) => {
-    sh('nft', ['add', 'rule', 'ip', 'flannel-ipv4', set === 'masq' ? 'postrtg' : 'forward', 'ip', 'saddr', '192.0.2.0/24', 'accept']);
-  },
-  cleanup: cleanAll,
-}));
+/** The same for the nftables backend: its table is `<nftFamily> <table>` (ip flannel-ipv4, ip6 flannel-ipv6). */
+function nftablesFixture(family: AddressFamily | undefined, nftFamily: 'ip' | 'ip6', table: string, foreign: string): FirewallFixture {
+  return {
+    open: (opts) => NftablesFirewall.create(opts, log, family),
+    names: { masq: `${nftFamily} ${table}/postrtg`, forward: `${nftFamily} ${table}/forward` },
+    flush: async (set) => {
+      sh('nft', ['flush', 'chain', nftFamily, table, set === 'masq' ? 'postrtg' : 'forward']);
+    },
+    addForeignRule: async (set) => {
+      sh('nft', ['add', 'rule', nftFamily, table, set === 'masq' ? 'postrtg' : 'forward', nftFamily, 'saddr', foreign, 'accept']);
+    },
+    foreignSource: foreign,
+    cleanup: cleanAll,
+    ...(family === IPV6 && { targets: V6_TARGETS }),
+  };
+}
 
+firewallContract('IptablesFirewall', () => iptablesFixture(undefined, 'iptables', '192.0.2.0/24'));
+firewallContract('NftablesFirewall', () => nftablesFixture(undefined, 'ip', 'flannel-ipv4', '192.0.2.0/24'));
 // IPv6 (contract §11, §16): the same contract through ip6tables and `ip6 flannel-ipv6`.
-firewallContract('IptablesFirewall (IPv6, ip6tables)', () => ({
-  open: (opts) => IptablesFirewall.create(opts, log, IPV6),
-  names: { masq: 'nat/FLANNEL-POSTRTG', forward: 'filter/FLANNEL-FWD' },
-  flush: async (set) => {
-    sh('ip6tables', set === 'masq' ? ['-t', 'nat', '-F', 'FLANNEL-POSTRTG'] : ['-F', 'FLANNEL-FWD']);
-  },
-  addForeignRule: async (set) => {
-    sh('ip6tables', set === 'masq' ? ['-t', 'nat', '-A', 'FLANNEL-POSTRTG', '-s', '2001:db8::/32', '-j', 'RETURN'] : ['-A', 'FLANNEL-FWD', '-s', '2001:db8::/32', '-j', 'ACCEPT']);
-  },
-  cleanup: cleanAll,
-  targets: V6_TARGETS,
-}));
-
-firewallContract('NftablesFirewall (IPv6, ip6 flannel-ipv6)', () => ({
-  open: (opts) => NftablesFirewall.create(opts, log, IPV6),
-  names: { masq: 'ip6 flannel-ipv6/postrtg', forward: 'ip6 flannel-ipv6/forward' },
-  flush: async (set) => {
-    sh('nft', ['flush', 'chain', 'ip6', 'flannel-ipv6', set === 'masq' ? 'postrtg' : 'forward']);
-  },
-  addForeignRule: async (set) => {
-    sh('nft', ['add', 'rule', 'ip6', 'flannel-ipv6', set === 'masq' ? 'postrtg' : 'forward', 'ip6', 'saddr', '2001:db8::/32', 'accept']);
-  },
-  cleanup: cleanAll,
-  targets: V6_TARGETS,
-}));
+firewallContract('IptablesFirewall (IPv6, ip6tables)', () => iptablesFixture(IPV6, 'ip6tables', '2001:db8::/32'));
+firewallContract('NftablesFirewall (IPv6, ip6 flannel-ipv6)', () => nftablesFixture(IPV6, 'ip6', 'flannel-ipv6', '2001:db8::/32'));
 
 describe('IPv6 rules as ip6tables-save and nft list print them', () => {
   it('ip6tables: flanneld\'s masquerade rules with IPv6 CIDRs and ! -d ff00::/8; nft: ip6 saddr/daddr', async () => {

@@ -5,31 +5,19 @@
  * so the real transaction genuinely loses.
  */
 import { Writable } from 'node:stream';
-import { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseNetworkConfig } from '../../src/config';
 import { encodeLeaseValue, subnetsPrefix } from '../../src/lease/codec';
 import { EtcdLeaseStore } from '../../src/lease/etcd-store';
 import { acquireLease } from '../../src/lease/lease-manager';
 import { CreatedLease, LeaseStore } from '../../src/lease/store';
 import { Cidr, formatCidr, parseIPv4 } from '../../src/net/ipv4';
-import { EtcdProcess, startEtcd } from '../../src/testbed/etcd-process';
 import { StoreUnavailableError } from '../../src/util/errors';
 import { createLogger, silentLogger } from '../../src/util/log';
+import { sharedEtcd } from '../helpers/shared-etcd';
 
-let etcd: EtcdProcess | undefined;
-let admin: Etcd3 | undefined;
+const shared = sharedEtcd();
 let seq = 0;
-
-beforeAll(async () => {
-  etcd = await startEtcd();
-  admin = new Etcd3({ hosts: etcd.endpoint });
-});
-
-afterAll(async () => {
-  admin?.close();
-  await etcd?.cleanup();
-});
 
 const CONFIG = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
 const OUR_IP = '10.65.154.11';
@@ -74,22 +62,22 @@ function logLines(): { log: ReturnType<typeof createLogger>; lines: string[] } {
 }
 
 async function setup(losses: number): Promise<{ store: LeaseStore; lost: Cidr[]; prefix: string; close: () => Promise<void> }> {
-  if (!etcd) throw new Error('etcd did not start');
+  const { endpoint } = shared.etcd();
   const prefix = `/race${++seq}/coreos.com/network`;
-  const ours = new EtcdLeaseStore({ endpoints: [etcd.endpoint], prefix, log: silentLogger() });
-  const rival = new EtcdLeaseStore({ endpoints: [etcd.endpoint], prefix, log: silentLogger() });
+  const ours = new EtcdLeaseStore({ endpoints: [endpoint], prefix, log: silentLogger() });
+  const rival = new EtcdLeaseStore({ endpoints: [endpoint], prefix, log: silentLogger() });
   const { store, lost } = losingStore(ours, rival, losses);
   return { store, lost, prefix, close: async () => void (await Promise.all([ours.close(), rival.close()])) };
 }
 
 /** Every etcd lease etcd holds. */
 async function grantedLeases(): Promise<string[]> {
-  return (await (admin as Etcd3).leaseClient.leaseLeases()).leases.map((l) => l.ID).sort();
+  return (await shared.admin().leaseClient.leaseLeases()).leases.map((l) => l.ID).sort();
 }
 
 /** The etcd leases the keys under `prefix` are attached to. */
 async function attachedLeases(prefix: string): Promise<string[]> {
-  const kvs = (await (admin as Etcd3).getAll().prefix(subnetsPrefix(prefix)).exec()).kvs;
+  const kvs = (await shared.admin().getAll().prefix(subnetsPrefix(prefix)).exec()).kvs;
   return kvs.map((kv) => kv.lease).filter((l) => l !== '0').sort();
 }
 
@@ -130,7 +118,7 @@ describe('acquireLease when create() loses a race (real etcd)', () => {
       // Only the rivals' ten leases exist; none of ours.
       expect(attached).toHaveLength(10);
       expect((await grantedLeases()).filter((id) => !before.includes(id))).toEqual(attached);
-      const keys = (await (admin as Etcd3).getAll().prefix(subnetsPrefix(prefix)).strings());
+      const keys = (await shared.admin().getAll().prefix(subnetsPrefix(prefix)).strings());
       expect(Object.values(keys).every((v) => v.includes(RIVAL_IP))).toBe(true);
     } finally {
       await close();

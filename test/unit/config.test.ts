@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseNetworkConfig, subnetCapacity, subnetFitsConfig } from '../../src/config';
 import { formatCidr, formatIPv4, parseCidr } from '../../src/net/ipv4';
-import { ConfigError } from '../../src/util/errors';
+import { configErrorOf } from '../helpers/config-error';
 
 const vx = '"Backend":{"Type":"vxlan"}';
 
@@ -63,15 +63,9 @@ describe('parseNetworkConfig', () => {
     ['{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","Port":70000}}', 'Backend.Port'],
     [`{"Network":"10.7.0.0/16","EnableIPv4":false,${vx}}`, 'EnableIPv4'],
   ])('rejects %s naming %s', (text, fieldName) => {
-    let err: unknown;
-    try {
-      parseNetworkConfig(text);
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).field).toBe(fieldName);
-    expect((err as ConfigError).message).toContain(fieldName);
+    const err = configErrorOf(text);
+    expect(err.field).toBe(fieldName);
+    expect(err.message).toContain(fieldName);
   });
   it('says flanneld-ts supports only vxlan', () => {
     expect(() => parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"host-gw"}}')).toThrow(/supports only "vxlan"/);

@@ -3,26 +3,18 @@
  * per family, a peer's IPv6 entries following its lease (a move removes the old
  * ones), IPv6-only making only flannel-v6.1, and one firewall rule set per family.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DaemonOptions, parseCommandLine } from '../../src/cli';
-import { Daemon } from '../../src/daemon';
 import { etcdAddresses } from '../../src/main';
 import { FirewallBackends } from '../../src/firewall/firewall-keeper';
 import { MemoryFirewall } from '../../src/firewall/memory-firewall';
-import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
-import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { AddressFamily, IpAddr } from '../../src/net/family';
 import { parseIPv4 } from '../../src/net/ipv4';
 import { parseIPv6 } from '../../src/net/ipv6';
-import { describeEntry } from '../../src/overlay/plan';
 import { waitFor } from '../../src/testbed/scene';
-import { systemClock } from '../../src/util/clock';
-import { createLogger } from '../../src/util/log';
+import { eth0Kernel } from '../helpers/eth0-kernel';
+import { startMemoryDaemon } from '../helpers/memory-daemon';
 
 const DUAL = '{"Network":"10.7.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}';
 const V6ONLY = '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}';
@@ -34,10 +26,6 @@ afterEach(async () => {
 });
 
 function start(config: string, args: string[] = [], etcdAddresses: readonly IpAddr[] = []) {
-  const dir = mkdtempSync(join(tmpdir(), 'flts-daemon6-'));
-  const sysctlRoot = join(dir, 'sys');
-  for (const d of ['net/ipv6/conf/flannel.1', 'net/ipv6/conf/flannel-v6.1', 'net/bridge']) mkdirSync(join(sysctlRoot, d), { recursive: true });
-  writeFileSync(join(sysctlRoot, 'net/bridge/bridge-nf-call-iptables'), '1\n');
   const rules = new Map<number, Map<string, readonly string[]>>();
   const byFamily = (f?: AddressFamily): Map<string, readonly string[]> => {
     const key = f?.family ?? 4;
@@ -45,30 +33,10 @@ function start(config: string, args: string[] = [], etcdAddresses: readonly IpAd
     return rules.get(key) as Map<string, readonly string[]>;
   };
   const firewalls: FirewallBackends = { iptables: async (o, _l, f) => new MemoryFirewall(o, byFamily(f)), nftables: async (o, _l, f) => new MemoryFirewall(o, new Map([...byFamily(f)])) };
-  const store = new MemoryLeaseStore();
-  store.setConfig(config);
-  const kernel = new MemoryKernel();
-  kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('10.65.154.11'), prefixLen: 24, scope: 0 }], addresses6: [{ ip: parseIPv6('2001:db8::11'), prefixLen: 64, scope: 0 }] });
-  kernel.setDefaultRoute(2);
-  kernel.setDefaultRoute6(2);
-  const subnetFile = join(dir, 'subnet.env');
-  const cmd = parseCommandLine(['--subnet-file', subnetFile, '--kernel-resync', '0.2', '--ip-masq', ...args], {});
-  if (cmd.command !== 'run') throw new Error('not run');
-  const logs: string[] = [];
-  const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
-  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink), firewalls, sysctlRoot, etcdAddresses });
-  const ctl = new AbortController();
-  const done = daemon.run(ctl.signal).catch((err: unknown) => err);
-  cleanups.push(async () => {
-    ctl.abort();
-    await done;
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const entries = async (name: string): Promise<string[]> => {
-    const dev = await kernel.getDevice(name);
-    return dev ? (await kernel.listEntries(dev.index)).map(describeEntry).sort() : [];
-  };
-  return { store, kernel, daemon, logs, subnetFile, rules, entries, done };
+  const kernel = eth0Kernel({ addresses6: ['2001:db8::11/64'] });
+  const h = startMemoryDaemon({ config, kernel, firewalls, prefix: 'flts-daemon6-', ipv6ConfDevices: ['flannel.1', 'flannel-v6.1'], args: ['--ip-masq', ...args], deps: { etcdAddresses } });
+  cleanups.push(() => h.close());
+  return { ...h, rules };
 }
 
 const peer = (v4: string | undefined, n: number, publicIPv6: string, mac6: string): string =>

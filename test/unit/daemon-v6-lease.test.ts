@@ -3,22 +3,16 @@
  * `&` key it writes, subnet.env with both families, losing and re-acquiring the
  * dual-stack key, IPv6-only keys, the interface rules and ignored Backend keys.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DaemonOptions, parseCommandLine } from '../../src/cli';
 import { Daemon } from '../../src/daemon';
-import { MemoryFirewall } from '../../src/firewall/memory-firewall';
-import { MemoryKernel } from '../../src/kernel/memory-kernel';
-import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { parseIPv4 } from '../../src/net/ipv4';
 import { parseIPv6 } from '../../src/net/ipv6';
 import { waitFor } from '../../src/testbed/scene';
-import { systemClock } from '../../src/util/clock';
+import { address6, eth0Kernel } from '../helpers/eth0-kernel';
+import { startMemoryDaemon } from '../helpers/memory-daemon';
 import { HostError } from '../../src/util/errors';
-import { createLogger } from '../../src/util/log';
 
 const PFX = '/coreos.com/network/subnets/';
 const DUAL = '{"Network":"10.7.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan","MacPrefix":"0E-2A"}}';
@@ -30,46 +24,12 @@ afterEach(async () => {
 });
 
 function start(config: string, opts: { args?: string[]; subnetFile?: (dir: string) => string; default6?: number } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'flts-daemon6-'));
-  const sysctlRoot = join(dir, 'sys');
-  mkdirSync(join(sysctlRoot, 'net/bridge'), { recursive: true });
-  writeFileSync(join(sysctlRoot, 'net/bridge/bridge-nf-call-iptables'), '1\n');
-  const subnetFile = opts.subnetFile?.(dir) ?? join(dir, 'subnet.env');
-  const store = new MemoryLeaseStore();
-  store.setConfig(config);
-  const kernel = new MemoryKernel();
-  kernel.addInterface({
-    index: 2,
-    name: 'eth0',
-    mtu: 1500,
-    up: true,
-    addresses: [{ ip: parseIPv4('10.65.154.11'), prefixLen: 24, scope: 0 }],
-    addresses6: [{ ip: parseIPv6('fe80::11'), prefixLen: 64, scope: 253 }, { ip: parseIPv6('2001:db8::11'), prefixLen: 64, scope: 0 }],
-  });
-  kernel.addInterface({ index: 3, name: 'eth1', mtu: 1500, up: true, addresses: [], addresses6: [{ ip: parseIPv6('2001:db8:1::11'), prefixLen: 64, scope: 0 }] });
-  kernel.setDefaultRoute(2);
-  kernel.setDefaultRoute6(opts.default6 ?? 2);
-  const cmd = parseCommandLine(['--subnet-file', subnetFile, '--kernel-resync', '0.2', '--iptables-forward-rules=false', ...(opts.args ?? [])], {});
-  if (cmd.command !== 'run') throw new Error('not run');
-  const logs: string[] = [];
-  const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
-  const rules = new Map<string, readonly string[]>();
-  const daemon = new Daemon(cmd.options as DaemonOptions, {
-    store,
-    kernel,
-    clock: systemClock,
-    rand: Math.random,
-    randomBytes: (n) => new Uint8Array(n).fill(0x5a),
-    log: createLogger('debug', sink),
-    firewalls: { iptables: async (o) => new MemoryFirewall(o, rules), nftables: async (o) => new MemoryFirewall(o, rules) },
-    sysctlRoot,
-  });
-  const ctl = new AbortController();
-  const done = daemon.run(ctl.signal).catch((err: unknown) => err);
-  const stop = async () => { ctl.abort(); return done; };
-  cleanups.push(async () => { await stop(); rmSync(dir, { recursive: true, force: true }); });
-  const keys = async () => (await store.list()).records.map((r) => r.key);
-  return { store, kernel, daemon, logs, subnetFile, done, keys };
+  const kernel = eth0Kernel({ addresses6: ['fe80::11/64', '2001:db8::11/64'], default6: opts.default6 ?? 2 });
+  kernel.addInterface({ index: 3, name: 'eth1', mtu: 1500, up: true, addresses: [], addresses6: [address6('2001:db8:1::11/64')] });
+  const h = startMemoryDaemon({ config, kernel, prefix: 'flts-daemon6-', args: ['--iptables-forward-rules=false', ...(opts.args ?? [])], ...(opts.subnetFile && { subnetFile: opts.subnetFile }) });
+  cleanups.push(() => h.close());
+  const keys = async () => (await h.store.list()).records.map((r) => r.key);
+  return { ...h, keys };
 }
 
 const ready = (h: { daemon: Daemon }) => waitFor('daemon ready', () => h.daemon.status().phase === 'ready', 5000, 10);

@@ -2,12 +2,9 @@
  * The daemon against the in-memory fakes: start-up order, peers following leases,
  * own-lease loss, kernel drift, config waiting and fatal errors. Real timers, short intervals.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DaemonOptions, parseCommandLine } from '../../src/cli';
 import { Daemon } from '../../src/daemon';
 import { Firewall, FirewallOptions } from '../../src/firewall/firewall';
 import { FirewallBackends } from '../../src/firewall/firewall-keeper';
@@ -20,9 +17,8 @@ import { WatchHandlers } from '../../src/lease/store';
 import { DaemonObserver, Metrics } from '../../src/metrics';
 import { Cidr, formatCidr, parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { waitFor } from '../../src/testbed/scene';
-import { systemClock } from '../../src/util/clock';
+import { startMemoryDaemon } from '../helpers/memory-daemon';
 import { HostError, KernelError, OutOfSubnetsError, errorMessage } from '../../src/util/errors';
-import { createLogger } from '../../src/util/log';
 
 const CONFIG = '{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}';
 const PFX = '/coreos.com/network/subnets/';
@@ -53,45 +49,25 @@ function peerValue(ip: string, mac: string): string {
 }
 
 function start(opts: { store?: MemoryLeaseStore; kernel?: MemoryKernel; args?: string[]; config?: string | null; subnetFile?: string; brNetfilter?: boolean; rules?: Harness['rules']; firewalls?: FirewallBackends; observer?: DaemonObserver } = {}): Harness {
-  const dir = mkdtempSync(join(tmpdir(), 'flts-daemon-'));
-  // A stand-in /proc/sys: the br_netfilter sysctl (unless told otherwise) and flannel.1's IPv6 conf directory.
-  const sysctlRoot = join(dir, 'sys');
-  mkdirSync(join(sysctlRoot, 'net/ipv6/conf/flannel.1'), { recursive: true });
-  if (opts.brNetfilter !== false) {
-    mkdirSync(join(sysctlRoot, 'net/bridge'), { recursive: true });
-    writeFileSync(join(sysctlRoot, 'net/bridge/bridge-nf-call-iptables'), '1\n');
-  }
   const rules = opts.rules ?? { iptables: new Map<string, readonly string[]>(), nftables: new Map<string, readonly string[]>() };
   const firewalls: FirewallBackends = opts.firewalls ?? { iptables: async (o) => new MemoryFirewall(o, rules.iptables), nftables: async (o) => new MemoryFirewall(o, rules.nftables) };
   const blackholes: string[] = [];
   const blackholeRoutes = { ensure: async (subnet: Cidr): Promise<BlackholeResult> => { blackholes.push(formatCidr(subnet)); return 'added'; } };
-  const subnetFile = opts.subnetFile ?? join(dir, 'subnet.env');
-  const store = opts.store ?? new MemoryLeaseStore();
-  if (opts.config !== null) store.setConfig(opts.config ?? CONFIG);
-  const kernel = opts.kernel ?? new MemoryKernel();
-  if (!opts.kernel) {
-    kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('10.65.154.11'), prefixLen: 24, scope: 0 }] });
-    kernel.setDefaultRoute(2);
-  }
-  const cmd = parseCommandLine(['--subnet-file', subnetFile, '--kernel-resync', '0.2', '--iptables-forward-rules=false', ...(opts.args ?? [])], {});
-  if (cmd.command !== 'run') throw new Error('not run');
-  const logs: string[] = [];
-  const sink = new Writable({ write(chunk, _enc, cb) { logs.push(String(chunk)); cb(); } });
-  const daemon = new Daemon(cmd.options as DaemonOptions, { store, kernel, clock: systemClock, rand: Math.random, randomBytes: (n) => new Uint8Array(n).fill(0x5a), log: createLogger('debug', sink), firewalls, blackholes: blackholeRoutes, sysctlRoot, ...(opts.observer && { observer: opts.observer }) });
-  const ctl = new AbortController();
-  const done = daemon.run(ctl.signal).catch((err: unknown) => err);
-  const h: Harness = {
-    store, kernel, daemon, logs, subnetFile, done, rules, blackholes, sysctlRoot,
-    stop: async () => { ctl.abort(); return done; },
-    async entries() {
-      const dev = await kernel.getDevice('flannel.1');
-      if (!dev) return [];
-      const { describeEntry } = await import('../../src/overlay/plan.js');
-      return (await kernel.listEntries(dev.index)).map(describeEntry).sort();
-    },
-  };
-  cleanups.push(async () => { await h.stop(); rmSync(dir, { recursive: true, force: true }); });
-  return h;
+  const subnetFile = opts.subnetFile;
+  const h = startMemoryDaemon({
+    config: opts.config === null ? null : opts.config ?? CONFIG,
+    ...(opts.store && { store: opts.store }),
+    ...(opts.kernel && { kernel: opts.kernel }),
+    ...(subnetFile !== undefined && { subnetFile: () => subnetFile }),
+    ...(opts.brNetfilter !== undefined && { brNetfilter: opts.brNetfilter }),
+    // A stand-in /proc/sys: the br_netfilter sysctl (unless told otherwise) and flannel.1's IPv6 conf directory.
+    ipv6ConfDevices: ['flannel.1'],
+    args: ['--iptables-forward-rules=false', ...(opts.args ?? [])],
+    firewalls,
+    deps: { blackholes: blackholeRoutes, ...(opts.observer && { observer: opts.observer }) },
+  });
+  cleanups.push(() => h.close());
+  return { ...h, rules, blackholes, entries: () => h.entries() };
 }
 
 const count = (logs: string[], re: RegExp): number => logs.join('').split('\n').filter((l) => re.test(l)).length;

@@ -3,22 +3,15 @@ import { parseNetworkConfig } from '../../src/config';
 import { Entry } from '../../src/kernel/kernel';
 import { Lease } from '../../src/lease/lease';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { vxlanLease } from '../helpers/vxlan-lease';
 import { peerEntries } from '../../src/overlay/desired';
 import { desiredState } from '../../src/overlay/desired-book';
 import { describeEntry, planChanges } from '../../src/overlay/plan';
 
 const config = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
 const self = { subnet: parseCidr('10.7.5.0/24'), publicIP: parseIPv4('10.65.154.11') };
-const lease = (subnet: string, ip: string, mac: string, extra: Partial<Lease> = {}): Lease => ({
-  subnet: parseCidr(subnet),
-  publicIP: parseIPv4(ip),
-  backendType: 'vxlan',
-  vni: 1,
-  vtepMAC: mac,
-  ...extra,
-});
-const peer12 = lease('10.7.12.0/24', '10.65.154.12', '02:00:00:00:00:12');
-const peer13 = lease('10.7.13.0/24', '10.65.154.13', '02:00:00:00:00:13');
+const peer12 = vxlanLease('10.7.12.0/24', '10.65.154.12', '02:00:00:00:00:12');
+const peer13 = vxlanLease('10.7.13.0/24', '10.65.154.13', '02:00:00:00:00:13');
 
 function entriesOf(...leases: Lease[]): Entry[] {
   return leases.flatMap((l) => {
@@ -29,7 +22,7 @@ function entriesOf(...leases: Lease[]): Entry[] {
 
 describe('desiredState', () => {
   it('has one peer per remote vxlan lease and never our own', () => {
-    const d = desiredState(self, [lease('10.7.5.0/24', '10.65.154.11', '02:00:00:00:00:05'), peer12, peer13], config);
+    const d = desiredState(self, [vxlanLease('10.7.5.0/24', '10.65.154.11', '02:00:00:00:00:05'), peer12, peer13], config);
     expect([...d.peers.keys()]).toEqual(['10.7.12.0/24', '10.7.13.0/24']);
     const p = d.peers.get('10.7.12.0/24');
     expect(p && [describeEntry(p.neighbor as Entry), describeEntry(p.fdb as Entry), describeEntry(p.route)]).toEqual([
@@ -40,13 +33,13 @@ describe('desiredState', () => {
     expect(d.skipped).toEqual([]);
   });
   it.each([
-    [lease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:20', { backendType: 'udp' }), 'backend type'],
-    [lease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:20', { vtepMAC: undefined }), 'no VtepMAC'],
-    [lease('10.8.20.0/24', '10.65.154.20', '02:00:00:00:00:20'), 'outside Network'],
-    [lease('10.7.20.0/25', '10.65.154.20', '02:00:00:00:00:20'), 'length'],
-    [lease('10.7.20.0/24', '10.65.154.11', '02:00:00:00:00:20'), "this node's own"],
-    [lease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:20', { vni: 2 }), 'VNI'],
-    [lease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:12'), 'already used by 10.7.12.0/24'],
+    [vxlanLease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:20', { backendType: 'udp' }), 'backend type'],
+    [vxlanLease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:20', { vtepMAC: undefined }), 'no VtepMAC'],
+    [vxlanLease('10.8.20.0/24', '10.65.154.20', '02:00:00:00:00:20'), 'outside Network'],
+    [vxlanLease('10.7.20.0/25', '10.65.154.20', '02:00:00:00:00:20'), 'length'],
+    [vxlanLease('10.7.20.0/24', '10.65.154.11', '02:00:00:00:00:20'), "this node's own"],
+    [vxlanLease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:20', { vni: 2 }), 'VNI'],
+    [vxlanLease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:12'), 'already used by 10.7.12.0/24'],
   ])('skips %# with a reason (%s)', (bad, reason) => {
     const d = desiredState(self, [peer12, bad], config);
     expect(d.peers.size).toBe(1);
@@ -73,7 +66,7 @@ describe('planChanges', () => {
     expect(planChanges(desired, entriesOf(peer12, peer13))).toEqual([]);
   });
   it('removes stale entries in reverse order, before additions', () => {
-    const stale = lease('10.7.99.0/24', '10.65.154.99', '02:00:00:00:00:99');
+    const stale = vxlanLease('10.7.99.0/24', '10.65.154.99', '02:00:00:00:00:99');
     const plan = planChanges(desired, [...entriesOf(peer12, stale)]);
     expect(plan.map((o) => `${o.op} ${describeEntry(o.entry)}`)).toEqual([
       'delete route 10.7.99.0/24 via 10.7.99.0 onlink',

@@ -4,17 +4,9 @@
  * their invalidation, the IPv6 direct route as a peer entry (codec, plan), and a
  * dual-stack daemon on the in-memory fakes deciding each family on its own.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DaemonOptions, parseCommandLine } from '../../src/cli';
 import { parseNetworkConfig } from '../../src/config';
-import { Daemon } from '../../src/daemon';
-import { MemoryFirewall } from '../../src/firewall/memory-firewall';
 import { Entry, HostNetwork, HostRoute, RTPROT_FLANNELD_TS, describeEntry } from '../../src/kernel/kernel';
-import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { decodeRouteLookup, encodeRouteQuery } from '../../src/kernel/route-query';
 import { decodeRoute, encodeOperation } from '../../src/kernel/rtnl-codec';
 import { Lease } from '../../src/lease/lease';
@@ -27,8 +19,8 @@ import { desiredState } from '../../src/overlay/desired-book';
 import { DirectDecisions, hostFingerprint, isDirectRoute } from '../../src/overlay/direct-routing';
 import { planChanges } from '../../src/overlay/plan';
 import { waitFor } from '../../src/testbed/scene';
-import { systemClock } from '../../src/util/clock';
-import { createLogger } from '../../src/util/log';
+import { eth0Kernel } from '../helpers/eth0-kernel';
+import { startMemoryDaemon } from '../helpers/memory-daemon';
 
 const ip6 = parseIPv6;
 const words = (plan: ReturnType<typeof planChanges>): string[] => plan.map((o) => `${o.op} ${describeEntry(o.entry)} (${o.reason})`);
@@ -167,46 +159,14 @@ function dualValue(n: number, publicIP: string, publicIPv6: string): string {
 
 describe('a dual-stack daemon with DirectRouting (in-memory fakes)', () => {
   it('decides each family of a peer on its own, and re-decides IPv6 when the host gains an IPv6 address', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'flts-direct6-'));
-    mkdirSync(join(dir, 'sys/net/bridge'), { recursive: true });
-    writeFileSync(join(dir, 'sys/net/bridge/bridge-nf-call-iptables'), '1\n');
     const store = new MemoryLeaseStore();
-    store.setConfig('{"Network":"10.7.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan","DirectRouting":true}}');
     // Peer 12 shares both of eth0's segments; peer 13 is behind the default routes in both families.
     store.putRaw(`${PFX}10.7.12.0-24&fc00:0:0:c::-64`, dualValue(12, '10.65.154.12', '2001:db8:154::12'));
     store.putRaw(`${PFX}10.7.13.0-24&fc00:0:0:d::-64`, dualValue(13, '10.66.0.13', '2001:db8:5::13'));
-    const kernel = new MemoryKernel();
-    kernel.addInterface({
-      index: 2,
-      name: 'eth0',
-      mtu: 1500,
-      up: true,
-      addresses: [{ ip: parseIPv4('10.65.154.11'), prefixLen: 24, scope: 0 }],
-      addresses6: [{ ip: ip6('2001:db8:154::11'), prefixLen: 64, scope: 0, flags: 0 }],
-    });
-    kernel.setDefaultRoute(2, parseIPv4('10.65.154.1'));
-    kernel.setDefaultRoute6(2, ip6('2001:db8:154::1'));
-    const cmd = parseCommandLine(['--subnet-file', join(dir, 'subnet.env'), '--kernel-resync', '0.2', '--iptables-forward-rules=false'], {});
-    if (cmd.command !== 'run') throw new Error('not run');
-    const logs: string[] = [];
-    const rules = new Map<string, readonly string[]>();
-    const daemon = new Daemon(cmd.options as DaemonOptions, {
-      store,
-      kernel,
-      clock: systemClock,
-      rand: Math.random,
-      randomBytes: (n) => new Uint8Array(n).fill(0x5a),
-      log: createLogger('debug', new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) })),
-      firewalls: { iptables: async (o) => new MemoryFirewall(o, rules), nftables: async (o) => new MemoryFirewall(o, rules) },
-      sysctlRoot: join(dir, 'sys'),
-    });
-    const ctl = new AbortController();
-    const done = daemon.run(ctl.signal).catch((err: unknown) => err);
-    cleanups.push(async () => {
-      ctl.abort();
-      await done;
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const kernel = eth0Kernel({ addresses6: ['2001:db8:154::11/64'], flags6: 0, gateway: '10.65.154.1', gateway6: '2001:db8:154::1' });
+    const config = '{"Network":"10.7.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan","DirectRouting":true}}';
+    const { daemon, logs, close } = startMemoryDaemon({ config, store, kernel, prefix: 'flts-direct6-', args: ['--iptables-forward-rules=false'] });
+    cleanups.push(close);
     const entries = async (device: string, family: 4 | 6): Promise<string[]> => {
       const d = await kernel.getDevice(device);
       if (!d) return [];

@@ -13,13 +13,13 @@ import { DirectDecisions, hostFingerprint, isDirectRoute } from '../../src/overl
 import { KernelIndex } from '../../src/overlay/kernel-index';
 import { describeEntry, planChanges } from '../../src/overlay/plan';
 import { underlayChecker, underlayProblem } from '../../src/overlay/underlay';
+import { vxlanLease } from '../helpers/vxlan-lease';
 
 const ip = parseIPv4;
 const config = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}');
 const self = { subnet: parseCidr('10.7.5.0/24'), publicIP: ip('10.65.154.11') };
-const lease = (subnet: string, publicIP: string, mac: string): Lease => ({ subnet: parseCidr(subnet), publicIP: ip(publicIP), backendType: 'vxlan', vni: 1, vtepMAC: mac });
-const p12 = lease('10.7.12.0/24', '10.65.154.12', '02:00:00:00:00:12');
-const p13 = lease('10.7.13.0/24', '10.66.0.13', '02:00:00:00:00:13');
+const p12 = vxlanLease('10.7.12.0/24', '10.65.154.12', '02:00:00:00:00:12');
+const p13 = vxlanLease('10.7.13.0/24', '10.66.0.13', '02:00:00:00:00:13');
 const vxlanEntries = (l: Lease): Entry[] => {
   const p = peerEntries({ ...l, vtepMAC: l.vtepMAC as string });
   return [p.neighbor as Entry, p.fdb as Entry, p.route];

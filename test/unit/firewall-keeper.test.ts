@@ -73,20 +73,21 @@ function harness(opts: { generation?: 'readable' | 'unreadable' | 'none' } = {})
   return { firewall, generation: opts.generation === 'none' ? undefined : generation, state, memory, flushForward };
 }
 
-function run(h: ReturnType<typeof harness>, target: () => FirewallTarget) {
+const T: FirewallTarget = { network: parseCidr('10.7.0.0/16'), subnet: parseCidr('10.7.5.0/24') };
+
+/** As the daemon starts: T's rules written (forced), then keepFirewall over `target`, one period at a time. */
+async function start(opts: Parameters<typeof harness>[0] = {}, target: () => FirewallTarget = () => T) {
+  const h = harness(opts);
+  await h.firewall.ensure(T, true);
   const { clock, period } = stepClock();
   const ctl = new AbortController();
   const done = keepFirewall(h.firewall, target, 5000, clock, log, ctl.signal, h.generation);
-  return { period, stop: async () => (ctl.abort(), await done) };
+  return { h, k: { period, stop: async () => (ctl.abort(), await done) } };
 }
-
-const T: FirewallTarget = { network: parseCidr('10.7.0.0/16'), subnet: parseCidr('10.7.5.0/24') };
 
 describe('keepFirewall with the nf_tables generation', () => {
   it('lists once, then not again while the generation stands still', async () => {
-    const h = harness();
-    await h.firewall.ensure(T, true);
-    const k = run(h, () => T);
+    const { h, k } = await start();
     for (let i = 0; i < 10; i++) await k.period();
     await k.stop();
     expect(h.state.ensures).toBe(2); // the forced start-up write, then the first periodic check
@@ -94,9 +95,7 @@ describe('keepFirewall with the nf_tables generation', () => {
   });
 
   it('repairs a chain flushed by another tool in the next period, then checks its own write once more', async () => {
-    const h = harness();
-    await h.firewall.ensure(T, true);
-    const k = run(h, () => T);
+    const { h, k } = await start();
     await k.period();
     h.flushForward();
     expect(await h.memory.check(T)).toEqual([FORWARD]);
@@ -110,10 +109,8 @@ describe('keepFirewall with the nf_tables generation', () => {
   });
 
   it('checks again when the target changes under an unchanged generation', async () => {
-    const h = harness();
-    await h.firewall.ensure(T, true);
     let target = T;
-    const k = run(h, () => target);
+    const { h, k } = await start({}, () => target);
     await k.period();
     target = { ...T, subnet: parseCidr('10.7.9.0/24') };
     await k.period();
@@ -123,9 +120,7 @@ describe('keepFirewall with the nf_tables generation', () => {
 
   it('lists every period when the generation cannot be read, or is not offered (iptables-legacy)', async () => {
     for (const generation of ['unreadable', 'none'] as const) {
-      const h = harness({ generation });
-      await h.firewall.ensure(T, true);
-      const k = run(h, () => T);
+      const { h, k } = await start({ generation });
       for (let i = 0; i < 4; i++) await k.period();
       await k.stop();
       expect(h.state.ensures).toBe(5);

@@ -1,21 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { parseNetworkConfig } from '../../src/config';
-import { Lease } from '../../src/lease/lease';
 import { publicIPProblem, vtepMacProblem } from '../../src/net/address-kind';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
+import { vxlanLease } from '../helpers/vxlan-lease';
 import { peerSkipReason } from '../../src/overlay/desired';
 import { desiredState } from '../../src/overlay/desired-book';
 
 const config = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
 const self = { subnet: parseCidr('10.7.5.0/24'), publicIP: parseIPv4('10.65.154.11'), vtepMAC: '02:00:00:00:00:05' };
-const lease = (subnet: string, ip: string, mac: string, extra: Partial<Lease> = {}): Lease => ({
-  subnet: parseCidr(subnet),
-  publicIP: parseIPv4(ip),
-  backendType: 'vxlan',
-  vni: 1,
-  vtepMAC: mac,
-  ...extra,
-});
 
 describe('PublicIP must be a unicast host address', () => {
   it.each([
@@ -31,15 +23,15 @@ describe('PublicIP must be a unicast host address', () => {
     ['169.254.255.255', 'link-local'],
   ])('refuses %s (%s)', (ip, what) => {
     expect(publicIPProblem(parseIPv4(ip))).toContain(what);
-    expect(peerSkipReason(self, lease('10.7.20.0/24', ip, '02:00:00:00:00:20'), config)).toContain(what);
+    expect(peerSkipReason(self, vxlanLease('10.7.20.0/24', ip, '02:00:00:00:00:20'), config)).toContain(what);
   });
   it.each(['1.0.0.0', '126.255.255.255', '128.0.0.0', '169.253.255.255', '169.255.0.0', '223.255.255.255', '10.65.154.12'])('accepts %s', (ip) => {
     expect(publicIPProblem(parseIPv4(ip))).toBeUndefined();
-    expect(peerSkipReason(self, lease('10.7.20.0/24', ip, '02:00:00:00:00:20'), config)).toBeUndefined();
+    expect(peerSkipReason(self, vxlanLease('10.7.20.0/24', ip, '02:00:00:00:00:20'), config)).toBeUndefined();
   });
   it('accepts a link-local peer only when this node is link-local too', () => {
     const linkLocalSelf = { ...self, publicIP: parseIPv4('169.254.3.1') };
-    expect(peerSkipReason(linkLocalSelf, lease('10.7.20.0/24', '169.254.3.2', '02:00:00:00:00:20'), config)).toBeUndefined();
+    expect(peerSkipReason(linkLocalSelf, vxlanLease('10.7.20.0/24', '169.254.3.2', '02:00:00:00:00:20'), config)).toBeUndefined();
   });
 });
 
@@ -54,16 +46,16 @@ describe('VtepMAC must be unicast and non-zero', () => {
     ['ff:ff:ff:ff:ff:ff', 'broadcast'],
   ])('refuses %s (%s)', (mac, what) => {
     expect(vtepMacProblem(mac)).toContain(what);
-    expect(peerSkipReason(self, lease('10.7.20.0/24', '10.65.154.20', mac), config)).toContain(what);
+    expect(peerSkipReason(self, vxlanLease('10.7.20.0/24', '10.65.154.20', mac), config)).toContain(what);
   });
   it("refuses a peer carrying this node's own VtepMAC", () => {
-    expect(peerSkipReason(self, lease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:05'), config)).toBe("VtepMAC 02:00:00:00:00:05 is this node's own");
+    expect(peerSkipReason(self, vxlanLease('10.7.20.0/24', '10.65.154.20', '02:00:00:00:00:05'), config)).toBe("VtepMAC 02:00:00:00:00:05 is this node's own");
   });
 });
 
 describe('MAC ownership', () => {
-  const established = lease('10.7.40.0/24', '10.65.154.40', '02:00:00:00:00:40', { createRevision: '10' });
-  const newcomer = lease('10.7.3.0/24', '10.65.154.66', '02:00:00:00:00:40', { createRevision: '200' });
+  const established = vxlanLease('10.7.40.0/24', '10.65.154.40', '02:00:00:00:00:40', { createRevision: '10' });
+  const newcomer = vxlanLease('10.7.3.0/24', '10.65.154.66', '02:00:00:00:00:40', { createRevision: '200' });
 
   it('keeps the MAC with the lease etcd created first, even when the newcomer has the lower subnet', () => {
     const d = desiredState(self, [newcomer, established], config);

@@ -3,9 +3,12 @@
  * for our own operations and for iproute2's, kernel 6.18), the own/external
  * filter, and the /proc/net/netlink readiness check.
  */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ChangeFilter, GRACE_MS, operationLineKeys } from '../../src/kernel/change-filter';
-import { listensIn } from '../../src/kernel/kernel-watch';
+import { findOnPath, listensIn } from '../../src/kernel/kernel-watch';
 import { isOverflowLine, parseMonitorLine, routeLineKey } from '../../src/kernel/monitor-lines';
 import { parseCidr, parseIPv4 } from '../../src/net/ipv4';
 import { peerEntries, remove, replace } from '../helpers/kernel-contract';
@@ -146,5 +149,24 @@ describe('listensIn', () => {
     // Another protocol (9: audit) does not count.
     expect(listensIn(proc, 4444)).toBe(false);
     expect(listensIn(proc, 1)).toBe(false);
+  });
+});
+
+describe('findOnPath (where the watch looks for setpriv)', () => {
+  it('returns the first executable of that name, skipping empty entries, missing directories and non-executable files', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flts-path-'));
+    try {
+      for (const d of ['a', 'b', 'c']) mkdirSync(join(dir, d));
+      writeFileSync(join(dir, 'a', 'setpriv'), 'not executable', { mode: 0o644 });
+      writeFileSync(join(dir, 'b', 'setpriv'), '#!/bin/sh\n', { mode: 0o755 });
+      writeFileSync(join(dir, 'c', 'setpriv'), '#!/bin/sh\n', { mode: 0o755 });
+      const path = ['', join(dir, 'missing'), join(dir, 'a'), join(dir, 'b'), join(dir, 'c')].join(':');
+      // As root, X_OK needs an execute bit somewhere: a 0644 file is not executable even for root.
+      expect(findOnPath('setpriv', path)).toBe(join(dir, 'b', 'setpriv'));
+      expect(findOnPath('setpriv', join(dir, 'a'))).toBeUndefined();
+      expect(findOnPath('setpriv', '')).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

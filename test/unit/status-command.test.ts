@@ -4,66 +4,34 @@
  * changes, on kernel changes and through an etcd outage.
  */
 import { describe, expect, it } from 'vitest';
-import { StatusOptions, parseCommandLine } from '../../src/cli';
-import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
 import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { parseIPv4 } from '../../src/net/ipv4';
-import { StatusDeps, runStatus, unreachableMessage } from '../../src/status/command';
+import { runStatus, unreachableMessage } from '../../src/status/command';
 import { StatusStore } from '../../src/status/collect';
 import { waitFor } from '../../src/testbed/scene';
-import { systemClock } from '../../src/util/clock';
+import { statusFixture, statusOptions } from '../helpers/status-fixture';
 import { StoreUnavailableError } from '../../src/util/errors';
 
 const PFX = '/coreos.com/network/subnets/';
 const value = (ip: string, mac: string): string => encodeLeaseValue({ publicIP: parseIPv4(ip), vni: 1, vtepMAC: mac });
 
-function options(args: string[]): StatusOptions {
-  const c = parseCommandLine(['status', '--subnet-file', '/nonexistent/subnet.env', ...args], {});
-  if (c.command !== 'status') throw new Error(`expected status, got ${c.command}`);
-  return c.options;
-}
-
-/** An etcd with a config and one lease, seen from a host that is no node (so only etcd is judged). */
-function setup(over: Partial<StatusDeps> = {}): { store: MemoryLeaseStore; kernel: MemoryKernel; out: string[]; err: string[]; deps: StatusDeps } {
-  const store = new MemoryLeaseStore();
-  store.setConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
-  store.putRaw(`${PFX}10.7.40.0-24`, value('10.65.154.12', '02:00:00:00:00:40'), { ttlSeconds: 86_400 });
-  const kernel = new MemoryKernel();
-  kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('192.168.1.5'), prefixLen: 24, scope: 0 }] });
-  kernel.setDefaultRoute(2);
-  const out: string[] = [];
-  const err: string[] = [];
-  const deps: StatusDeps = {
-    store,
-    kernel: async () => kernel,
-    readFile: async (path) => Promise.reject(Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' })),
-    clock: systemClock,
-    rand: () => 0.5,
-    stdout: (t) => void out.push(t),
-    stderr: (t) => void err.push(t),
-    isTTY: false,
-    env: {},
-    ...over,
-  };
-  return { store, kernel, out, err, deps };
-}
 
 const never = new AbortController().signal;
 
 describe('status, once', () => {
   it('prints the table and exits 0 when healthy, 1 with an invalid lease', async () => {
-    const { store, out, deps } = setup();
-    expect(await runStatus(options([]), deps, never)).toBe(0);
+    const { store, out, deps } = statusFixture();
+    expect(await runStatus(statusOptions([]), deps, never)).toBe(0);
     expect(out.join('')).toMatch(/\nOK: 1 lease in 10\.7\.0\.0\/16/);
     store.putRaw(`${PFX}10.7.250.0-24`, 'garbage');
-    expect(await runStatus(options(['--brief']), deps, never)).toBe(1);
+    expect(await runStatus(statusOptions(['--brief']), deps, never)).toBe(1);
     expect(out[1]).toBe('UNHEALTHY: 1 error: lease 10.7.250.0/24 is invalid: value is not JSON\n');
   });
 
   it('prints JSON without colour even on a terminal', async () => {
-    const { out, deps } = setup({ isTTY: true });
-    expect(await runStatus(options(['--json']), deps, never)).toBe(0);
+    const { out, deps } = statusFixture({ isTTY: true });
+    expect(await runStatus(statusOptions(['--json']), deps, never)).toBe(0);
     expect(JSON.parse(out.join(''))).toMatchObject({ schemaVersion: 2, healthy: true, exitCode: 0 });
     expect(out.join('')).not.toContain('\u001b[');
   });
@@ -76,22 +44,22 @@ describe('status, once', () => {
     [[], true, { NO_COLOR: '1' }, false],
     [[], true, { TERM: 'dumb' }, false],
   ])('colours the table with %j on a terminal=%s and env %j: %s', async (args, isTTY, env, colored) => {
-    const { out, deps } = setup({ isTTY, env });
-    await runStatus(options(args), deps, never);
+    const { out, deps } = statusFixture({ isTTY, env });
+    await runStatus(statusOptions(args), deps, never);
     expect(out.join('').includes('\u001b[')).toBe(colored);
   });
 
   it('rejects with StoreUnavailableError when etcd is unreachable', async () => {
-    const { store, deps } = setup();
+    const { store, deps } = statusFixture();
     store.setUnavailable(true);
-    await expect(runStatus(options([]), deps, never)).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(runStatus(statusOptions([]), deps, never)).rejects.toBeInstanceOf(StoreUnavailableError);
   });
 
   it('gives up on a store that never answers, naming the endpoint', async () => {
     const hanging: StatusStore = { getConfig: () => new Promise(() => undefined), list: () => new Promise(() => undefined), watch: async () => undefined };
     // The deadline's sleep returns at once: the budget is spent without waiting for it.
-    const { deps } = setup({ store: hanging, clock: { now: Date.now, sleep: async () => undefined } });
-    const err = await runStatus(options(['--etcd-endpoints', 'http://10.9.9.9:2379']), deps, never).catch((e: unknown) => e);
+    const { deps } = statusFixture({ store: hanging, clock: { now: Date.now, sleep: async () => undefined } });
+    const err = await runStatus(statusOptions(['--etcd-endpoints', 'http://10.9.9.9:2379']), deps, never).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreUnavailableError);
     expect((err as Error).message).toBe('failed to read leases at http://10.9.9.9:2379: no answer within 3.0 s');
   });
@@ -106,9 +74,9 @@ describe('status, once', () => {
 
 describe('status --watch', () => {
   it('refreshes on every etcd change and returns the last exit code when stopped', async () => {
-    const { store, out, deps } = setup();
+    const { store, out, deps } = statusFixture();
     const ctl = new AbortController();
-    const done = runStatus(options(['--watch', '--brief']), deps, ctl.signal);
+    const done = runStatus(statusOptions(['--watch', '--brief']), deps, ctl.signal);
     await waitFor('the first refresh', () => out.length === 1, 2000, 5);
     expect(out[0]).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z OK: 1 lease/);
     store.putRaw(`${PFX}10.7.41.0-24`, value('10.65.154.13', '02:00:00:00:00:41'), { ttlSeconds: 86_400 });
@@ -120,9 +88,9 @@ describe('status --watch', () => {
   });
 
   it('refreshes on a kernel change on this host', async () => {
-    const { store, kernel, out, deps } = setup();
+    const { store, kernel, out, deps } = statusFixture();
     const ctl = new AbortController();
-    const done = runStatus(options(['--watch', '--brief']), deps, ctl.signal);
+    const done = runStatus(statusOptions(['--watch', '--brief']), deps, ctl.signal);
     await waitFor('the first refresh', () => out.length === 1, 2000, 5);
     // The host becomes a node: its flannel.1 appears (the lease for its IP is in etcd already).
     store.putRaw(`${PFX}10.7.23.0-24`, value('192.168.1.5', '02:00:00:00:00:23'), { ttlSeconds: 86_400 });
@@ -135,10 +103,10 @@ describe('status --watch', () => {
   });
 
   it('shows an etcd outage, keeps retrying, and recovers', async () => {
-    const { store, out, deps } = setup();
+    const { store, out, deps } = statusFixture();
     const ctl = new AbortController();
     store.setUnavailable(true);
-    const done = runStatus(options(['--watch']), deps, ctl.signal);
+    const done = runStatus(statusOptions(['--watch']), deps, ctl.signal);
     await waitFor('the outage shown', () => out.length === 1, 2000, 5);
     expect(out[0]).toMatch(/^flanneld-ts status --watch: refreshed .*\n\nUNREACHABLE: etcd unreachable: failed to .* at memory: store unavailable; retrying in 0\.4 s\n\n$/);
     store.setUnavailable(false);
@@ -148,9 +116,9 @@ describe('status --watch', () => {
   });
 
   it('redraws the screen on a terminal', async () => {
-    const { store, out, deps } = setup({ isTTY: true });
+    const { store, out, deps } = statusFixture({ isTTY: true });
     const ctl = new AbortController();
-    const done = runStatus(options(['--watch']), deps, ctl.signal);
+    const done = runStatus(statusOptions(['--watch']), deps, ctl.signal);
     await waitFor('the first frame', () => out.length === 1, 2000, 5);
     store.putRaw(`${PFX}10.7.41.0-24`, value('10.65.154.13', '02:00:00:00:00:41'), { ttlSeconds: 86_400 });
     await waitFor('the second frame', () => out.length === 2, 2000, 5);
@@ -161,9 +129,9 @@ describe('status --watch', () => {
   });
 
   it('writes one JSON document per line, outages on stderr only', async () => {
-    const { store, out, err, deps } = setup();
+    const { store, out, err, deps } = statusFixture();
     const ctl = new AbortController();
-    const done = runStatus(options(['--watch', '--json']), deps, ctl.signal);
+    const done = runStatus(statusOptions(['--watch', '--json']), deps, ctl.signal);
     await waitFor('the first document', () => out.length === 1, 2000, 5);
     store.setUnavailable(true);
     store.putRaw(`${PFX}10.7.41.0-24`, value('10.65.154.13', '02:00:00:00:00:41'));

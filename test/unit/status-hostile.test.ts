@@ -3,46 +3,17 @@
  * the terminal raw, and every lease a node would skip is an error (exit 1).
  */
 import { describe, expect, it } from 'vitest';
-import { StatusOptions, parseCommandLine } from '../../src/cli';
 import { MemoryKernel } from '../../src/kernel/memory-kernel';
 import { encodeLeaseValue } from '../../src/lease/codec';
-import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { parseIPv4 } from '../../src/net/ipv4';
-import { StatusDeps, runStatus } from '../../src/status/command';
+import { runStatus } from '../../src/status/command';
 import { escapeControl } from '../../src/status/escape';
-import { systemClock } from '../../src/util/clock';
+import { statusFixture, statusOptions } from '../helpers/status-fixture';
 
 const PFX = '/coreos.com/network/subnets/';
 const value = (ip: string, mac: string): string => encodeLeaseValue({ publicIP: parseIPv4(ip), vni: 1, vtepMAC: mac });
 const never = new AbortController().signal;
 
-function options(args: string[]): StatusOptions {
-  const c = parseCommandLine(['status', '--subnet-file', '/nonexistent/subnet.env', ...args], {});
-  if (c.command !== 'status') throw new Error('not status');
-  return c.options;
-}
-
-function setup(): { store: MemoryLeaseStore; out: string[]; deps: StatusDeps } {
-  const store = new MemoryLeaseStore();
-  store.setConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
-  store.putRaw(`${PFX}10.7.40.0-24`, value('10.65.154.12', '02:00:00:00:00:40'), { ttlSeconds: 86_400 });
-  const kernel = new MemoryKernel();
-  kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('192.168.1.5'), prefixLen: 24, scope: 0 }] });
-  kernel.setDefaultRoute(2);
-  const out: string[] = [];
-  const deps: StatusDeps = {
-    store,
-    kernel: async () => kernel,
-    readFile: async (path) => Promise.reject(Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' })),
-    clock: systemClock,
-    rand: () => 0.5,
-    stdout: (t) => void out.push(t),
-    stderr: () => undefined,
-    isTTY: false,
-    env: {},
-  };
-  return { store, out, deps };
-}
 
 describe('escapeControl', () => {
   it('escapes C0, DEL, C1, line separators and bidi overrides; leaves other text alone', () => {
@@ -52,14 +23,14 @@ describe('escapeControl', () => {
 
 describe('status with hostile etcd text', () => {
   const hostile = () => {
-    const s = setup();
+    const s = statusFixture();
     s.store.putRaw(`${PFX}10.7.41.0-24`, '{"PublicIP":"10.65.154.41","BackendType":"udp\\u001b[32m\\nOK: all fine\\u202e"}');
     s.store.putRaw(`${PFX}junk\u001b[2J\nOK: forged`, 'x');
     return s;
   };
   it('--brief stays one line with no raw control character', async () => {
     const { out, deps } = hostile();
-    expect(await runStatus(options(['--brief']), deps, never)).toBe(1);
+    expect(await runStatus(statusOptions(['--brief']), deps, never)).toBe(1);
     const text = out.join('');
     expect(text.endsWith('\n')).toBe(true);
     expect(text.slice(0, -1)).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e]/);
@@ -67,7 +38,7 @@ describe('status with hostile etcd text', () => {
   });
   it('the table shows the text escaped', async () => {
     const { out, deps } = hostile();
-    expect(await runStatus(options(['--no-color']), deps, never)).toBe(1);
+    expect(await runStatus(statusOptions(['--no-color']), deps, never)).toBe(1);
     const text = out.join('');
     expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e]/);
     expect(text).toContain('udp\\x1b[32m\\x0aOK: all fine\\u202e');
@@ -75,7 +46,7 @@ describe('status with hostile etcd text', () => {
   });
   it('--json stays valid JSON and keeps the text exact', async () => {
     const { out, deps } = hostile();
-    expect(await runStatus(options(['--json']), deps, never)).toBe(1);
+    expect(await runStatus(statusOptions(['--json']), deps, never)).toBe(1);
     const doc = JSON.parse(out.join(''));
     expect(doc.leases.map((l: { key: string }) => l.key)).toContain(`${PFX}junk\u001b[2J\nOK: forged`);
   });
@@ -89,20 +60,20 @@ describe('status tells the truth about skipped leases', () => {
     ['an all-zero VtepMAC', value('10.65.154.51', '00:00:00:00:00:00'), 'VtepMAC 00:00:00:00:00:00 is all zero'],
     ['a VtepMAC another lease has', value('10.65.154.51', '02:00:00:00:00:40'), 'VtepMAC 02:00:00:00:00:40 is in 2 leases: 10.7.40.0/24, 10.7.51.0/24 (peers program only 10.7.40.0/24, which etcd created first)'],
   ])('%s is an error and exit 1', async (_what, v, message) => {
-    const { store, out, deps } = setup();
+    const { store, out, deps } = statusFixture();
     store.putRaw(`${PFX}10.7.51.0-24`, v);
-    expect(await runStatus(options(['--json']), deps, never)).toBe(1);
+    expect(await runStatus(statusOptions(['--json']), deps, never)).toBe(1);
     const doc = JSON.parse(out.join(''));
     expect(doc.problems.filter((p: { severity: string }) => p.severity === 'error').map((p: { message: string }) => p.message).join('\n')).toContain(message);
   });
   it('a peer over this host\'s underlay is an error on that host', async () => {
-    const { store, out, deps } = setup();
+    const { store, out, deps } = statusFixture();
     store.putRaw(`${PFX}10.7.51.0-24`, value('10.65.154.51', '02:00:00:00:00:51'));
     const kernel = new MemoryKernel();
     kernel.addInterface({ index: 2, name: 'eth0', mtu: 1500, up: true, addresses: [{ ip: parseIPv4('10.65.154.12'), prefixLen: 24, scope: 0 }] });
     kernel.setDefaultRoute(2);
     kernel.addHostRoute({ dst: { ip: parseIPv4('10.7.51.0'), prefixLen: 24 }, table: 254, protocol: 4, scope: 0, type: 1, devices: [2] });
-    expect(await runStatus(options(['--json']), { ...deps, kernel: async () => kernel }, never)).toBe(1);
+    expect(await runStatus(statusOptions(['--json']), { ...deps, kernel: async () => kernel }, never)).toBe(1);
     const doc = JSON.parse(out.join(''));
     expect(doc.problems).toContainEqual({ severity: 'error', kind: 'underlay', subnets: ['10.7.51.0/24'], publicIPs: ['10.65.154.51'], message: 'peers on this host do not program lease 10.7.51.0/24: subnet 10.7.51.0/24 overlaps route 10.7.51.0/24 dev eth0, which flanneld-ts did not make' });
   });
