@@ -21,8 +21,8 @@ export interface MemoryPeak {
   readonly externalMB: number | undefined;
 }
 
-/** Samples until `stop` is called; /proc every `procMs`, /metrics every `metricsMs`. */
-export function sampleMemory(pid: number, metrics: () => Promise<string>, procMs = 20, metricsMs = 200): { stop: () => Promise<MemoryPeak> } {
+/** Samples until `stop` is called; /proc every `procMs`, /metrics (when given) every `metricsMs`. */
+export function sampleMemory(pid: number, metrics: (() => Promise<string>) | undefined, procMs = 20, metricsMs = 200): { stop: () => Promise<MemoryPeak> } {
   let best = { anonKb: 0, fileKb: 0 };
   let heap: { total: number; used: number; external: number } | undefined;
   let heapAtBest = heap;
@@ -39,7 +39,7 @@ export function sampleMemory(pid: number, metrics: () => Promise<string>, procMs
     }
   };
   const readMetrics = (): void => {
-    if (metricsBusy) return;
+    if (metricsBusy || !metrics) return;
     metricsBusy = true;
     metrics()
       .then((text) => {

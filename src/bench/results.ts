@@ -45,6 +45,8 @@ export interface SizeResult {
     readonly afterStormMB: number;
     /** The storm's sampled peak split into anonymous and file-backed RSS, with V8's heap then. */
     readonly stormPeak?: MemoryPeak;
+    /** The same for the pass phase (external changes, each answered by listing passes). */
+    readonly passPeak?: MemoryPeak;
     /** D1 at the end of all its phases (storm, joins, idle, full passes, churn). */
     readonly firstDaemonPeakMB: number;
     /** D2 after its cold start. */

@@ -193,12 +193,16 @@ export async function runSize(opts: SizeOptions): Promise<SizeResult> {
 
     // 5. One full pass, measured.
     const idleRate = idle ? (idle.selfCpuMs + idle.childCpuMs) / idle.seconds : 0;
+    // /proc only: polling /metrics would add its own CPU to the pass cost measured here.
+    const passMemory = has('pass') ? sampleMemory(pid1, undefined) : undefined;
     const fullPass = has('pass')
       ? await phase('pass', pid1, () => measurePassCost({ agent: etcd, metricsUrl, pid: pid1, netns: host.netns, peers, triggers: PASS_TRIGGERS, idleCpuMsPerS: idleRate }))
       : undefined;
+    const passPeak = await passMemory?.stop();
     if (fullPass) {
       check(`after ${PASS_TRIGGERS} external route deletions`, await verifyDevice(host.netns, peers), checks);
       say(`[${n}] full pass: ${fullPass.cpuMsPerPass} ms CPU, ${fullPass.wallMsPerPass} ms wall (${fullPass.passes} passes for ${fullPass.triggers} external changes)`);
+      if (passPeak) say(`[${n}] pass-phase memory at its sampled peak: RSS ${passPeak.rssMB} MB = anon ${passPeak.anonMB} + file ${passPeak.fileMB}; V8 heap ${passPeak.heapUsedMB ?? '?'} used of ${passPeak.heapTotalMB ?? '?'} MB, external ${passPeak.externalMB ?? '?'} MB`);
     }
 
     // 6. Churn.
@@ -285,7 +289,7 @@ export async function runSize(opts: SizeOptions): Promise<SizeResult> {
       peers: n,
       daemon: { periodicPassS: defaults.resyncMs / 1000, iptablesCheckS: defaults.iptablesResyncMs / 1000 },
       storm: { ms: round1(stormMs), etcdWriteMs: round1(written.doneMs - written.sentMs), etcdTxns },
-      rss: { afterStormMB, stormPeak, firstDaemonPeakMB, ...(coldStartPeakMB !== undefined && { coldStartPeakMB }), peakMB: Math.max(firstDaemonPeakMB, coldStartPeakMB ?? 0) },
+      rss: { afterStormMB, stormPeak, ...(passPeak && { passPeak }), firstDaemonPeakMB, ...(coldStartPeakMB !== undefined && { coldStartPeakMB }), peakMB: Math.max(firstDaemonPeakMB, coldStartPeakMB ?? 0) },
       cpuByPhaseMs,
       ...(limit && { limit }),
       ...(coldStart && { coldStart }),
