@@ -6,6 +6,7 @@
  * planning the logged peers alone.
  */
 import { describe, expect, it } from 'vitest';
+import { rng } from '../helpers/rng';
 import { parseNetworkConfig } from '../../src/config';
 import { Lease } from '../../src/lease/lease';
 import { LeaseChange } from '../../src/lease/lease-view';
@@ -21,16 +22,6 @@ const config = parseNetworkConfig('{"Network":"10.7.0.0/16","EnableIPv6":true,"I
 const SELF_IP = 0x0a419a0b;
 const self4 = { subnet: parseCidr('10.7.5.0/24'), publicIP: SELF_IP, vtepMAC: '02:aa:00:00:00:01' };
 const self6 = { subnet: parseCidr6('fc00:0:0:5::/64'), publicIP: 0xfd00n << 112n | 0xbn, vtepMAC: '02:aa:00:00:00:06' };
-
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hex = (n: number): string => n.toString(16).padStart(2, '0');
 

@@ -4,6 +4,7 @@
  * peers that changed; and desiredState's LeaseMemo must not change its answer.
  */
 import { describe, expect, it } from 'vitest';
+import { rng } from '../helpers/rng';
 import { parseNetworkConfig } from '../../src/config';
 import { Lease } from '../../src/lease/lease';
 import { parseCidr } from '../../src/net/ipv4';
@@ -15,17 +16,6 @@ import { PlannedOperation, describeEntry, planChanges, planChangesSince } from '
 
 const config = parseNetworkConfig('{"Network":"10.7.0.0/16","Backend":{"Type":"vxlan"}}');
 const self = { subnet: parseCidr('10.7.5.0/24'), publicIP: 0x0a419a0b };
-
-/** A deterministic generator (mulberry32), so a failure replays. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Few MACs and public IPs, so that MAC conflicts (one FDB entry claimed by two leases) happen often.
 function randomLease(r: () => number, revision: number): Lease {
