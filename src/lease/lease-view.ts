@@ -99,10 +99,6 @@ export class LeaseView {
     return this.records.get(key);
   }
 
-  all(): LeaseRecord[] {
-    return [...this.records.values()];
-  }
-
   leases(): Lease[] {
     const out: Lease[] = [];
     for (const r of this.records.values()) if (r.kind === 'lease') out.push(r.lease);

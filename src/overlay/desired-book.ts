@@ -20,11 +20,10 @@
  * sequences of changes.
  */
 import { NetworkConfig } from '../config';
-import { IpAddr, formatAnyCidr, formatIp } from '../net/family';
+import { AddressFamily, IPV4, IpAddr, formatAnyCidr, formatIp } from '../net/family';
 import { Lease } from '../lease/lease';
 import { LeaseChange } from '../lease/lease-view';
-import { AddressFamily, IPV4 } from '../net/family';
-import { DesiredState, LeaseHalf, LeaseMemo, LeaseVerdict, PeerEntries, PeerMode, SelfInfo, leaseHalf, olderFirst, peerEntries, peerSkipReason } from './desired';
+import { DesiredState, LeaseHalf, LeaseMemo, LeaseVerdict, PeerEntries, PeerMode, SelfInfo, compareCidr, leaseHalf, olderFirst, peerEntries, peerSkipReason } from './desired';
 
 /** What every lease's verdict depends on besides the lease: a change of any of these rebuilds the book. */
 export interface BookInputs {
@@ -65,11 +64,6 @@ interface Slot {
   decided?: boolean;
 }
 
-function cmpCidr(a: LeaseHalf['subnet'], b: LeaseHalf['subnet']): number {
-  if (a.ip !== b.ip) return a.ip < b.ip ? -1 : 1;
-  return a.prefixLen - b.prefixLen;
-}
-
 export class DesiredBook implements LoggedDesiredState {
   readonly peers = new Map<string, PeerEntries>();
   private inputs: BookInputs;
@@ -101,7 +95,7 @@ export class DesiredBook implements LoggedDesiredState {
         const reason = slot.reason ?? slot.lost;
         if (reason !== undefined && reason !== 'own lease') out.push({ slot, reason });
       }
-      out.sort((a, b) => cmpCidr(a.slot.half.subnet, b.slot.half.subnet) || (a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0));
+      out.sort((a, b) => compareCidr(a.slot.half.subnet, b.slot.half.subnet) || (a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0));
       this.skippedCache = out.map(({ slot, reason }) => ({ subnet: slot.verdict.subnet, reason }));
     }
     return this.skippedCache;
@@ -130,7 +124,7 @@ export class DesiredBook implements LoggedDesiredState {
       if (slot) added.push(slot);
     }
     // Peers enter the map in subnet order (a fresh book lists them sorted).
-    added.sort((a, b) => cmpCidr(a.half.subnet, b.half.subnet));
+    added.sort((a, b) => compareCidr(a.half.subnet, b.half.subnet));
     const owners = this.settle(added);
     for (const slot of added) {
       const entries = owners.get(slot);
@@ -168,10 +162,10 @@ export class DesiredBook implements LoggedDesiredState {
     for (const slot of settled.keys()) subnets.add(slot.verdict.subnet);
     for (const subnet of subnets) {
       let owner: { slot: Slot; entries: PeerEntries } | undefined;
-      for (const slot of all(this.bySubnet.get(subnet))) {
+      each(this.bySubnet.get(subnet), (slot) => {
         const entries = settled.has(slot) ? settled.get(slot) : this.ownsNow(slot) ? this.entriesOf(slot) : undefined;
         if (entries) owner ??= { slot, entries };
-      }
+      });
       this.setPeer(subnet, owner?.entries, owner?.slot);
     }
   }
@@ -180,9 +174,9 @@ export class DesiredBook implements LoggedDesiredState {
   recheckModes(): void {
     if (!this.inputs.modeOf) return;
     for (const [subnet, entries] of this.peers) {
-      for (const slot of all(this.bySubnet.get(subnet))) {
+      each(this.bySubnet.get(subnet), (slot) => {
         if (slot.verdict.entries === entries) this.setPeer(subnet, this.entriesOf(slot), slot);
-      }
+      });
     }
   }
 
@@ -259,14 +253,14 @@ export class DesiredBook implements LoggedDesiredState {
 
   // The other eligible slots claiming this slot's MAC or subnet.
   private eachRival(slot: Slot, fn: (other: Slot) => void): void {
-    for (const other of all(this.byMac.get(slot.half.vtepMAC as string))) if (other !== slot) fn(other);
-    for (const other of all(this.bySubnet.get(slot.verdict.subnet))) if (other !== slot && other.eligible) fn(other);
+    each(this.byMac.get(slot.half.vtepMAC as string), (other) => other !== slot && fn(other));
+    each(this.bySubnet.get(slot.verdict.subnet), (other) => other !== slot && other.eligible && fn(other));
   }
 
   private hasRival(slot: Slot): boolean {
     if (this.byMac.get(slot.half.vtepMAC as string) !== slot) return true;
     const same = this.bySubnet.get(slot.verdict.subnet);
-    return same !== slot && all(same).some((other) => other !== slot && other.eligible);
+    return Array.isArray(same) && same.some((other) => other !== slot && other.eligible);
   }
 
   // The eligible slots linked to `start` through shared claims (`start` included).
@@ -330,10 +324,11 @@ export class DesiredBook implements LoggedDesiredState {
 /** One value, or an array of several (objects only: an array value is always the several). */
 type OneOrMore<V extends object> = V | V[];
 
-const NONE: readonly never[] = [];
-
-function all<V extends object>(v: OneOrMore<V> | undefined): readonly V[] {
-  return v === undefined ? NONE : Array.isArray(v) ? v : [v];
+// Calls `fn` for each value, without an array for the single one (the usual case, in loops over 5,000 peers).
+function each<V extends object>(v: OneOrMore<V> | undefined, fn: (value: V) => unknown): void {
+  if (v === undefined) return;
+  if (Array.isArray(v)) for (const x of v) fn(x);
+  else fn(v);
 }
 
 function addOne<K, V extends object>(map: Map<K, OneOrMore<V>>, key: K, value: V): void {

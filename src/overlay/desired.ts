@@ -73,7 +73,8 @@ export function halfSubnetText(lease: Lease, family: AddressFamily = IPV4): stri
   return formatAnyCidr(leaseHalf(lease, family)?.subnet ?? lease.subnet);
 }
 
-function compareCidr(a: AnyCidr, b: AnyCidr): number {
+/** Subnet order: by address, then prefix length (either family, not mixed). */
+export function compareCidr(a: AnyCidr, b: AnyCidr): number {
   if (a.ip !== b.ip) return a.ip < b.ip ? -1 : 1;
   return a.prefixLen - b.prefixLen;
 }
