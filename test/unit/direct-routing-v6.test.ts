@@ -14,7 +14,7 @@ import { MemoryLeaseStore } from '../../src/lease/memory-store';
 import { IPV6, IpAddr } from '../../src/net/family';
 import { parseIPv4 } from '../../src/net/ipv4';
 import { Cidr6, parseCidr6, parseIPv6 } from '../../src/net/ipv6';
-import { LeaseHalf } from '../../src/overlay/desired';
+import { DesiredState, LeaseHalf } from '../../src/overlay/desired';
 import { desiredState } from '../../src/overlay/desired-book';
 import { DirectDecisions, hostFingerprint, isDirectRoute } from '../../src/overlay/direct-routing';
 import { planChanges } from '../../src/overlay/plan';
@@ -25,6 +25,11 @@ import { startMemoryDaemon } from '../helpers/memory-daemon';
 const ip6 = parseIPv6;
 const words = (plan: ReturnType<typeof planChanges>): string[] => plan.map((o) => `${o.op} ${describeEntry(o.entry)} (${o.reason})`);
 
+
+/** The kernel entries that would hold exactly this desired state. */
+function kernelOf(state: DesiredState): Entry[] {
+  return [...state.peers.values()].flatMap((p) => [p.neighbor, p.fdb, p.route].filter((e): e is Entry => e !== undefined));
+}
 describe('the route lookup for a PublicIPv6 (`ip -6 route get`)', () => {
   it('sends what iproute2 sends: AF_INET6, /128, RTA_DST of 16 bytes', () => {
     // strace -e trace=sendmsg -xx ip -6 route get 2001:db8:154::12
@@ -114,7 +119,7 @@ describe('the IPv6 direct route as a peer entry', () => {
 
   it('vxlan → direct for IPv6: the route is replaced in place, then the neighbour and FDB entry go', () => {
     const vxlan = desiredState(self, [p12, p13], config, undefined, IPV6);
-    const before = [...vxlan.peers.values()].flatMap((p) => [p.neighbor, p.fdb, p.route].filter((e): e is Entry => e !== undefined));
+    const before = kernelOf(vxlan);
     expect(words(planChanges(desired, before))).toEqual([
       'replace route fc00:0:0:c::/64 via 2001:db8:154::12 proto 152 (missing)',
       'delete fdb 02:00:00:00:06:0c dst 2001:db8:154::12 (peer is direct)',
@@ -124,7 +129,7 @@ describe('the IPv6 direct route as a peer entry', () => {
 
   it('direct → vxlan for IPv6: neighbour and FDB first, then the direct route goes just before the onlink route (the kernel refuses the replace over it)', () => {
     const vxlan = desiredState(self, [p12, p13], config, undefined, IPV6);
-    const now = [...desired.peers.values()].flatMap((p) => [p.neighbor, p.fdb, p.route].filter((e): e is Entry => e !== undefined));
+    const now = kernelOf(desired);
     expect(words(planChanges(vxlan, now))).toEqual([
       'replace neighbor fc00:0:0:c:: lladdr 02:00:00:00:06:0c (missing)',
       'replace fdb 02:00:00:00:06:0c dst 2001:db8:154::12 (missing)',
