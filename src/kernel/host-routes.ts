@@ -4,13 +4,13 @@
  * function of the bytes of one RTM_NEWROUTE; the dump itself goes through the
  * socket NetlinkKernel owns.
  */
-import { RtNetlinkSocket } from 'netlink';
 import { Cidr6, ipv6FromBytes } from '../net/ipv6';
 import { HostRoute } from './kernel';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
 const RTM_GETROUTE = 26;
+const RTM_NEWROUTE = 24;
 const NLM_F_DUMP = 0x300;
 const RTMSG_LEN = 12;
 const RTA_DST = 1;
@@ -20,7 +20,11 @@ const RTA_MULTIPATH = 9;
 const RTA_TABLE = 15;
 // struct rtnexthop { u16 len; u8 flags; u8 hops; s32 ifindex; } then its attributes.
 const RTNEXTHOP_LEN = 8;
-const REQUEST_TIMEOUT_MS = 10_000;
+
+/** Where the dump runs: `RtnlTransport.dump`, each message decoded as it arrives. */
+export interface RouteDumper {
+  dump(type: number, flags: number, body: Buffer, onMessage: (type: number, body: Buffer) => void): Promise<void>;
+}
 
 /**
  * One IPv4 route message body (struct rtmsg + attributes) as a HostRoute, or
@@ -75,20 +79,32 @@ function decodeAnyHostRoute(data: Buffer, family: number, exceptDevice: number |
     : { dst: { ip: dst >>> 0, prefixLen }, ...rest, gateway: gateway as number | undefined };
 }
 
-async function dump(socket: RtNetlinkSocket, family: number): Promise<Buffer[]> {
+function dumpRequest(family: number): Buffer {
   const request = Buffer.alloc(RTMSG_LEN);
   request[0] = family;
-  const [messages] = await socket.socket.request(RTM_GETROUTE, request, { flags: NLM_F_DUMP, timeout: REQUEST_TIMEOUT_MS, localPort: 0 });
-  return messages.flatMap((m) => (m.type === 24 ? [m.data] : []));
+  return request;
 }
 
-/** Dumps every IPv4 route of every table on `socket`, but those only on `exceptDevice`. */
-export async function dumpHostRoutes(socket: RtNetlinkSocket, exceptDevice?: number): Promise<HostRoute[]> {
-  return (await dump(socket, AF_INET)).flatMap((d) => decodeHostRoute(d, exceptDevice) ?? []);
+/** Dumps every IPv4 route of every table, but those only on `exceptDevice`. */
+export async function dumpHostRoutes(dumper: RouteDumper, exceptDevice?: number): Promise<HostRoute[]> {
+  const out: HostRoute[] = [];
+  await dumper.dump(RTM_GETROUTE, NLM_F_DUMP, dumpRequest(AF_INET), (type, data) => {
+    const r = type === RTM_NEWROUTE ? decodeHostRoute(data, exceptDevice) : undefined;
+    if (r) out.push(r);
+  });
+  return out;
 }
 
-/** Dumps every IPv6 route of every table on `socket`, but those only on `exceptDevice`; a kernel without IPv6 has none. */
-export async function dumpHostRoutes6(socket: RtNetlinkSocket, exceptDevice?: number): Promise<HostRoute<Cidr6>[]> {
-  const messages = await dump(socket, AF_INET6).catch(() => []);
-  return messages.flatMap((d) => decodeHostRoute6(d, exceptDevice) ?? []);
+/** Dumps every IPv6 route of every table, but those only on `exceptDevice`; a kernel without IPv6 has none. */
+export async function dumpHostRoutes6(dumper: RouteDumper, exceptDevice?: number): Promise<HostRoute<Cidr6>[]> {
+  const out: HostRoute<Cidr6>[] = [];
+  try {
+    await dumper.dump(RTM_GETROUTE, NLM_F_DUMP, dumpRequest(AF_INET6), (type, data) => {
+      const r = type === RTM_NEWROUTE ? decodeHostRoute6(data, exceptDevice) : undefined;
+      if (r) out.push(r);
+    });
+  } catch {
+    return [];
+  }
+  return out;
 }

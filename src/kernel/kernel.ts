@@ -202,8 +202,11 @@ export interface Kernel {
    * Routes (main table, IPv4, oif = index, not proto kernel), IPv4 neighbours and
    * FDB entries (AF_BRIDGE with a dst) on the device, and our direct routes (main
    * table, proto RTPROT_FLANNELD_TS, any device; `direct: true`): one route dump serves both.
+   * Each entry is passed through `canonical` as it is read: the reconciler hands in
+   * its index of the last listing, which answers an equal entry with the object it
+   * already holds, so a listing of an unchanged device keeps nothing new alive.
    */
-  listEntries(index: number): Promise<Entry[]>;
+  listEntries(index: number, canonical?: (entry: Entry) => Entry): Promise<Entry[]>;
   /**
    * Applies the operations on the device, in order of the array for entries that
    * depend on each other (callers put neighbour and FDB before route), pipelined

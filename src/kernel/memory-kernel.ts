@@ -297,10 +297,11 @@ export class MemoryKernel implements Kernel {
     this.changed();
   }
 
-  async listEntries(index: number): Promise<Entry[]> {
+  async listEntries(index: number, canonical?: (entry: Entry) => Entry): Promise<Entry[]> {
     const link = this.links.get(index);
     if (!link) return [];
-    return [...link.routes.values(), ...this.direct.values(), ...link.neighbors.values(), ...link.fdb.values()];
+    const all = [...link.routes.values(), ...this.direct.values(), ...link.neighbors.values(), ...link.fdb.values()];
+    return canonical ? all.map(canonical) : all;
   }
 
   /** Applies in array order, one at a time (trivially within the ordering rules). */

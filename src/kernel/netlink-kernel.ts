@@ -6,12 +6,11 @@
  * `ip monitor` child process (`kernel-watch.ts` says why: an overflowing socket
  * of the package aborts the process; `change-watch.ts` wires it to listeners).
  * Public calls are serialised: a dump must not overlap other requests on its
- * socket (the package groups multipart replies per socket, and the kernel runs
- * one dump per socket at a time). Within
- * `apply`, requests are pipelined with at most MAX_IN_FLIGHT outstanding: the
- * same overflow on the request socket (too many acks at once) would abort too.
- * Measured: 300 requests in flight on a default 208 KiB receive buffer abort;
- * 200 do not.
+ * socket (the kernel runs one dump per socket at a time). Within `apply`,
+ * requests are pipelined with at most MAX_IN_FLIGHT outstanding, so their acks
+ * always fit the receive buffer (with the package's layer, 300 in flight on a
+ * default 208 KiB buffer overflowed and aborted the process; our transport
+ * fails the pending requests instead, which the reconciler retries).
  *
  * The watch keeps listening while we change things: `change-filter.ts` tells our
  * own notifications from someone else's, so an outside change made during one
@@ -20,9 +19,10 @@
  *
  * Route, neighbour and FDB messages — the thousands of requests of a storm and
  * the dumps of every reconcile pass — are built and read by hand in
- * `rtnl-codec.ts` and sent through the package's request layer; links and
- * addresses, a handful per pass, keep the package's typed calls. The order and
- * window of an apply are `apply-order.ts`.
+ * `rtnl-codec.ts` and go over a second socket with our own request layer
+ * (`rtnl-transport.ts`: no objects per received message, a dump decoded as it
+ * arrives); links and addresses, a handful per pass, keep the package's typed
+ * calls on the first. The order and window of an apply are `apply-order.ts`.
  */
 import { createRtNetlink, RtNetlinkSocket } from 'netlink';
 import { AnyCidr, IpAddr, formatIp, ipToBytes, isCidr6 } from '../net/family';
@@ -67,6 +67,7 @@ import {
   RTN_UNICAST,
 } from './rtnl-codec';
 import { dumpHostRoutes, dumpHostRoutes6 } from './host-routes';
+import { RtnlTransport } from './rtnl-transport';
 import type { HostNetwork } from './kernel';
 import type { DefaultRoute, RouteLookup } from './interfaces';
 import { readAddressFlags, readAddresses6, readDefaultRoute } from './route-lookup';
@@ -86,6 +87,8 @@ export type NetlinkKernelOptions = ChangeWatchOptions;
 
 export class NetlinkKernel implements Kernel, RouteReader {
   private readonly socket: RtNetlinkSocket;
+  /** Our own request layer for applies and dumps (rtnl-transport.ts says why). */
+  private readonly transport: RtnlTransport;
   /** The watch's listeners and child; its filter knows the devices we manage and the changes we make. */
   private readonly changes: ChangeWatch;
   private tail: Promise<unknown> = Promise.resolve();
@@ -96,6 +99,7 @@ export class NetlinkKernel implements Kernel, RouteReader {
     this.socket = createRtNetlink({ recvBufferSize: REQUEST_RCVBUF, sendBufferSize: 0 });
     // An unheard 'error' event would throw inside the package's native callback.
     this.socket.socket.on('error', () => undefined);
+    this.transport = new RtnlTransport({ recvBufferSize: REQUEST_RCVBUF, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
   /** `ip -4 addr` */
@@ -172,24 +176,24 @@ export class NetlinkKernel implements Kernel, RouteReader {
     });
   }
 
-  /** `ip route show table main dev <dev>` + `ip neigh show dev <dev>` + `bridge fdb show dev <dev>` */
-  listEntries(index: number): Promise<Entry[]> {
+  /** `ip route show table main dev <dev>` + `ip neigh show dev <dev>` + `bridge fdb show dev <dev>`, each entry through `canonical` as it is decoded. */
+  listEntries(index: number, canonical?: (entry: Entry) => Entry): Promise<Entry[]> {
     return this.exclusive(`list entries of ifindex ${index}`, async () => {
       await this.manage(index);
       this.changes.listed();
       const out: Entry[] = [];
       // Both families: flannel.<VNI> holds IPv4 entries, flannel-v6.<VNI> IPv6 ones; anything on our device is ours.
       for (const family of [AF_INET, AF_INET6]) {
-        for (const m of await this.dump(RTM_GETROUTE, routeDumpRequest(family))) {
-          const e = m.type === RTM_NEWROUTE ? decodeRoute(m.data, index) : undefined;
-          if (e) out.push(e);
-        }
+        await this.transport.dump(RTM_GETROUTE, NLM_F_DUMP, routeDumpRequest(family), (type, data) => {
+          const e = type === RTM_NEWROUTE ? decodeRoute(data, index) : undefined;
+          if (e) out.push(canonical ? canonical(e) : e);
+        });
       }
       for (const request of [neighborDumpRequest(index, AF_INET), neighborDumpRequest(index, AF_INET6), fdbDumpRequest(index)]) {
-        for (const m of await this.dump(RTM_GETNEIGH, request)) {
-          const e = m.type === RTM_NEWNEIGH ? decodeNeighbor(m.data, index) : undefined;
-          if (e) out.push(e);
-        }
+        await this.transport.dump(RTM_GETNEIGH, NLM_F_DUMP, request, (type, data) => {
+          const e = type === RTM_NEWNEIGH ? decodeNeighbor(data, index) : undefined;
+          if (e) out.push(canonical ? canonical(e) : e);
+        });
       }
       return out;
     });
@@ -251,22 +255,17 @@ export class NetlinkKernel implements Kernel, RouteReader {
     this.closed = true;
     this.changes.close();
     this.socket.socket.close();
+    this.transport.close();
   }
 
   // One line of the batch: `ip neigh replace|del`, `bridge fdb replace|del` or `ip route replace|del`.
   private send(index: number, operation: Operation): Promise<unknown> {
     const { type, flags, body } = encodeOperation(index, operation);
-    const request = this.socket.socket.request(type, body, opts(flags));
+    const request = this.transport.request(type, flags, body);
     if (operation.op === 'replace') return request;
     // Deleting what is already gone is success.
     const gone = operation.entry.kind === 'route' ? ['ESRCH', 'ENOENT', 'ENODEV'] : ['ENOENT', 'ENODEV'];
     return ignoring(gone, () => request);
-  }
-
-  // A dump on the request socket, as raw messages (type and body) for the decoders above.
-  private async dump(type: number, body: Buffer): Promise<Array<{ type: number; data: Buffer }>> {
-    const [messages] = await this.socket.socket.request(type, body, opts(NLM_F_DUMP));
-    return messages;
   }
 
   // `ip link show dev <index>`, for the device's name in messages; never fails.
@@ -328,8 +327,8 @@ export class NetlinkKernel implements Kernel, RouteReader {
     const listed = await this.listInterfaces();
     const addrs6 = await this.listAddresses6();
     const interfaces = listed.map((i) => ({ ...i, addresses6: addrs6.get(i.index) ?? [] }));
-    const routes = await this.exclusive('list host routes', () => dumpHostRoutes(this.socket, exceptDevice));
-    const routes6 = await this.exclusive('list IPv6 host routes', () => dumpHostRoutes6(this.socket, exceptDevice));
+    const routes = await this.exclusive('list host routes', () => dumpHostRoutes(this.transport, exceptDevice));
+    const routes6 = await this.exclusive('list IPv6 host routes', () => dumpHostRoutes6(this.transport, exceptDevice));
     return { interfaces, routes, routes6 };
   }
 

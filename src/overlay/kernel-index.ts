@@ -72,6 +72,71 @@ export class KernelIndex {
     }
   }
 
+  /**
+   * The entry held here that equals `e` (same key, gateway, onlink and kind of
+   * route; same MAC and permanence of a neighbour; same remote and permanence of
+   * an FDB entry), or `e` itself when there is none. A listing passed through this
+   * returns the index's own objects for every entry that did not change.
+   */
+  canonical(e: Entry): Entry {
+    if (e.kind === 'route') {
+      const have = (e.direct ? this.direct : this.routes).get(cidrKey(e.dst));
+      return have && have.gateway === e.gateway && have.onlink === e.onlink ? have : e;
+    }
+    if (e.kind === 'neighbor') {
+      const have = this.neighbors.get(e.ip);
+      return have && have.mac === e.mac && have.permanent === e.permanent ? have : e;
+    }
+    const list = this.fdb.get(e.mac);
+    return list?.find((f) => f.dst === e.dst && f.permanent === e.permanent) ?? e;
+  }
+
+  /**
+   * True when `listed` is exactly what this index holds: every entry the very
+   * object held at its key (`canonical` returns them), each once, and as many as
+   * it holds. The reconciler then keeps what it knows to match. (Each once: two routes to one
+   * destination with different metrics both come back as the held object, and
+   * must not stand in for a held route that is gone.)
+   */
+  holdsExactly(listed: readonly Entry[]): boolean {
+    let size = this.routes.size + this.direct.size + this.neighbors.size;
+    for (const list of this.fdb.values()) size += list.length;
+    if (listed.length !== size) return false;
+    const seen = new Set<Entry>();
+    for (const e of listed) {
+      if (seen.has(e) || !this.holds(e)) return false;
+      seen.add(e);
+    }
+    return true;
+  }
+
+  /**
+   * Makes this index hold exactly `listed` (a listing read through `canonical`),
+   * in place: what is no longer listed goes, what is new comes in, the rest and
+   * the maps stay. Returns false when it already held exactly that.
+   */
+  adopt(listed: readonly Entry[]): boolean {
+    if (this.holdsExactly(listed)) return false;
+    const keep = new Set(listed);
+    for (const map of [this.routes, this.direct, this.neighbors] as Array<Map<unknown, Entry>>) {
+      for (const [key, e] of map) if (!keep.has(e)) map.delete(key);
+    }
+    for (const [mac, list] of this.fdb) {
+      const rest = list.filter((f) => keep.has(f));
+      if (rest.length === 0) this.fdb.delete(mac);
+      else if (rest.length !== list.length) this.fdb.set(mac, rest);
+    }
+    for (const e of listed) if (!this.holds(e)) this.put(e);
+    return true;
+  }
+
+  // True when `e` is the very object held at its key.
+  private holds(e: Entry): boolean {
+    if (e.kind === 'route') return (e.direct ? this.direct : this.routes).get(cidrKey(e.dst)) === e;
+    if (e.kind === 'neighbor') return this.neighbors.get(e.ip) === e;
+    return this.fdb.get(e.mac)?.includes(e) === true;
+  }
+
   private put(e: Entry): void {
     if (e.kind === 'route') (e.direct ? this.direct : this.routes).set(cidrKey(e.dst), e);
     else if (e.kind === 'neighbor') this.neighbors.set(e.ip, e);

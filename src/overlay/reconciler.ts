@@ -109,6 +109,8 @@ export class Reconciler {
   private dirty = true;
   /** The next pass must list the device instead of trusting `known`. */
   private fullNeeded = true;
+  /** The periodic pass plans every peer, even when the listing matches what is known. */
+  private planAll = false;
   private known: KernelIndex | undefined;
   /**
    * The desired state `known` matched after the last pass that applied everything
@@ -210,13 +212,19 @@ export class Reconciler {
     if (!this.deps.desired(this.host)) return { planned: 0, failed: 0, peers: 0, durationMs: 0, applied: {}, repairs: 0, generation };
     // Cleared before reading, so a notification that arrives meanwhile asks for another listing.
     const full = this.fullNeeded || !this.known || !this.knownDevice;
+    const planAll = this.planAll;
     this.fullNeeded = false;
+    this.planAll = false;
     let device = this.knownDevice;
     let known = this.known;
     if (full || !device || !known) {
       device = await this.deps.ensureDevice();
       const family = (this.deps.family ?? IPV4).family;
-      known = KernelIndex.of((await this.deps.kernel.listEntries(device.index)).filter((e) => isEntryOfFamily(e, family)));
+      // Read through the last index, which then takes the listing in place; a device that did not change keeps what it is known to match.
+      const prior = this.known && this.knownDevice?.index === device.index ? this.known : undefined;
+      const listed = (await this.deps.kernel.listEntries(device.index, prior && ((e) => prior.canonical(e)))).filter((e) => isEntryOfFamily(e, family));
+      const unchanged = prior !== undefined && !prior.adopt(listed);
+      known = prior ?? KernelIndex.of(listed);
       // Read once per listing pass: peers are checked against the host's own addresses and routes
       // (every listing: route changes on other devices are not notified, kernel/change-filter.ts).
       const network = await this.deps.kernel.readHostNetwork(device.index);
@@ -224,7 +232,7 @@ export class Reconciler {
       if (!this.host || this.host.overlayIndex !== device.index || !isDeepStrictEqual(this.host.network, network)) this.host = { network, overlayIndex: device.index };
       this.knownDevice = device;
       this.known = known;
-      this.knownMatches = undefined;
+      if (!unchanged || planAll) this.knownMatches = undefined;
     }
     if (this.deps.prepare && this.host) {
       await this.deps.prepare(this.host);
@@ -315,8 +323,8 @@ export class Reconciler {
       this.wake = undefined;
       ticker.abort();
       signal.removeEventListener('abort', onAbort);
-      // Woken by the tick rather than by a change: look at the kernel itself.
-      if (!this.dirty) this.fullNeeded = true;
+      // Woken by the tick rather than by a change: look at the kernel itself, and plan every peer.
+      if (!this.dirty) this.fullNeeded = this.planAll = true;
     }
     // Wait for a quiet moment, so that a storm of lease events becomes one pass.
     const { coalesceMs } = this.deps;

@@ -53,17 +53,34 @@ export interface DaemonStartOptions {
   readonly subnetFile?: string;
   /**
    * More Node flags (e.g. --cpu-prof, which NODE_OPTIONS refuses): the daemon then
-   * runs as `node <the shebang's flags> <these> BIN …`.
+   * runs as `node <the shebang's flags> <these> BIN …`, with the shebang's
+   * environment assignments (MALLOC_ARENA_MAX) set as the shebang sets them.
    */
   readonly nodeFlags?: readonly string[];
 }
 
-/** The Node flags on BIN's shebang line (`#!/usr/bin/env -S node --flag …`): what ships. */
-export function shippedNodeFlags(): string[] {
+// The words of BIN's shebang line and where `node` is among them.
+function shebang(): { words: string[]; node: number } {
   const first = readFileSync(BIN, 'utf8').split('\n')[0] ?? '';
-  const words = first.replace(/^#!\s*/, '').split(/\s+/);
-  const node = words.findIndex((w) => w === 'node' || w.endsWith('/node'));
-  return node < 0 ? [] : words.slice(node + 1).filter((w) => w !== '');
+  const words = first.replace(/^#!\s*/, '').split(/\s+/).filter((w) => w !== '');
+  return { words, node: words.findIndex((w) => w === 'node' || w.endsWith('/node')) };
+}
+
+/** The Node flags on BIN's shebang line (`#!/usr/bin/env -S VAR=x node --flag …`): what ships. */
+export function shippedNodeFlags(): string[] {
+  const { words, node } = shebang();
+  return node < 0 ? [] : words.slice(node + 1);
+}
+
+/** The environment assignments before `node` on BIN's shebang line (`MALLOC_ARENA_MAX=2`). */
+export function shippedNodeEnv(): Record<string, string> {
+  const { words, node } = shebang();
+  const out: Record<string, string> = {};
+  for (const w of words.slice(0, Math.max(0, node))) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(w);
+    if (m) out[m[1] as string] = m[2] as string;
+  }
+  return out;
 }
 
 export interface HostKernel {
@@ -115,7 +132,8 @@ export async function createScene(opts: { hosts: number | readonly string[]; pre
       const argv = ['--etcd-endpoints', endpoint, '--iface', 'eth0', '--subnet-file', subnetFile, ...extraArgs];
       const program: string[] = opts.nodeFlags ? [process.execPath, ...shippedNodeFlags(), ...opts.nodeFlags, BIN] : [BIN];
       const [cmd, cmdArgs] = opts.umask ? ['sh', ['-c', `umask ${opts.umask} && exec "$0" "$@"`, ...program, ...argv]] : [program[0] as string, [...program.slice(1), ...argv]];
-      const child = cluster.spawn(host.netns, cmd as string, cmdArgs as string[], { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env && { env: { ...process.env, ...opts.env } }) });
+      const env = opts.nodeFlags ? { ...process.env, ...shippedNodeEnv(), ...opts.env } : opts.env && { ...process.env, ...opts.env };
+      const child = cluster.spawn(host.netns, cmd as string, cmdArgs as string[], { stdio: ['ignore', 'pipe', 'pipe'], ...(env && { env }) });
       child.stdout?.pipe(out, { end: false });
       child.stderr?.pipe(out, { end: false });
       const exited = new Promise<number>((res) => child.once('exit', (code) => res(code ?? -1)));
