@@ -60,7 +60,8 @@ export class NfTablesGeneration implements RulesetGeneration {
   async read(): Promise<number | undefined> {
     try {
       this.socket ??= createNetlink(NETLINK_NETFILTER);
-      const [messages] = await this.socket.request(NFT_GETGEN_TYPE, nftGetGenRequest(), { timeout: REQUEST_TIMEOUT_MS });
+      // Port 0 in the header: without it the package asks the socket for its address (a getsockname) on every request.
+      const [messages] = await this.socket.request(NFT_GETGEN_TYPE, nftGetGenRequest(), { timeout: REQUEST_TIMEOUT_MS, localPort: 0 });
       const reply = messages.find((m) => m.type === NFT_NEWGEN_TYPE);
       const gen = reply && decodeNftGeneration(reply.data);
       if (gen === undefined) throw new Error('the reply held no generation');

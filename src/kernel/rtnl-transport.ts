@@ -15,9 +15,13 @@
  * they were sent).
  *
  * Failures reject with a `NetlinkRequestError` whose `code` is the errno name
- * (what `netlink-errors.ts` reads). A receive error such as ENOBUFS means replies
- * were lost, which ones unknown: every pending request fails with it at once
- * instead of waiting for its timeout, and a late reply to one is ignored.
+ * (what `netlink-errors.ts` reads). A failed receive the package reports means
+ * replies may be lost, which ones unknown: every pending request fails with it
+ * at once instead of waiting for its timeout, and a late reply to one is
+ * ignored. (An overflow that the kernel signals through poll instead aborts
+ * inside the package, README "Why the watch is a child process"; the socket
+ * joins no groups, and NetlinkKernel keeps at most 64 requests in flight, whose
+ * acknowledgements fit its 1 MiB receive buffer many times over.)
  */
 import { RawNetlinkSocket } from 'netlink';
 import { getSystemErrorName } from 'node:util';
