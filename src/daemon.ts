@@ -2,10 +2,13 @@
  * The composition root of the daemon: start-up order (contract §10) and
  * cancellation. Config (retry) → external interface → device → lease → /32
  * address, link up → subnet.env → peers listed and watched → reconciled → ready
- * → renewal. Everything it talks to comes in through DaemonDeps.
+ * → renewal. Everything it talks to comes in through DaemonDeps. The config
+ * step is host-config.ts, the renewal and everything else about our lease once
+ * held lease/own-lease-keeper.ts.
  */
 import { DaemonOptions } from './cli';
-import { NetworkConfig, VXLAN_OVERHEAD, parseNetworkConfig } from './config';
+import { NetworkConfig, VXLAN_OVERHEAD } from './config';
+import { waitForHostConfig } from './host-config';
 import { FirewallBackends, keepFirewall, startFirewall } from './firewall/firewall-keeper';
 import { Firewall, FirewallTarget } from './firewall/firewall';
 import { NfTablesGeneration } from './firewall/nft-generation';
@@ -14,13 +17,13 @@ import { IptablesFirewall } from './iptables';
 import { BlackholeRoutes, IprouteBlackholeRoutes, keepBlackholeRoute } from './kernel/blackhole-route';
 import { SYSCTL_ROOT, checkBrNetfilter } from './kernel/sysctl';
 import { DaemonObserver } from './metrics';
-import { chooseExternalInterface, readInterfaceFacts } from './kernel/interfaces';
 import { Kernel, VxlanSpec } from './kernel/kernel';
-import { configKey, leaseAt, leaseName, subnetKey } from './lease/codec';
-import { OwnLease, acquireLease, isOwnRecord, renewAt } from './lease/lease-manager';
+import { leaseName } from './lease/codec';
+import { OwnLease, acquireLease } from './lease/lease-manager';
+import { OwnLeaseKeeper } from './lease/own-lease-keeper';
 import { LeaseView } from './lease/lease-view';
-import { ReputSchedule, wouldWipeFlanneldPeers } from './lease/reput';
-import { CompactedError, LeaseEvent, LeaseStore } from './lease/store';
+import { wouldWipeFlanneldPeers } from './lease/reput';
+import { CompactedError, LeaseStore } from './lease/store';
 import { Cidr, formatCidr, formatIPv4 } from './net/ipv4';
 import { Cidr6, formatCidr6, formatIPv6 } from './net/ipv6';
 import { AddressFamily, AnyCidr, IPV4, IPV6, IpAddr } from './net/family';
@@ -28,10 +31,9 @@ import { randomMac } from './net/mac';
 import { PassResult } from './overlay/reconciler';
 import { FamilyOverlay } from './overlay/family-overlay';
 import { familyPool } from './overlay/desired';
-import { networkProblem } from './overlay/underlay';
 import { ensureSubnetFile, readPreviousSubnets } from './subnet-file';
 import { Clock } from './util/clock';
-import { ConfigError, errorMessage } from './util/errors';
+import { errorMessage } from './util/errors';
 import { Logger } from './util/log';
 import { retryTransient } from './util/retry';
 
@@ -70,14 +72,16 @@ export interface DaemonStatus {
   readonly kernelInSync: boolean;
 }
 
-const CONFIG_POLL_MS = 1000;
+/** After a failed re-list of the leases (a fatal error), before the watch is tried again. */
+const RELIST_PAUSE_MS = 1000;
 /** Outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 const VXLAN6_HEADROOM = 70;
 
 export class Daemon {
   private phase: DaemonStatus['phase'] = 'starting';
   private config!: NetworkConfig;
-  private own!: OwnLease;
+  /** Our lease once acquired: renewal, re-puts and re-acquiring (lease/own-lease-keeper.ts). */
+  private lease: OwnLeaseKeeper | undefined;
   private publicIP = 0;
   /** FLANNEL_MTU, and flannel.<VNI>'s MTU. */
   private mtu = 0;
@@ -86,14 +90,10 @@ export class Daemon {
   private readonly view: LeaseView;
   /** One per enabled family: IPv4 (flannel.<VNI>) first, then IPv6 (flannel-v6.<VNI>). */
   private overlays: FamilyOverlay[] = [];
-  /** Why our lease needs re-acquiring, and the store revision that said so (none for a failed renewal). */
-  private lost: { reason: string; revision: bigint | undefined } | undefined;
   /** Bumped whenever the desired state may change; lets the reconciler tell drift from news. */
   private generation = 0;
   /** Generation and arrival time of the oldest lease event not yet in the kernel. */
   private pendingEvent: { generation: number; at: number } | undefined;
-  private wakeLeaseLoop: (() => void) | undefined;
-  private reput: ReputSchedule | undefined;
   private readonly log: Logger;
 
   constructor(private readonly opts: DaemonOptions, private readonly deps: DaemonDeps) {
@@ -104,9 +104,9 @@ export class Daemon {
   status(): DaemonStatus {
     return {
       phase: this.phase,
-      ...(this.own && { subnet: leaseName(this.own), publicIP: this.config.enableIPv4 ? formatIPv4(this.publicIP) : formatIPv6(this.publicIPv6 ?? 0n), vtepMAC: this.overlay(IPV4)?.mac ?? this.overlay(IPV6)?.mac ?? '' }),
+      ...(this.lease && { subnet: leaseName(this.lease.own), publicIP: this.config.enableIPv4 ? formatIPv4(this.publicIP) : formatIPv6(this.publicIPv6 ?? 0n), vtepMAC: this.overlay(IPV4)?.mac ?? this.overlay(IPV6)?.mac ?? '' }),
       peers: this.peerCount(),
-      leaseHeld: this.own !== undefined && this.lost === undefined,
+      leaseHeld: this.lease?.held ?? false,
       kernelInSync: this.overlays.length > 0 && this.overlays.every((o) => o.reconciler?.synced ?? false),
     };
   }
@@ -116,7 +116,11 @@ export class Daemon {
     const { store, kernel, clock, rand, log } = this.deps;
     const retry = <T>(what: string, fn: () => Promise<T>): Promise<T> => retryTransient(fn, { what, log, clock, rand, signal });
     try {
-      const { config, ext } = await this.waitForConfig(signal);
+      const { config, ext } = await waitForHostConfig(
+        { store, kernel, clock, rand, log, etcdAddresses: this.deps.etcdAddresses ?? [] },
+        { prefix: this.opts.etcd.prefix, allowWideNetwork: this.opts.allowWideNetwork, ifaceCanReach: this.opts.ifaceCanReach, choice: { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, publicIP: this.opts.publicIP, publicIPv6: this.opts.publicIPv6 } },
+        signal,
+      );
       this.config = config;
       const sysctlRoot = this.deps.sysctlRoot ?? SYSCTL_ROOT;
       // Contract §16: flanneld checks this after the config and before choosing the interface.
@@ -162,7 +166,8 @@ export class Daemon {
 
       const previous = await readPreviousSubnets(this.opts.subnetFile);
       try {
-        this.own = await retry('acquire a subnet lease', () => this.acquire(previous.subnet, previous.subnet6));
+        const own = await retry('acquire a subnet lease', () => this.acquire(previous.subnet, previous.subnet6));
+        this.lease = this.makeLeaseKeeper(own);
       } catch (err) {
         // No partial state: a device we created for a lease we could not get goes again.
         if (!signal.aborted) {
@@ -193,7 +198,8 @@ export class Daemon {
       const snapshot = await retry('list leases', () => store.list());
       this.view.reset(snapshot.records);
       this.leasesChanged();
-      this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
+      const lease = this.lease as OwnLeaseKeeper;
+      lease.checkRecord(snapshot.records.find((r) => r.key === lease.key()), snapshot.revision);
       const reconcilers = this.overlays.map((o) => o.makeReconciler());
       const background = [...reconcilers.map((r) => r.run(signal)), this.watchLoop(snapshot.revision + 1n, signal)];
       // nf_tables' ruleset generation is one counter for every family's tables: the shortcut holds for ip6tables-nft and `ip6 flannel-ipv6` too.
@@ -201,15 +207,15 @@ export class Daemon {
       if (this.opts.ipBlackholeRoute) {
         // One blackhole per enabled family: the own subnet and the own IPv6 subnet (contract §16).
         for (const o of this.overlays) {
-          const own = (): AnyCidr => o.ownSubnet() ?? this.own.subnet;
+          const own = (): AnyCidr => o.ownSubnet() ?? lease.own.subnet;
           background.push(keepBlackholeRoute(this.deps.blackholes ?? new IprouteBlackholeRoutes(), own, this.opts.iptablesResyncMs, clock, log.child({ component: 'blackhole' }), signal));
         }
       }
       for (const r of reconcilers) await r.waitSynced(signal);
       this.phase = 'ready';
-      log.info({ subnet: formatCidr(this.own.subnet), ...(this.own.subnet6 && { subnet6: formatCidr6(this.own.subnet6) }), peers: this.peerCount() }, 'ready: lease held, subnet file written, peers programmed');
+      log.info({ subnet: formatCidr(lease.own.subnet), ...(lease.own.subnet6 && { subnet6: formatCidr6(lease.own.subnet6) }), peers: this.peerCount() }, 'ready: lease held, subnet file written, peers programmed');
       this.deps.onReady?.(this.status());
-      await this.leaseLoop(signal);
+      await lease.run(signal);
       await Promise.all(background);
     } catch (err) {
       // Once stopping, whatever the in-flight call threw is moot.
@@ -256,9 +262,10 @@ export class Daemon {
       rand,
       sysctlRoot: this.deps.sysctlRoot ?? SYSCTL_ROOT,
       own: () => {
-        if (!this.own) return undefined;
-        if (family === IPV6) return this.own.subnet6 && this.publicIPv6 !== undefined ? { subnet: this.own.subnet6, publicIP: this.publicIPv6 } : undefined;
-        return { subnet: this.own.subnet, publicIP: this.publicIP };
+        const own = this.lease?.own;
+        if (!own) return undefined;
+        if (family === IPV6) return own.subnet6 && this.publicIPv6 !== undefined ? { subnet: own.subnet6, publicIP: this.publicIPv6 } : undefined;
+        return { subnet: own.subnet, publicIP: this.publicIP };
       },
       leases: () => this.view.leases(),
       leaseChanges: this.view,
@@ -278,10 +285,6 @@ export class Daemon {
     for (const o of this.overlays) o.reconciler?.markDirty(full);
   }
 
-  private ownKey(): string {
-    return subnetKey(this.opts.etcd.prefix, this.own.subnet, this.own.subnet6);
-  }
-
   private acquire(previous: Cidr | undefined, previous6: Cidr6 | undefined): Promise<OwnLease> {
     return acquireLease({
       store: this.deps.store,
@@ -296,69 +299,47 @@ export class Daemon {
     });
   }
 
+  private makeLeaseKeeper(own: OwnLease): OwnLeaseKeeper {
+    const { store, clock, rand, log, observer } = this.deps;
+    return new OwnLeaseKeeper(
+      {
+        store,
+        clock,
+        rand,
+        log,
+        observer,
+        prefix: this.opts.etcd.prefix,
+        ttlSeconds: this.opts.leaseTTLSeconds,
+        renewMarginMinutes: this.opts.renewMarginMinutes,
+        reputIntervalMs: this.opts.reputIntervalMs,
+        ipv4: this.config.enableIPv4,
+        acquire: (previous, previous6) => this.acquire(previous, previous6),
+        leaseCount: () => this.view.leases().length,
+        subnetChanged: async () => {
+          await this.ensureDevices();
+          await this.writeSubnetFile();
+        },
+        reacquired: () => {
+          this.generation++;
+          this.markAllDirty(true);
+        },
+      },
+      own,
+    );
+  }
+
   /** Creates or repairs flannel.N and flannel-v6.N with our MACs, addresses and link state. */
   private async ensureDevices(): Promise<void> {
     for (const o of this.overlays) await o.ensureDevice();
   }
 
   private async writeSubnetFile(): Promise<void> {
+    const own = (this.lease as OwnLeaseKeeper).own;
     const v4 = this.config.enableIPv4;
-    const ipv6 = this.config.ipv6 && this.own.subnet6 ? { network: this.config.ipv6.network, subnet: this.own.subnet6 } : undefined;
+    const ipv6 = this.config.ipv6 && own.subnet6 ? { network: this.config.ipv6.network, subnet: own.subnet6 } : undefined;
     // FLANNEL_MTU is (Backend.MTU or the interface's) - 50 whatever the families (contract §11).
-    const written = await ensureSubnetFile(this.opts.subnetFile, { network: v4 ? this.config.network : undefined, subnet: v4 ? this.own.subnet : undefined, ipv6, mtu: this.mtu, ipMasq: this.opts.ipMasq });
+    const written = await ensureSubnetFile(this.opts.subnetFile, { network: v4 ? this.config.network : undefined, subnet: v4 ? own.subnet : undefined, ipv6, mtu: this.mtu, ipMasq: this.opts.ipMasq });
     if (written) this.log.info({ file: this.opts.subnetFile }, `wrote ${this.opts.subnetFile}`);
-  }
-
-  /**
-   * The config, checked against this host too: a Network containing the public
-   * IP, an address of the external interface or an etcd endpoint would route the
-   * underlay into the overlay, so it is treated like an invalid config.
-   */
-  private async checkedConfig(text: string): Promise<{ config: NetworkConfig; ext: ReturnType<typeof chooseExternalInterface> }> {
-    const config = parseNetworkConfig(text, { allowWideNetwork: this.opts.allowWideNetwork });
-    const { kernel } = this.deps;
-    const host = await readInterfaceFacts(kernel, this.opts.ifaceCanReach, config.enableIPv6);
-    const ext = chooseExternalInterface(
-      host.ifaces,
-      host.defaultRoute,
-      { iface: this.opts.iface, ifaceRegex: this.opts.ifaceRegex, canReach: host.canReach, publicIP: this.opts.publicIP, publicIPv6: this.opts.publicIPv6 },
-      { ipv4: config.enableIPv4, ipv6: config.enableIPv6, defaultRoute6: host.defaultRoute6 },
-    );
-    // An IPv6-only config has no IPv4 pool (its network is 0.0.0.0/0, flannel's zero value).
-    const etcdAddresses = this.deps.etcdAddresses ?? [];
-    const problem = config.enableIPv4 ? networkProblem(config.network, { publicIP: ext.publicIP, iface: ext.iface, etcdAddresses }) : undefined;
-    if (problem !== undefined) throw new ConfigError('Network', problem);
-    const problem6 = config.ipv6 && ext.publicIPv6 !== undefined ? networkProblem(config.ipv6.network, { publicIP: ext.publicIPv6, iface: ext.iface, etcdAddresses }) : undefined;
-    if (problem6 !== undefined) throw new ConfigError('IPv6Network', problem6);
-    if (config.backend.mtu === 0 && ext.iface.mtu - VXLAN_OVERHEAD < 68) {
-      throw new ConfigError('Backend.MTU', `the MTU of ${ext.iface.name} (${ext.iface.mtu}) leaves less than 68 for flannel.${config.backend.vni}; set Backend.MTU`);
-    }
-    return { config, ext };
-  }
-
-  private async waitForConfig(signal: AbortSignal): Promise<{ config: NetworkConfig; ext: ReturnType<typeof chooseExternalInterface> }> {
-    const { store, clock, rand, log } = this.deps;
-    const key = configKey(this.opts.etcd.prefix);
-    let lastProblem = '';
-    for (;;) {
-      const text = await retryTransient(() => store.getConfig(), { what: `read network config ${key}`, log, clock, rand, signal });
-      let problem: string;
-      if (text === undefined) {
-        problem = `network config ${key} not found in etcd; waiting for it (checking every second)`;
-      } else {
-        try {
-          const checked = await this.checkedConfig(text);
-          if (lastProblem !== '') log.info({ key }, `network config ${key} is now valid`);
-          return checked;
-        } catch (err) {
-          if (!(err instanceof ConfigError)) throw err;
-          problem = `${err.message} (at ${key}); waiting for a corrected config`;
-        }
-      }
-      if (problem !== lastProblem) log.error({ key }, problem);
-      lastProblem = problem;
-      await clock.sleep(CONFIG_POLL_MS, signal);
-    }
   }
 
   private async watchLoop(fromRevision: bigint, signal: AbortSignal): Promise<void> {
@@ -370,9 +351,9 @@ export class Daemon {
           onEvents: (events) => {
             const last = events[events.length - 1];
             if (last) revision = last.revision + 1n;
-            if (wouldWipeFlanneldPeers(events)) this.triggerReput('an event flanneld peers cannot decode');
+            if (wouldWipeFlanneldPeers(events)) this.lease?.triggerReput('an event flanneld peers cannot decode');
             const changed = this.view.apply(events);
-            this.onOwnEvents(events);
+            this.lease?.onEvents(events);
             // A re-put of an unchanged value (ours or a peer's) means nothing for the kernel.
             if (changed === 0) return;
             this.pendingEvent ??= { generation: this.generation + 1, at: clock.now() };
@@ -383,7 +364,7 @@ export class Daemon {
           onReconnected: () => {
             log.info('etcd watch re-established');
             this.deps.observer?.etcdReconnected();
-            this.triggerReput('reconnected to etcd');
+            this.lease?.triggerReput('reconnected to etcd');
           },
         }, signal);
       } catch (err) {
@@ -397,149 +378,17 @@ export class Daemon {
           this.deps.observer?.watchResynced();
           revision = snapshot.revision + 1n;
           log.info({ changed }, `resynced leases: ${changed} changed`);
-          this.checkOwnRecord(snapshot.records.find((r) => r.key === this.ownKey()), snapshot.revision);
+          const lease = this.lease as OwnLeaseKeeper;
+          lease.checkRecord(snapshot.records.find((r) => r.key === lease.key()), snapshot.revision);
           this.markAllDirty();
-          this.triggerReput('re-listed leases after the watch broke');
+          lease.triggerReput('re-listed leases after the watch broke');
         } catch (listErr) {
           if (signal.aborted) return;
           // Only fatal errors get here (retryTransient retries the rest): keep serving what we have.
           log.error({ err: errorMessage(listErr) }, `failed to re-list leases: ${errorMessage(listErr)}`);
-          await clock.sleep(CONFIG_POLL_MS, signal).catch(() => undefined);
+          await clock.sleep(RELIST_PAUSE_MS, signal).catch(() => undefined);
         }
       }
     }
-  }
-
-  private onOwnEvents(events: readonly LeaseEvent[]): void {
-    const key = this.ownKey();
-    for (const ev of events) {
-      if (ev.type === 'delete' && ev.key === key) this.markLost(`lease ${leaseName(this.own)} was deleted from etcd`, ev.revision);
-      else if (ev.type === 'put' && ev.record.key === key) this.checkOwnRecord(ev.record, ev.revision);
-    }
-  }
-
-  /** `record`: our key as etcd held it at `revision` (undefined: absent). */
-  private checkOwnRecord(record: Parameters<typeof isOwnRecord>[0], revision: bigint): void {
-    if (record === undefined) this.markLost(`lease ${leaseName(this.own)} is gone from etcd`, revision);
-    else if (!isOwnRecord(record, this.own.value)) this.markLost(`lease ${leaseName(this.own)} now belongs to someone else`, revision);
-  }
-
-  /**
-   * What etcd said at or before the revision our holding is known from describes an
-   * earlier holding: a watch stream that comes back after an outage delivers the
-   * delete of a lease that expired meanwhile, possibly after the lease loop has
-   * already re-acquired it. Acting on it would re-acquire a lease we hold.
-   */
-  private isPast(revision: bigint | undefined): boolean {
-    return revision !== undefined && revision <= this.own.since;
-  }
-
-  /** A loss reported while re-acquiring, by news older than the new holding, is past. */
-  private forgetPastLoss(): void {
-    if (this.isPast(this.lost?.revision)) this.lost = undefined;
-  }
-
-  private markLost(reason: string, revision?: bigint): void {
-    if (this.isPast(revision)) return;
-    this.lost ??= { reason, revision };
-    this.wakeLeaseLoop?.();
-  }
-
-  /** Asks for a re-put of our value soon (spread over the cluster; see lease/reput.ts). */
-  private triggerReput(reason: string): void {
-    if (!this.reput) return;
-    const wasPending = this.reput.triggered;
-    this.reput.trigger(this.deps.clock.now(), this.view.leases().length);
-    if (!wasPending) this.log.debug({ reason, in: Math.max(0, this.reput.dueAt() - this.deps.clock.now()) }, `will write lease value again: ${reason}`);
-    this.wakeLeaseLoop?.();
-  }
-
-  /** Writes our unchanged value again (same etcd lease, only while the key holds it), so flanneld peers relearn us. */
-  private async reputOwn(): Promise<void> {
-    const { store, clock, log } = this.deps;
-    const schedule = this.reput as ReputSchedule;
-    const own = this.own;
-    const name = leaseName(own);
-    schedule.attempted(clock.now());
-    let ok: boolean;
-    try {
-      ok = await store.rewrite(leaseAt(own.subnet, own.subnet6), own.value, own.etcdLease);
-    } catch (err) {
-      schedule.failed(clock.now());
-      log.debug({ err: errorMessage(err), subnet: name }, `failed to write lease ${name} again; will retry`);
-      return;
-    }
-    this.deps.observer?.leaseRewritten(ok);
-    if (ok) log.debug({ subnet: name }, `wrote lease ${name} again`);
-    else if (this.own === own) this.markLost(`lease ${name} no longer holds this node's value`);
-  }
-
-  /** Renews our lease before it expires, re-puts its value, and re-acquires it when lost. Returns when `signal` aborts. */
-  private async leaseLoop(signal: AbortSignal): Promise<void> {
-    const { store, clock, rand, log } = this.deps;
-    const ttlMs = this.opts.leaseTTLSeconds * 1000;
-    const marginMs = this.opts.renewMarginMinutes * 60_000;
-    this.reput = new ReputSchedule(this.opts.reputIntervalMs, rand, clock.now());
-    const reput = this.reput;
-    while (!signal.aborted) {
-      const own = this.own;
-      const renewDue = own.expiresAt === undefined ? Infinity : renewAt(own.expiresAt, ttlMs, marginMs);
-      if (this.lost === undefined) {
-        const next = Math.min(renewDue, reput.dueAt());
-        await this.sleepUnlessWoken(Math.max(0, next - clock.now()), signal);
-        if (signal.aborted) return;
-      }
-      if (this.lost !== undefined) {
-        await this.reacquire(signal);
-        continue;
-      }
-      if (clock.now() >= reput.dueAt()) await this.reputOwn();
-      if (this.lost !== undefined || this.own.etcdLease === undefined || clock.now() < renewDue) continue;
-      const etcdLease = this.own.etcdLease;
-      const renewed = await retryTransient(() => store.renew(etcdLease), { what: `renew lease ${leaseName(this.own)}`, log, clock, rand, signal });
-      this.deps.observer?.leaseRenewed(renewed.ok);
-      if (renewed.ok) {
-        this.own = { ...this.own, expiresAt: renewed.expiresAt };
-        log.info({ subnet: leaseName(this.own), expiresAt: new Date(renewed.expiresAt).toISOString() }, `renewed lease ${leaseName(this.own)}`);
-      } else {
-        this.markLost(`lease ${leaseName(this.own)} expired before it could be renewed (${renewed.reason})`);
-      }
-    }
-  }
-
-  private async reacquire(signal: AbortSignal): Promise<void> {
-    const { clock, rand, log } = this.deps;
-    const old = this.own;
-    const oldName = leaseName(old);
-    const reason = this.lost?.reason;
-    log.warn({ subnet: oldName, reason }, `${reason}; re-acquiring`);
-    this.lost = undefined;
-    this.own = await retryTransient(() => this.acquire(this.config.enableIPv4 ? old.subnet : undefined, old.subnet6), { what: 'acquire a subnet lease', log, clock, rand, signal });
-    this.forgetPastLoss();
-    const name = leaseName(this.own);
-    if (name !== oldName) {
-      log.error({ oldSubnet: oldName, subnet: name }, `SUBNET CHANGED from ${oldName} to ${name}: ${oldName} was taken by another node; pods still on the old subnet have lost connectivity and must be recreated`);
-      await this.ensureDevices();
-      await this.writeSubnetFile();
-    } else {
-      log.info({ subnet: oldName }, `re-acquired lease ${oldName}`);
-    }
-    this.generation++;
-    this.markAllDirty(true);
-  }
-
-  private sleepUnlessWoken(ms: number, signal: AbortSignal): Promise<void> {
-    const ctl = new AbortController();
-    const onAbort = (): void => ctl.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    return new Promise<void>((resolve) => {
-      this.wakeLeaseLoop = resolve;
-      // setTimeout cannot take more than 2^31-1 ms; a reservation sleeps until woken.
-      this.deps.clock.sleep(Math.min(ms, 2 ** 31 - 1), ctl.signal).then(resolve, resolve);
-    }).finally(() => {
-      this.wakeLeaseLoop = undefined;
-      ctl.abort();
-      signal.removeEventListener('abort', onAbort);
-    });
   }
 }
