@@ -4,7 +4,7 @@
  * and peak RSS, and the route count of a network namespace (through
  * /proc/<pid>/net of a process inside it, so the bench itself never enters it).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
 /** CPU times of a process in clock ticks (`man 5 proc`, fields 14–17). */
@@ -77,6 +77,26 @@ export function readCpuMs(pid: number): number {
 
 export function readCpuTicks(pid: number): CpuTicks {
   return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/** The first field of /proc/<pid>/task/<tid>/schedstat: nanoseconds the task ran on a CPU (the scheduler's own account, not sampled at ticks). */
+export function parseSchedstatNs(text: string): number {
+  const first = text.trim().split(/\s+/)[0];
+  if (first === undefined || !/^\d+$/.test(first)) throw new Error(`unexpected schedstat: ${JSON.stringify(text.slice(0, 80))}`);
+  return Number(first);
+}
+
+/** CPU time of every thread of `pid`, in ns (threads that exit meanwhile drop out: only for windows where none do). */
+export function readThreadsCpuNs(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += parseSchedstatNs(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'));
+    } catch {
+      // The thread exited between the listing and the read.
+    }
+  }
+  return ns;
 }
 
 export function readPeakRssKb(pid: number): number {

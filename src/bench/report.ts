@@ -43,7 +43,7 @@ export function detailTable(sizes: readonly SizeResult[]): string {
       ms(r.warmRestartMs),
       r.joinRuns ? r.joinRuns.map((j) => ms(j.p99Ms)).join(' / ') : '–',
       r.leave ? `${ms(r.leave.medianMs)} / ${ms(r.leave.p99Ms)}` : '–',
-      r.idle ? `${Math.round(r.idle.selfCpuMs)} + ${Math.round(r.idle.childCpuMs)} ms in ${r.idle.seconds} s` : '–',
+      r.idle ? `${r.idle.selfCpuMs.toFixed(1)} + ${Math.round(r.idle.childCpuMs)} ms in ${r.idle.seconds} s` : '–',
       r.fullPass ? `${ms(r.fullPass.cpuMsPerPass)} CPU, ${ms(r.fullPass.wallMsPerPass)} wall` : '–',
       `${MB(r.rss.afterStormMB)} / ${MB(r.rss.coldStartPeakMB)} / ${MB(r.rss.firstDaemonPeakMB)}`,
       r.churn ? `${MB(r.churn.rssBeforeMB)} / ${MB(r.churn.rssPeakMB)} / ${MB(r.churn.rssAfterMB)} (heap ${MB(r.churn.heapUsedBeforeMB)} → ${MB(r.churn.heapUsedAfterMB)})` : '–',

@@ -7,8 +7,10 @@ import { Summary } from './stats';
 
 export interface IdleResult {
   readonly seconds: number;
-  /** The daemon's own utime + stime over the window. */
+  /** The daemon's own CPU time over the window: its threads' scheduler time (schedstat, ns precision). */
   readonly selfCpuMs: number;
+  /** The same from utime + stime, which come in 10 ms ticks charged to whoever runs at a tick (for comparison). */
+  readonly selfCpuTicksMs: number;
   /** CPU of the children it reaped meanwhile (its iptables checks). */
   readonly childCpuMs: number;
   /** (self + children) as a percentage of one core. */

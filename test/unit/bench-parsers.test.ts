@@ -6,7 +6,7 @@ import { expectedLines, parseDeviceDump, verifyDump } from '../../src/bench/kern
 import { diffCounts, isKeepAlive, parseGrpcCounter, total } from '../../src/bench/metrics';
 import { idleSecondsFor, parseBenchArgs, daemonOptionsFor } from '../../src/bench/options';
 import { BENCH_CONFIG, benchPeer, JOIN_BASE_INDEX, leaseItem, MAX_INDEX, peerIndexOf, peerRange } from '../../src/bench/peers';
-import { parseCpuLine, parseFibPrefixes, parseProcStat, parseRssKinds, parseVmHWM } from '../../src/bench/proc';
+import { parseCpuLine, parseFibPrefixes, parseProcStat, parseRssKinds, parseSchedstatNs, parseVmHWM, readThreadsCpuNs } from '../../src/bench/proc';
 import { parseNetworkConfig } from '../../src/config';
 import { decodeLease } from '../../src/lease/codec';
 import { formatCidr, parseCidr } from '../../src/net/ipv4';
@@ -56,6 +56,15 @@ describe('bench /proc and metrics parsers', () => {
     const stat = '4242 (node (flan) d) S 1 2 3 4 5 6 7 8 9 10 111 22 33 44 20 0 11 0 5 6 7';
     expect(parseProcStat(stat)).toEqual({ utime: 111, stime: 22, cutime: 33, cstime: 44 });
     expect(() => parseProcStat('garbage')).toThrow();
+  });
+
+  it('reads a thread\'s CPU nanoseconds from schedstat, and sums this process\'s threads', () => {
+    expect(parseSchedstatNs('2953125 0 1\n')).toBe(2953125);
+    expect(() => parseSchedstatNs('')).toThrow();
+    const before = readThreadsCpuNs(process.pid);
+    const until = Date.now() + 30;
+    while (Date.now() < until) Math.sqrt(Math.random());
+    expect(readThreadsCpuNs(process.pid) - before).toBeGreaterThanOrEqual(20e6);
   });
 
   it('reads VmHWM and the main trie prefix count', () => {

@@ -6,6 +6,7 @@ import { checkTargets } from '../../src/bench/targets';
 const idle = (over: Partial<IdleResult> = {}): IdleResult => ({
   seconds: 60,
   selfCpuMs: 30,
+  selfCpuTicksMs: 30,
   childCpuMs: 10,
   cpuPctOfCore: 0.067,
   etcdRequests: 0,
