@@ -6,12 +6,8 @@
  */
 import { Cidr6, ipv6FromBytes } from '../net/ipv6';
 import { HostRoute } from './kernel';
+import { AF_INET, AF_INET6, NLM_F_DUMP, RTM_GETROUTE, RTM_NEWROUTE, routeDumpRequest } from './rtnl-codec';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const RTM_GETROUTE = 26;
-const RTM_NEWROUTE = 24;
-const NLM_F_DUMP = 0x300;
 const RTMSG_LEN = 12;
 const RTA_DST = 1;
 const RTA_OIF = 4;
@@ -79,32 +75,22 @@ function decodeAnyHostRoute(data: Buffer, family: number, exceptDevice: number |
     : { dst: { ip: dst >>> 0, prefixLen }, ...rest, gateway: gateway as number | undefined };
 }
 
-function dumpRequest(family: number): Buffer {
-  const request = Buffer.alloc(RTMSG_LEN);
-  request[0] = family;
-  return request;
-}
-
-/** Dumps every IPv4 route of every table, but those only on `exceptDevice`. */
-export async function dumpHostRoutes(dumper: RouteDumper, exceptDevice?: number): Promise<HostRoute[]> {
-  const out: HostRoute[] = [];
-  await dumper.dump(RTM_GETROUTE, NLM_F_DUMP, dumpRequest(AF_INET), (type, data) => {
-    const r = type === RTM_NEWROUTE ? decodeHostRoute(data, exceptDevice) : undefined;
+// Every route of `family` in every table, each decoded as it arrives; `decode` drops those it does not want.
+async function dumpRoutes<R>(dumper: RouteDumper, family: number, decode: (data: Buffer) => R | undefined): Promise<R[]> {
+  const out: R[] = [];
+  await dumper.dump(RTM_GETROUTE, NLM_F_DUMP, routeDumpRequest(family), (type, data) => {
+    const r = type === RTM_NEWROUTE ? decode(data) : undefined;
     if (r) out.push(r);
   });
   return out;
 }
 
+/** Dumps every IPv4 route of every table, but those only on `exceptDevice`. */
+export function dumpHostRoutes(dumper: RouteDumper, exceptDevice?: number): Promise<HostRoute[]> {
+  return dumpRoutes(dumper, AF_INET, (d) => decodeHostRoute(d, exceptDevice));
+}
+
 /** Dumps every IPv6 route of every table, but those only on `exceptDevice`; a kernel without IPv6 has none. */
-export async function dumpHostRoutes6(dumper: RouteDumper, exceptDevice?: number): Promise<HostRoute<Cidr6>[]> {
-  const out: HostRoute<Cidr6>[] = [];
-  try {
-    await dumper.dump(RTM_GETROUTE, NLM_F_DUMP, dumpRequest(AF_INET6), (type, data) => {
-      const r = type === RTM_NEWROUTE ? decodeHostRoute6(data, exceptDevice) : undefined;
-      if (r) out.push(r);
-    });
-  } catch {
-    return [];
-  }
-  return out;
+export function dumpHostRoutes6(dumper: RouteDumper, exceptDevice?: number): Promise<HostRoute<Cidr6>[]> {
+  return dumpRoutes(dumper, AF_INET6, (d) => decodeHostRoute6(d, exceptDevice)).catch(() => []);
 }
